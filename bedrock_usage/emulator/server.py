@@ -1,0 +1,164 @@
+"""An AWS-faithful CloudWatch, STS and IAM on a real HTTP port, for tests, the demo
+and benchmarks. moto serves the protocols; `cloudwatch_api` gives CloudWatch AWS's
+semantics; IAM is enforced on every request, as on AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from moto import settings as moto_settings
+from moto.core.authorization import ActionAuthenticatorMixin
+from moto.iam.models import iam_backends
+from moto.moto_api._internal.models import moto_api_backend
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+from . import cloudwatch_api
+from .cloudwatch_api import STATE, CallLog
+
+# Errors such as AccessDenied are not in CloudWatch's service model (IAM raises them);
+# moto warns while serialising them, correctly. Request lines would drown test output.
+warnings.filterwarnings("ignore", message=r"Exception\(AwsError\)")
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+# The minimum policy from the integration guide, verbatim in effect.
+READ_ONLY_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": ["cloudwatch:GetMetricData", "cloudwatch:ListMetrics"],
+            "Resource": "*",
+        }
+    ],
+}
+
+
+@dataclass(frozen=True)
+class AccessKeyPair:
+    account_id: str
+    user_name: str
+    access_key_id: str
+    secret_access_key: str
+
+
+class Emulator:
+    """One emulator per process (moto's backends are process-wide).
+
+    >>> with Emulator() as aws:
+    ...     key = aws.create_reader("111122223333")
+    ...     aws.seed("111122223333", "us-east-1", "AWS/Bedrock", "Invocations", {}, ts, values)
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self.endpoint_url = ""
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> Emulator:
+        cloudwatch_api.install()
+        self.reset()
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def reset(self) -> None:
+        """Forget every account, key and data point; IAM enforcement on."""
+        moto_api_backend.reset()
+        STATE.store.clear()
+        STATE.log.reset()
+        STATE.throttle_next.clear()
+        STATE.page_limit = cloudwatch_api.MAX_DATAPOINTS_PER_RESPONSE
+        moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+        ActionAuthenticatorMixin.request_count = 0
+
+    @property
+    def log(self) -> CallLog:
+        return STATE.log
+
+    def set_page_limit(self, points: int) -> None:
+        """Answer GetMetricData with at most `points` a page, as AWS may."""
+        STATE.page_limit = points
+
+    def throttle(self, region: str, responses: int) -> None:
+        """Throttle the next `responses` CloudWatch requests in `region`."""
+        STATE.throttle_next[region] += responses
+
+    # IAM -----------------------------------------------------------------
+
+    def create_reader(
+        self, account_id: str, user_name: str = "bedrock-readonly", policy: dict | None = None
+    ) -> AccessKeyPair:
+        """An IAM user with `policy` (the guide's read-only policy by default) and a key."""
+        iam = self._iam(account_id)
+        if user_name not in iam.users:
+            iam.create_user(region_name="us-east-1", user_name=user_name)
+        self.put_policy(account_id, user_name, "bedrock-usage-read", policy or READ_ONLY_POLICY)
+        key = iam.create_access_key(user_name)
+        return AccessKeyPair(account_id, user_name, key.access_key_id, key.secret_access_key)
+
+    def put_policy(self, account_id: str, user_name: str, name: str, policy: dict) -> None:
+        self._iam(account_id).put_user_policy(user_name, name, json.dumps(policy))
+
+    def deny_region(self, key: AccessKeyPair, region: str) -> None:
+        """Withdraw CloudWatch in one region from the key's user, as an edited IAM policy
+        with an explicit Deny on `aws:RequestedRegion` would."""
+        self.put_policy(
+            key.account_id,
+            key.user_name,
+            f"deny-cloudwatch-{region}",
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Deny",
+                        "Action": "cloudwatch:*",
+                        "Resource": "*",
+                        "Condition": {"StringEquals": {"aws:RequestedRegion": region}},
+                    }
+                ],
+            },
+        )
+
+    def allow_region(self, key: AccessKeyPair, region: str) -> None:
+        self._iam(key.account_id).delete_user_policy(key.user_name, f"deny-cloudwatch-{region}")
+
+    def delete_access_key(self, key: AccessKeyPair) -> None:
+        self._iam(key.account_id).delete_access_key(key.access_key_id, key.user_name)
+
+    @staticmethod
+    def _iam(account_id: str):
+        return iam_backends[account_id]["aws"]
+
+    # Metric data -----------------------------------------------------------
+
+    def seed(
+        self,
+        account_id: str,
+        region: str,
+        namespace: str,
+        metric_name: str,
+        dimensions: dict[str, str] | None,
+        timestamps: list[datetime] | np.ndarray,
+        values: list[float] | np.ndarray,
+        counts: list[float] | np.ndarray | None = None,
+    ) -> None:
+        """Store history in bulk, of any age (PutMetricData over HTTP only takes two weeks,
+        as on AWS; AWS's own namespaces are published by AWS, so tests seed them here)."""
+        STATE.store.add_points(
+            account_id, region, namespace, metric_name, dimensions, timestamps, values, counts
+        )
