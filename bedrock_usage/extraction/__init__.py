@@ -1,0 +1,1 @@
+"""Reading Bedrock's usage metrics from CloudWatch with boto3."""

@@ -1,0 +1,32 @@
+"""The shipped catalog of Bedrock model ids (model_catalog.json beside this file).
+
+ListMetrics only sees metrics with data in the past two weeks, so a model that has been
+idle longer is invisible to it. When a region's total shows usage in older days that
+no known model accounts for, these ids are probed to find it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from importlib import resources
+
+
+@cache
+def _catalog() -> dict:
+    text = resources.files("bedrock_usage.extraction").joinpath("model_catalog.json").read_text()
+    return json.loads(text)
+
+
+def inference_profile_prefixes() -> tuple[str, ...]:
+    return tuple(_catalog()["inference_profile_prefixes"])
+
+
+def known_model_ids() -> list[str]:
+    """Foundation models, their geographic inference profiles, and any ids listed in
+    BEDROCK_USAGE_EXTRA_MODEL_IDS (comma-separated: custom or provisioned ARNs)."""
+    catalog = _catalog()
+    extra = [m.strip() for m in os.environ.get("BEDROCK_USAGE_EXTRA_MODEL_IDS", "").split(",")]
+    ids = catalog["foundation_models"] + catalog["inference_profiles"] + [m for m in extra if m]
+    return list(dict.fromkeys(ids))

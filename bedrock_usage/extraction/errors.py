@@ -1,0 +1,104 @@
+"""What went wrong in a region, in the words of the guide's troubleshooting table.
+
+Classified by error code and by HTTP status: a missing permission comes back as
+`AccessDenied` or `AccessDeniedException`, always with HTTP 403, while an invalid key
+also answers 403 but with its own code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+
+CREDENTIAL_CODES = {
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "InvalidAccessKeyId",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "RequestExpired",
+    "InvalidToken",
+}
+PERMISSION_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
+THROTTLING_CODES = {
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+}
+
+
+class FailureKind(StrEnum):
+    PERMISSION = "permission"
+    CREDENTIALS = "credentials"
+    THROTTLING = "throttling"
+    OTHER = "other"
+
+
+NEXT_ACTIONS = {
+    FailureKind.PERMISSION: (
+        "Check the read-only policy attached to the IAM user: it must allow "
+        "cloudwatch:GetMetricData and cloudwatch:ListMetrics in {region}, with no Deny or "
+        "region condition that excludes it."
+    ),
+    FailureKind.CREDENTIALS: (
+        "The access key was rejected (unknown, deleted, wrong secret or expired). Create a "
+        "new access key for the read-only IAM user and rotate it into this connection."
+    ),
+    FailureKind.THROTTLING: (
+        "CloudWatch kept throttling after retries. Sync again later, or raise the "
+        "GetMetricData rate quota (Service Quotas, code 'monitoring') for {region}."
+    ),
+    FailureKind.OTHER: (
+        "Check network access to the CloudWatch endpoint for {region} (proxy, CA bundle, "
+        "AWS_ENDPOINT_URL) and sync again."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class RegionFailure:
+    """One region that could not be read."""
+
+    region: str
+    kind: FailureKind
+    code: str
+    message: str
+
+    @property
+    def next_action(self) -> str:
+        return NEXT_ACTIONS[self.kind].format(region=self.region)
+
+    def describe(self) -> str:
+        return f"{self.region}: {self.code}: {self.message} Next: {self.next_action}"
+
+
+def classify(region: str, error: Exception) -> RegionFailure:
+    if isinstance(error, NoCredentialsError | PartialCredentialsError):
+        return RegionFailure(region, FailureKind.CREDENTIALS, type(error).__name__, str(error))
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        code = str(details.get("Code") or "Unknown")
+        message = str(details.get("Message") or error)
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in CREDENTIAL_CODES:
+            kind = FailureKind.CREDENTIALS
+        elif code in PERMISSION_CODES or status == 403:
+            kind = FailureKind.PERMISSION
+        elif code in THROTTLING_CODES or status == 429:
+            kind = FailureKind.THROTTLING
+        else:
+            kind = FailureKind.OTHER
+        return RegionFailure(region, kind, code, message)
+    if isinstance(error, BotoCoreError):
+        return RegionFailure(region, FailureKind.OTHER, type(error).__name__, str(error))
+    raise error

@@ -1,0 +1,215 @@
+"""Fetch one region's daily Bedrock metrics for a range of UTC days.
+
+Cost rules (GetMetricData is billed per metric requested and rate limited):
+- one call spans the whole range with Period=86400 from 00:00Z, so a day is a bucket;
+- a call carries at most 500 queries and a response at most 100,800 data points, so
+  series are packed `min(500, 100800 // days)` to a call: for S series over D days the
+  number of calls is the lower bound max(ceil(S/500), ceil(S*D/100800)) (up to
+  rounding once S*D runs into hundreds of pages);
+- NextToken and PartialData are followed to the end, and a (series, day) seen twice is
+  kept once, never added twice.
+
+Which series: exactly the `{ModelId}` dimension set per model, and the dimensionless
+region total (the double-count trap: other dimension sets repeat the same usage).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, timedelta
+
+import boto3
+import pandas as pd
+
+from ..days import DayRange, utc_today
+from . import catalog
+from .aws import cloudwatch_client
+from .errors import FailureKind, RegionFailure, classify
+from .metrics import NAMESPACE, PRESENCE_METRICS, USAGE_METRICS, Series, series_for
+
+MAX_QUERIES_PER_CALL = 500
+MAX_DATAPOINTS_PER_CALL = 100_800
+# ListMetrics only sees metrics that reported data in the past two weeks.
+LIST_METRICS_WINDOW_DAYS = 14
+
+DATAPOINT_COLUMNS = ["usage_date", "model_id", "metric_name", "statistic", "value"]
+
+
+@dataclass
+class RegionFetch:
+    """What one region answered: data points, or the reason it could not be read."""
+
+    region: str
+    day_range: DayRange
+    datapoints: pd.DataFrame
+    failure: RegionFailure | None = None
+    get_metric_data_calls: int = 0
+    list_metrics_calls: int = 0
+    metrics_requested: int = 0
+    models_listed: set[str] = field(default_factory=set)
+    models_found_in_catalog: set[str] = field(default_factory=set)
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+def queries_per_call(days: int) -> int:
+    """How many series fit one GetMetricData call without a second page."""
+    return max(1, min(MAX_QUERIES_PER_CALL, MAX_DATAPOINTS_PER_CALL // days))
+
+
+def lower_bound_calls(series: int, days: int) -> int:
+    """The fewest GetMetricData calls that can read `series` series over `days` days."""
+    if series == 0:
+        return 0
+    return max(-(-series // MAX_QUERIES_PER_CALL), -(-(series * days) // MAX_DATAPOINTS_PER_CALL))
+
+
+class _Reader:
+    """GetMetricData and ListMetrics for one region, counting every call."""
+
+    def __init__(self, client, day_range: DayRange) -> None:
+        self.client = client
+        self.day_range = day_range
+        self.get_metric_data_calls = 0
+        self.list_metrics_calls = 0
+        self.metrics_requested = 0
+
+    def list_models(self) -> set[str]:
+        """Model ids with a series of exactly {ModelId} (every page)."""
+        models: set[str] = set()
+        token = None
+        while True:
+            kwargs = {"Namespace": NAMESPACE}
+            if token:
+                kwargs["NextToken"] = token
+            page = self.client.list_metrics(**kwargs)
+            self.list_metrics_calls += 1
+            for metric in page.get("Metrics", []):
+                dimensions = metric.get("Dimensions") or []
+                if len(dimensions) == 1 and dimensions[0]["Name"] == "ModelId":
+                    models.add(dimensions[0]["Value"])
+            token = page.get("NextToken")
+            if not token:
+                return models
+
+    def read(self, series: list[Series]) -> dict[Series, dict[date, float]]:
+        values: dict[Series, dict[date, float]] = defaultdict(dict)
+        per_call = queries_per_call(self.day_range.days)
+        for offset in range(0, len(series), per_call):
+            chunk = series[offset : offset + per_call]
+            queries = [s.query(f"q{i}") for i, s in enumerate(chunk)]
+            token = None
+            while True:
+                kwargs = {
+                    "MetricDataQueries": queries,
+                    "StartTime": self.day_range.start,
+                    "EndTime": self.day_range.end,
+                    "ScanBy": "TimestampAscending",
+                    "MaxDatapoints": MAX_DATAPOINTS_PER_CALL,
+                }
+                if token:
+                    kwargs["NextToken"] = token
+                response = self.client.get_metric_data(**kwargs)
+                self.get_metric_data_calls += 1
+                self.metrics_requested += len(queries)
+                for result in response.get("MetricDataResults", []):
+                    if result.get("StatusCode") == "InternalError":
+                        raise CloudWatchInternalError(result.get("Id", ""))
+                    target = values[chunk[int(result["Id"][1:])]]
+                    for timestamp, value in zip(
+                        result.get("Timestamps", []), result.get("Values", []), strict=True
+                    ):
+                        target[timestamp.astimezone(UTC).date()] = value
+                token = response.get("NextToken")
+                if not token:
+                    break
+        return values
+
+
+class CloudWatchInternalError(Exception):
+    def __init__(self, query_id: str) -> None:
+        super().__init__(f"CloudWatch answered InternalError for query {query_id}")
+
+
+def fetch_region(
+    session: boto3.Session,
+    region: str,
+    day_range: DayRange,
+    known_model_ids: Iterable[str] = (),
+) -> RegionFetch:
+    """Every usage metric of every model in `region` for `day_range`, plus the region
+    total. `known_model_ids` are models seen before for this account and region (they
+    may be idle for longer than ListMetrics can see)."""
+    reader = _Reader(cloudwatch_client(session, region), day_range)
+    fetch = RegionFetch(region, day_range, _empty_datapoints())
+    try:
+        fetch.models_listed = reader.list_models()
+        models = sorted(fetch.models_listed | set(known_model_ids))
+        values = reader.read(series_for([None, *models]))
+        gap_days = _unattributed_days(values, models, day_range)
+        if gap_days:
+            probed = [m for m in catalog.known_model_ids() if m not in set(models)]
+            presence = reader.read(series_for(probed, PRESENCE_METRICS))
+            found = sorted({s.model_id for s, points in presence.items() if points})
+            values.update({s: p for s, p in presence.items() if s.model_id in found})
+            rest = [m for m in USAGE_METRICS if m not in PRESENCE_METRICS]
+            values.update(reader.read(series_for(found, rest)))
+            fetch.models_found_in_catalog = set(found)
+        fetch.datapoints = _to_frame(values)
+    except Exception as error:  # noqa: BLE001 - classified below, or re-raised
+        failure = (
+            RegionFailure(region, FailureKind.OTHER, "InternalError", str(error))
+            if isinstance(error, CloudWatchInternalError)
+            else classify(region, error)
+        )
+        fetch.failure = failure
+        fetch.datapoints = _empty_datapoints()
+    fetch.get_metric_data_calls = reader.get_metric_data_calls
+    fetch.list_metrics_calls = reader.list_metrics_calls
+    fetch.metrics_requested = reader.metrics_requested
+    return fetch
+
+
+def _unattributed_days(
+    values: dict[Series, dict[date, float]], models: list[str], day_range: DayRange
+) -> list[date]:
+    """Days older than the ListMetrics window where the region total exceeds the sum over
+    the known models: a model idle for over two weeks may hide there."""
+    window_start = utc_today() - timedelta(days=LIST_METRICS_WINDOW_DAYS - 1)
+    gaps = []
+    for metric in PRESENCE_METRICS:
+        total = values.get(Series(metric, None), {})
+        for day, total_value in total.items():
+            if day >= window_start:
+                continue
+            attributed = sum(values.get(Series(metric, m), {}).get(day, 0.0) for m in models)
+            if total_value > attributed:
+                gaps.append(day)
+    return sorted(set(gaps))
+
+
+def _to_frame(values: dict[Series, dict[date, float]]) -> pd.DataFrame:
+    rows = [
+        (day, s.model_id, s.metric.metric_name, s.metric.statistic, value)
+        for s, points in values.items()
+        for day, value in points.items()
+    ]
+    if not rows:
+        return _empty_datapoints()
+    return pd.DataFrame(rows, columns=DATAPOINT_COLUMNS)
+
+
+def _empty_datapoints() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "usage_date": pd.Series(dtype="object"),
+            "model_id": pd.Series(dtype="object"),
+            "metric_name": pd.Series(dtype="object"),
+            "statistic": pd.Series(dtype="object"),
+            "value": pd.Series(dtype="float64"),
+        }
+    )

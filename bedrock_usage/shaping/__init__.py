@@ -1,0 +1,1 @@
+"""Turning CloudWatch data points into the daily usage table's rows, with pandas."""

@@ -1,0 +1,111 @@
+"""From long CloudWatch data points to the wide daily usage frame.
+
+Grain: (usage_date, connection_id, account_id, region, model_id). Counts are exact
+integers: CloudWatch answers doubles, which hold integers exactly up to 2**53, so each
+value is rounded once and all arithmetic after that is int64.
+
+The region total (the dimensionless series) is never added to the models: where it
+exceeds the sum over the models for a metric and day, one `(unattributed)` row carries
+the difference, so the table sums to the region total. Where it is lower, nothing is
+written; the gap stays visible to the reconciliation check through the raw table.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from ..extraction.metrics import COUNT_COLUMNS, USAGE_METRICS
+from .model_ids import UNATTRIBUTED, describe_model_id
+
+TOTAL = "(region total)"
+GRAIN = ["usage_date", "connection_id", "account_id", "region", "model_id"]
+DERIVED = ["model_provider", "base_model_id", "inference_scope"]
+USAGE_COLUMNS = [
+    *GRAIN,
+    *DERIVED,
+    "input_tokens",
+    "output_tokens",
+    "invocations",
+    "cache_read_input_tokens",
+    "cache_write_input_tokens",
+    "client_errors",
+    "server_errors",
+    "throttles",
+    "latency_ms_sum",
+    "latency_samples",
+    "synced_at",
+]
+_COLUMN_OF = {(m.metric_name, m.statistic): m.column for m in USAGE_METRICS}
+_VALUE_COLUMNS = [m.column for m in USAGE_METRICS]
+
+
+def exact_counts(values: pd.Series | np.ndarray) -> np.ndarray:
+    """CloudWatch's doubles as int64, without drift up to 2**53."""
+    return np.rint(np.asarray(values, dtype=np.float64)).astype(np.int64)
+
+
+def wide_by_model(datapoints: pd.DataFrame) -> pd.DataFrame:
+    """One row per (usage_date, model_id) and a column per usage metric; the region total
+    is the row with model_id TOTAL."""
+    if datapoints.empty:
+        return pd.DataFrame(columns=["usage_date", "model_id", *_VALUE_COLUMNS])
+    frame = datapoints.assign(
+        column=[_COLUMN_OF[k] for k in zip(datapoints.metric_name, datapoints.statistic)],
+        model_id=datapoints.model_id.fillna(TOTAL),
+    )
+    wide = frame.pivot_table(
+        index=["usage_date", "model_id"], columns="column", values="value", aggfunc="first"
+    )
+    wide = wide.reindex(columns=_VALUE_COLUMNS).fillna(0.0).reset_index()
+    for column in COUNT_COLUMNS:
+        wide[column] = exact_counts(wide[column])
+    return wide
+
+
+def shape_daily_usage(
+    datapoints: pd.DataFrame,
+    connection_id: str,
+    account_id: str,
+    region: str,
+    synced_at: datetime,
+) -> pd.DataFrame:
+    """The rows of `bedrock_usage_daily` for one region's data points."""
+    wide = wide_by_model(datapoints)
+    is_total = wide.model_id == TOTAL
+    models, totals = wide[~is_total], wide[is_total].set_index("usage_date")
+    rows = pd.concat([models, _unattributed(models, totals)], ignore_index=True)
+    descriptions = [describe_model_id(m) for m in rows.model_id]
+    rows = rows.assign(
+        connection_id=connection_id,
+        account_id=account_id,
+        region=region,
+        model_provider=[d.model_provider for d in descriptions],
+        base_model_id=[d.base_model_id for d in descriptions],
+        inference_scope=[d.inference_scope for d in descriptions],
+        synced_at=pd.Timestamp(synced_at).tz_localize(None)
+        if pd.Timestamp(synced_at).tzinfo
+        else pd.Timestamp(synced_at),
+    )
+    rows = rows.reindex(columns=USAGE_COLUMNS)
+    for column in COUNT_COLUMNS:
+        rows[column] = rows[column].astype(np.int64)
+    rows["latency_ms_sum"] = rows["latency_ms_sum"].astype(np.float64)
+    return rows.sort_values(["usage_date", "model_id"], ignore_index=True)
+
+
+def _unattributed(models: pd.DataFrame, totals: pd.DataFrame) -> pd.DataFrame:
+    if totals.empty:
+        return models.iloc[0:0]
+    attributed = (
+        models.groupby("usage_date")[_VALUE_COLUMNS].sum().reindex(totals.index, fill_value=0)
+    )
+    gap = totals[_VALUE_COLUMNS] - attributed
+    for column in COUNT_COLUMNS:
+        gap[column] = gap[column].clip(lower=0).astype(np.int64)
+    # Latency only where the total has samples no model accounts for.
+    gap["latency_ms_sum"] = np.where(gap["latency_samples"] > 0, gap["latency_ms_sum"], 0.0)
+    gap = gap[(gap[list(COUNT_COLUMNS)] > 0).any(axis=1)]
+    return gap.reset_index().assign(model_id=UNATTRIBUTED)

@@ -1,0 +1,1 @@
+"""The analysts' DuckDB warehouse: schema, and replacing windows of usage."""

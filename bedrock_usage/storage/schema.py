@@ -1,0 +1,66 @@
+"""All DDL of the warehouse, as numbered migrations applied in order.
+
+A migration is never edited once released: add the next one. `schema_version` records
+which have run, so an older file is brought up to date when it is next written.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE bedrock_usage_daily (
+            usage_date DATE NOT NULL,
+            connection_id VARCHAR NOT NULL,
+            account_id VARCHAR NOT NULL,
+            region VARCHAR NOT NULL,
+            model_id VARCHAR NOT NULL,
+            model_provider VARCHAR NOT NULL,
+            base_model_id VARCHAR NOT NULL,
+            inference_scope VARCHAR NOT NULL,
+            input_tokens BIGINT NOT NULL,
+            output_tokens BIGINT NOT NULL,
+            invocations BIGINT NOT NULL,
+            cache_read_input_tokens BIGINT NOT NULL,
+            cache_write_input_tokens BIGINT NOT NULL,
+            client_errors BIGINT NOT NULL,
+            server_errors BIGINT NOT NULL,
+            throttles BIGINT NOT NULL,
+            latency_ms_sum DOUBLE NOT NULL,
+            latency_samples BIGINT NOT NULL,
+            synced_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (usage_date, connection_id, region, model_id)
+        );
+        CREATE TABLE cloudwatch_daily_datapoints (
+            usage_date DATE NOT NULL,
+            connection_id VARCHAR NOT NULL,
+            account_id VARCHAR NOT NULL,
+            region VARCHAR NOT NULL,
+            model_id VARCHAR NOT NULL,
+            metric_name VARCHAR NOT NULL,
+            statistic VARCHAR NOT NULL,
+            value DOUBLE NOT NULL,
+            fetched_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (usage_date, connection_id, region, model_id, metric_name, statistic)
+        );
+        """,
+    ),
+)
+
+
+def ensure_schema(connection: duckdb.DuckDBPyConnection) -> int:
+    """Apply the migrations this file lacks; return the schema version."""
+    connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
+    current = row[0] or 0
+    for version, ddl in MIGRATIONS:
+        if version > current:
+            connection.execute("BEGIN TRANSACTION")
+            connection.execute(ddl)
+            connection.execute("INSERT INTO schema_version VALUES (?)", [version])
+            connection.execute("COMMIT")
+            current = version
+    return current
