@@ -77,9 +77,7 @@ def sync_usage(
         if on_region_done:
             on_region_done(fetch)
     rows = replace_usage_windows(warehouse_path, windows)
-    usage = (
-        pd.concat([w.usage for w in windows], ignore_index=True) if windows else pd.DataFrame()
-    )
+    usage = pd.concat([w.usage for w in windows], ignore_index=True) if windows else pd.DataFrame()
     return SyncResult(
         target.connection_id, target.account_id, day_range, synced_at, fetches, usage, rows
     )

@@ -49,9 +49,7 @@ class CallLog:
         return sum(
             n
             for (op, account, reg), n in self.calls.items()
-            if op == operation
-            and account_id in (None, account)
-            and region in (None, reg)
+            if op == operation and account_id in (None, account) and region in (None, reg)
         )
 
     def metrics(self, account_id: str | None = None, region: str | None = None) -> int:

@@ -53,7 +53,9 @@ def wide_by_model(datapoints: pd.DataFrame) -> pd.DataFrame:
     if datapoints.empty:
         return pd.DataFrame(columns=["usage_date", "model_id", *_VALUE_COLUMNS])
     frame = datapoints.assign(
-        column=[_COLUMN_OF[k] for k in zip(datapoints.metric_name, datapoints.statistic)],
+        column=[
+            _COLUMN_OF[k] for k in zip(datapoints.metric_name, datapoints.statistic, strict=True)
+        ],
         model_id=datapoints.model_id.fillna(TOTAL),
     )
     wide = frame.pivot_table(
