@@ -77,10 +77,11 @@ class EmulatorState:
     _pages: OrderedDict = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def cached_results(self, digest: str, compute) -> list[dict[str, Any]]:
+    def results_for(self, digest: str, first_page: bool, compute) -> list[dict[str, Any]]:
+        """A request's results: computed afresh for its first page (data may have
+        arrived since), kept for the pages its NextToken asks for."""
         with self._lock:
-            if digest in self._pages:
-                self._pages.move_to_end(digest)
+            if not first_page and digest in self._pages:
                 return self._pages[digest]
         results = compute()
         with self._lock:
@@ -88,6 +89,10 @@ class EmulatorState:
             while len(self._pages) > 16:
                 self._pages.popitem(last=False)
         return results
+
+    def forget_pages(self) -> None:
+        with self._lock:
+            self._pages.clear()
 
 
 STATE = EmulatorState()
@@ -148,7 +153,7 @@ def get_metric_data(self: CloudWatchResponse) -> ActionResult:
             for query in queries
         ]
 
-    results = STATE.cached_results(request_digest, compute)
+    results = STATE.results_for(request_digest, offset == 0, compute)
     page_size = min(max_datapoints, STATE.page_limit)
     page, next_offset = _page(results, offset, page_size)
     answer: dict[str, Any] = {"MetricDataResults": page, "Messages": []}

@@ -81,6 +81,7 @@ class Emulator:
         moto_api_backend.reset()
         STATE.store.clear()
         STATE.log.reset()
+        STATE.forget_pages()
         STATE.throttle_next.clear()
         STATE.page_limit = cloudwatch_api.MAX_DATAPOINTS_PER_RESPONSE
         moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0

@@ -1,0 +1,78 @@
+"""Shared fixtures: one AWS-faithful emulator per test process, reset for every test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+
+import boto3
+import numpy as np
+import pytest
+
+from bedrock_usage.days import utc_today
+from bedrock_usage.emulator.server import AccessKeyPair, Emulator
+from bedrock_usage.extraction.aws import AwsKeys, make_session
+
+ACCOUNT = "111122223333"
+OTHER_ACCOUNT = "444455556666"
+NAMESPACE = "AWS/Bedrock"
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[Emulator]:
+    with Emulator() as server:
+        yield server
+
+
+@pytest.fixture
+def aws(emulator_server: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    emulator_server.reset()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", emulator_server.endpoint_url)
+    for name in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
+    return emulator_server
+
+
+@pytest.fixture
+def reader(aws: Emulator) -> AccessKeyPair:
+    return aws.create_reader(ACCOUNT)
+
+
+def session_for(key: AccessKeyPair) -> boto3.Session:
+    return make_session(AwsKeys(key.access_key_id, key.secret_access_key))
+
+
+def midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def days_ago(n: int) -> date:
+    return utc_today() - timedelta(days=n)
+
+
+def seed_daily(
+    aws: Emulator,
+    metric_name: str,
+    model_id: str | None,
+    per_day: dict[date, float],
+    region: str = "us-east-1",
+    account: str = ACCOUNT,
+    namespace: str = NAMESPACE,
+    extra_dimensions: dict[str, str] | None = None,
+    hours: int = 4,
+) -> None:
+    """Spread each day's total over `hours` data points inside that UTC day (the last at
+    23:59:59, so a day-boundary mistake shows)."""
+    dimensions = dict(extra_dimensions or {})
+    if model_id is not None:
+        dimensions["ModelId"] = model_id
+    timestamps, values = [], []
+    for day, total in per_day.items():
+        start = int(midnight(day).timestamp())
+        offsets = [h * 3600 for h in range(hours - 1)] + [86_399]
+        share = total / hours
+        for i, offset in enumerate(offsets):
+            timestamps.append(start + offset)
+            values.append(share if i < hours - 1 else total - share * (hours - 1))
+    aws.seed(account, region, namespace, metric_name, dimensions, np.array(timestamps), values)
