@@ -90,13 +90,14 @@ def _start_time_rounding(age_seconds: float) -> int:
 class MetricStore:
     """All metric data of the emulator, per (account, region)."""
 
-    def __init__(self, clock=None) -> None:
+    def __init__(self) -> None:
         self._series: dict[tuple[str, str], dict[SeriesKey, _Series]] = {}
         self._lock = threading.RLock()
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self.clock_offset_seconds = 0
 
     def now(self) -> int:
-        return int(self._clock().timestamp())
+        """The emulator's time: the real clock, moved forward when a test lets time pass."""
+        return int(datetime.now(UTC).timestamp()) + self.clock_offset_seconds
 
     def add_points(
         self,
@@ -240,6 +241,7 @@ class MetricStore:
     def clear(self) -> None:
         with self._lock:
             self._series.clear()
+            self.clock_offset_seconds = 0
 
 
 def _matches_filters(dimensions: Dimensions, filters: list[dict[str, str]]) -> bool:

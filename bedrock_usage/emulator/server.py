@@ -95,6 +95,10 @@ class Emulator:
         """Answer GetMetricData with at most `points` a page, as AWS may."""
         STATE.page_limit = points
 
+    def advance_clock(self, days: int) -> None:
+        """Let time pass for CloudWatch: data ages (ListMetrics' two weeks, retention)."""
+        STATE.store.clock_offset_seconds += days * 86_400
+
     def throttle(self, region: str, responses: int) -> None:
         """Throttle the next `responses` CloudWatch requests in `region`."""
         STATE.throttle_next[region] += responses

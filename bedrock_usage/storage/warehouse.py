@@ -107,8 +107,8 @@ def replace_usage_windows(path: Path | str, windows: list[UsageWindow]) -> int:
     with open_warehouse(path) as connection:
         connection.execute("BEGIN TRANSACTION")
         try:
-            for window in windows:
-                written += _replace_window(connection, window)
+            for index, window in enumerate(windows):
+                written += _replace_window(connection, window, index)
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
@@ -116,7 +116,9 @@ def replace_usage_windows(path: Path | str, windows: list[UsageWindow]) -> int:
     return written
 
 
-def _replace_window(connection: duckdb.DuckDBPyConnection, window: UsageWindow) -> int:
+def _replace_window(
+    connection: duckdb.DuckDBPyConnection, window: UsageWindow, index: int
+) -> int:
     bounds = [window.connection_id, window.region, window.day_range.first, window.day_range.last]
     for table in ("bedrock_usage_daily", "cloudwatch_daily_datapoints"):
         connection.execute(
@@ -126,20 +128,19 @@ def _replace_window(connection: duckdb.DuckDBPyConnection, window: UsageWindow) 
         )
     usage = window.usage.reindex(columns=USAGE_COLUMNS)
     datapoints = window.datapoints.reindex(columns=RAW_COLUMNS)
-    connection.register("usage_rows", usage)
-    connection.register("datapoint_rows", datapoints)
-    try:
-        connection.execute(
-            f"INSERT INTO bedrock_usage_daily ({', '.join(USAGE_COLUMNS)}) "
-            f"SELECT {', '.join(USAGE_COLUMNS)} FROM usage_rows"
-        )
-        connection.execute(
-            f"INSERT INTO cloudwatch_daily_datapoints ({', '.join(RAW_COLUMNS)}) "
-            f"SELECT {', '.join(RAW_COLUMNS)} FROM datapoint_rows"
-        )
-    finally:
-        connection.unregister("usage_rows")
-        connection.unregister("datapoint_rows")
+    # Registered frames live until the connection closes; unregistering inside an
+    # aborted transaction would raise and hide the real error.
+    usage_view, datapoints_view = f"usage_rows_{index}", f"datapoint_rows_{index}"
+    connection.register(usage_view, usage)
+    connection.register(datapoints_view, datapoints)
+    connection.execute(
+        f"INSERT INTO bedrock_usage_daily ({', '.join(USAGE_COLUMNS)}) "
+        f"SELECT {', '.join(USAGE_COLUMNS)} FROM {usage_view}"
+    )
+    connection.execute(
+        f"INSERT INTO cloudwatch_daily_datapoints ({', '.join(RAW_COLUMNS)}) "
+        f"SELECT {', '.join(RAW_COLUMNS)} FROM {datapoints_view}"
+    )
     return len(usage)
 
 
