@@ -14,8 +14,9 @@ SYNCED = datetime(2026, 11, 21, 1, 0)
 
 
 def _points(*rows):
-    return pd.DataFrame(rows, columns=["usage_date", "model_id", "metric_name", "statistic",
-                                       "value"])
+    return pd.DataFrame(
+        rows, columns=["usage_date", "model_id", "metric_name", "statistic", "value"]
+    )
 
 
 def _shape(points):
@@ -23,13 +24,15 @@ def _shape(points):
 
 
 def test_the_total_above_the_models_becomes_one_unattributed_row():
-    usage = _shape(_points(
-        (DAY, "a.model-v1", "InputTokenCount", "Sum", 100.0),
-        (DAY, "b.model-v1", "InputTokenCount", "Sum", 50.0),
-        (DAY, None, "InputTokenCount", "Sum", 175.0),
-        (DAY, "a.model-v1", "Invocations", "Sum", 4.0),
-        (DAY, None, "Invocations", "Sum", 4.0),
-    ))
+    usage = _shape(
+        _points(
+            (DAY, "a.model-v1", "InputTokenCount", "Sum", 100.0),
+            (DAY, "b.model-v1", "InputTokenCount", "Sum", 50.0),
+            (DAY, None, "InputTokenCount", "Sum", 175.0),
+            (DAY, "a.model-v1", "Invocations", "Sum", 4.0),
+            (DAY, None, "Invocations", "Sum", 4.0),
+        )
+    )
     assert list(usage.columns) == USAGE_COLUMNS
     assert usage.input_tokens.sum() == 175
     assert usage.invocations.sum() == 4
@@ -39,31 +42,40 @@ def test_the_total_above_the_models_becomes_one_unattributed_row():
 
 
 def test_a_total_below_the_models_writes_no_negative_row():
-    usage = _shape(_points(
-        (DAY, "a.model-v1", "InputTokenCount", "Sum", 100.0),
-        (DAY, None, "InputTokenCount", "Sum", 90.0),
-    ))
+    usage = _shape(
+        _points(
+            (DAY, "a.model-v1", "InputTokenCount", "Sum", 100.0),
+            (DAY, None, "InputTokenCount", "Sum", 90.0),
+        )
+    )
     assert list(usage.model_id) == ["a.model-v1"]
     assert (usage.select_dtypes("number") >= 0).all().all()
 
 
 def test_counts_up_to_10_to_the_15_stay_exact():
     big = 999_999_999_999_999
-    usage = _shape(_points(
-        (DAY, "a.model-v1", "OutputTokenCount", "Sum", float(big)),
-        (DAY, "b.model-v1", "OutputTokenCount", "Sum", float(big - 1)),
-        (DAY, None, "OutputTokenCount", "Sum", float(2 * big)),
-    ))
+    usage = _shape(
+        _points(
+            (DAY, "a.model-v1", "OutputTokenCount", "Sum", float(big)),
+            (DAY, "b.model-v1", "OutputTokenCount", "Sum", float(big - 1)),
+            (DAY, None, "OutputTokenCount", "Sum", float(2 * big)),
+        )
+    )
     assert usage.output_tokens.dtype == "int64"
     assert usage.set_index("model_id").output_tokens.to_dict() == {
-        "a.model-v1": big, "b.model-v1": big - 1, UNATTRIBUTED: 1}
+        "a.model-v1": big,
+        "b.model-v1": big - 1,
+        UNATTRIBUTED: 1,
+    }
 
 
 def test_latency_is_kept_as_sum_and_samples():
-    usage = _shape(_points(
-        (DAY, "a.model-v1", "InvocationLatency", "Sum", 1500.0),
-        (DAY, "a.model-v1", "InvocationLatency", "SampleCount", 3.0),
-    ))
+    usage = _shape(
+        _points(
+            (DAY, "a.model-v1", "InvocationLatency", "Sum", 1500.0),
+            (DAY, "a.model-v1", "InvocationLatency", "SampleCount", 3.0),
+        )
+    )
     row = usage.iloc[0]
     assert row.latency_ms_sum == 1500.0 and row.latency_samples == 3
 

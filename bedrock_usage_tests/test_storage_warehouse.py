@@ -31,8 +31,12 @@ def _window(region, tokens_by_day, day_range, connection="acme", model="a.model-
         columns=["usage_date", "model_id", "metric_name", "statistic", "value"],
     )
     usage = shape_daily_usage(points, connection, "111122223333", region, datetime(2026, 11, 4))
-    raw = points.assign(connection_id=connection, account_id="111122223333", region=region,
-                        fetched_at=datetime(2026, 11, 4))
+    raw = points.assign(
+        connection_id=connection,
+        account_id="111122223333",
+        region=region,
+        fetched_at=datetime(2026, 11, 4),
+    )
     return UsageWindow(connection, region, day_range, usage, raw)
 
 
@@ -41,8 +45,7 @@ def _tokens(path):
         return {
             (str(d), r): t
             for d, r, t in con.execute(
-                "SELECT usage_date, region, sum(input_tokens) FROM bedrock_usage_daily "
-                "GROUP BY ALL"
+                "SELECT usage_date, region, sum(input_tokens) FROM bedrock_usage_daily GROUP BY ALL"
             ).fetchall()
         }
 
@@ -57,8 +60,13 @@ def test_rewriting_a_window_replaces_it_without_duplicates(tmp_path):
 
 def test_late_data_updates_only_its_window(tmp_path):
     path = tmp_path / "w.duckdb"
-    replace_usage_windows(path, [_window("us-east-1", {D1: 10, D2: 20, D3: 30}, DayRange(D1, D3)),
-                                 _window("eu-west-1", {D2: 5}, DayRange(D2, D2))])
+    replace_usage_windows(
+        path,
+        [
+            _window("us-east-1", {D1: 10, D2: 20, D3: 30}, DayRange(D1, D3)),
+            _window("eu-west-1", {D2: 5}, DayRange(D2, D2)),
+        ],
+    )
     replace_usage_windows(path, [_window("us-east-1", {D2: 25}, DayRange(D2, D2))])
     assert _tokens(path) == {
         ("2026-11-01", "us-east-1"): 10,
@@ -70,12 +78,22 @@ def test_late_data_updates_only_its_window(tmp_path):
 
 def test_a_failure_mid_write_keeps_the_old_rows(tmp_path):
     path = tmp_path / "w.duckdb"
-    replace_usage_windows(path, [_window("us-east-1", {D1: 10}, DayRange(D1, D1)),
-                                 _window("eu-west-1", {D1: 7}, DayRange(D1, D1))])
+    replace_usage_windows(
+        path,
+        [
+            _window("us-east-1", {D1: 10}, DayRange(D1, D1)),
+            _window("eu-west-1", {D1: 7}, DayRange(D1, D1)),
+        ],
+    )
     good = _window("us-east-1", {D1: 99}, DayRange(D1, D1))
     broken = _window("eu-west-1", {D1: 1}, DayRange(D1, D1))
-    duplicated = UsageWindow(broken.connection_id, broken.region, broken.day_range,
-                             pd.concat([broken.usage, broken.usage]), broken.datapoints)
+    duplicated = UsageWindow(
+        broken.connection_id,
+        broken.region,
+        broken.day_range,
+        pd.concat([broken.usage, broken.usage]),
+        broken.datapoints,
+    )
     with pytest.raises(duckdb.ConstraintException):
         replace_usage_windows(path, [good, duplicated])
     assert _tokens(path) == {("2026-11-01", "us-east-1"): 10, ("2026-11-01", "eu-west-1"): 7}
@@ -85,10 +103,14 @@ def test_the_schema_is_created_and_versioned(tmp_path):
     path = tmp_path / "w.duckdb"
     with open_warehouse(path) as con:
         assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == len(
-            MIGRATIONS)
-        types = dict(con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_name = 'bedrock_usage_daily'").fetchall())
+            MIGRATIONS
+        )
+        types = dict(
+            con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = 'bedrock_usage_daily'"
+            ).fetchall()
+        )
     assert types["usage_date"] == "DATE" and types["throttles"] == "BIGINT"
     assert types["synced_at"] == "TIMESTAMP"
     with open_warehouse(path) as con:  # opening again applies nothing twice
@@ -98,8 +120,13 @@ def test_the_schema_is_created_and_versioned(tmp_path):
 def test_known_models_come_from_stored_datapoints(tmp_path):
     path = tmp_path / "w.duckdb"
     assert known_model_ids(path, "acme") == {}
-    replace_usage_windows(path, [_window("us-east-1", {D1: 1}, DayRange(D1, D1), model="x.m"),
-                                 _window("us-east-1", {D1: 1}, DayRange(D1, D1), "other", "y.m")])
+    replace_usage_windows(
+        path,
+        [
+            _window("us-east-1", {D1: 1}, DayRange(D1, D1), model="x.m"),
+            _window("us-east-1", {D1: 1}, DayRange(D1, D1), "other", "y.m"),
+        ],
+    )
     assert known_model_ids(path, "acme") == {"us-east-1": {"x.m"}}
 
 
@@ -108,8 +135,9 @@ def _hold_lock(path, seconds):
         "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True);"
         "time.sleep(float(sys.argv[2]))"
     )
-    holder = subprocess.Popen([sys.executable, "-c", code, str(path), str(seconds)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout.readline().strip() == "held"
     return holder
 

@@ -14,8 +14,11 @@ HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 NOVA_EU = "eu.amazon.nova-pro-v1:0"
 
 
-def _table(path, sql="SELECT region, model_id, sum(input_tokens), sum(invocations) "
-                     "FROM bedrock_usage_daily GROUP BY ALL ORDER BY ALL"):
+def _table(
+    path,
+    sql="SELECT region, model_id, sum(input_tokens), sum(invocations) "
+    "FROM bedrock_usage_daily GROUP BY ALL ORDER BY ALL",
+):
     with duckdb.connect(str(path), read_only=True) as con:
         return con.execute(sql).fetchall()
 
@@ -43,8 +46,9 @@ def test_a_sync_writes_exact_totals_per_region_and_model(aws, reader, tmp_path):
     ]
     assert sync_usage(_target(reader), DayRange(d1, d2), path).rows_written == 4
     assert _table(path, "SELECT count(*) FROM bedrock_usage_daily") == [(4,)]
-    assert _table(path, "SELECT count(*) FROM cloudwatch_daily_datapoints "
-                        "WHERE model_id = '(region total)'") == [(5,)]
+    assert _table(
+        path, "SELECT count(*) FROM cloudwatch_daily_datapoints WHERE model_id = '(region total)'"
+    ) == [(5,)]
 
 
 def test_late_data_is_picked_up_by_the_next_sync(aws, reader, tmp_path):
@@ -68,7 +72,8 @@ def test_a_denied_region_keeps_its_rows_and_the_others_are_written(aws, reader, 
     aws.deny_region(reader, "eu-west-1")
     result = sync_usage(_target(reader), DayRange(day, day), path)
     assert [(f.region, f.kind, f.code) for f in result.failures] == [
-        ("eu-west-1", FailureKind.PERMISSION, "AccessDenied")]
+        ("eu-west-1", FailureKind.PERMISSION, "AccessDenied")
+    ]
     assert result.succeeded_regions == ["us-east-1"]
     assert _table(path) == [("eu-west-1", NOVA_EU, 0, 3), ("us-east-1", HAIKU, 0, 6)]
 

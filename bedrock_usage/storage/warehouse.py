@@ -116,9 +116,7 @@ def replace_usage_windows(path: Path | str, windows: list[UsageWindow]) -> int:
     return written
 
 
-def _replace_window(
-    connection: duckdb.DuckDBPyConnection, window: UsageWindow, index: int
-) -> int:
+def _replace_window(connection: duckdb.DuckDBPyConnection, window: UsageWindow, index: int) -> int:
     bounds = [window.connection_id, window.region, window.day_range.first, window.day_range.last]
     for table in ("bedrock_usage_daily", "cloudwatch_daily_datapoints"):
         connection.execute(
