@@ -12,7 +12,8 @@ import resource
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, time as clock_time, timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 
 import numpy as np
