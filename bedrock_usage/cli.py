@@ -1,15 +1,481 @@
-"""The `bedrock-usage` command line."""
+"""The `bedrock-usage` command line: connections, syncs, and their health.
+
+Exit codes: 0 ok; 1 failed; 2 bad input; 3 verification failed (nothing stored);
+4 no such connection; 5 name or account already connected; 6 sync finished with
+failed regions; 7 the DuckDB file stayed busy.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
 import click
 
-from .demo import run_demo
+from .connections import service
+from .connections.credentials import AuthSpec, session_for, stored_auth
+from .connections.secrets import SecretKeyError
+from .connections.service import ExitCode, UserError
+from .connections.store import StateStore
+from .connections.verify import check_region
+from .days import DayRangeError, parse_day, readable_range, utc_today
+from .extraction.aws import cloudwatch_client, sts_client
+from .extraction.errors import RegionFailure, classify
+from .extraction.fetch import RegionFetch
+from .extraction.metrics import NAMESPACE
+from .settings import warehouse_path
+from .storage.warehouse import WarehouseBusyError, usage_rows
+
+
+def handles_errors(command: Callable) -> Callable:
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except UserError as error:
+            _fail(str(error), error.exit_code)
+        except DayRangeError as error:
+            _fail(str(error), ExitCode.USAGE)
+        except WarehouseBusyError as error:
+            _fail(str(error), ExitCode.WAREHOUSE_BUSY)
+        except SecretKeyError as error:
+            _fail(str(error), ExitCode.FAILED)
+
+    return wrapper
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def _read_secret(prompt: str = "Secret access key") -> str:
+    """From standard input when piped, else a prompt that does not echo: never argv."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().strip()
+    return click.prompt(prompt, hide_input=True).strip()
+
+
+def _auth_from_options(access_key_id, role_arn, external_id, profile) -> AuthSpec:
+    secret = _read_secret() if access_key_id else None
+    return service.check_auth(AuthSpec(access_key_id, secret, role_arn, external_id, profile))
+
+
+def _region_check_printer(title: str) -> Callable[[str, RegionFailure | None], None]:
+    """Prints `title` before the first region's result, so input errors come alone."""
+    printed = []
+
+    def echo(region: str, failure: RegionFailure | None) -> None:
+        if not printed:
+            click.echo(title)
+            printed.append(True)
+        _echo_region_check(region, failure)
+
+    return echo
+
+
+def _echo_region_check(region: str, failure: RegionFailure | None) -> None:
+    if failure is None:
+        click.echo(f"  {region}: CloudWatch AWS/Bedrock readable")
+    else:
+        click.echo(f"  {region}: FAILED {failure.code}", err=True)
+
+
+def _echo_region_synced(fetch: RegionFetch) -> None:
+    if fetch.ok:
+        models = fetch.datapoints.model_id.dropna().nunique()
+        click.echo(
+            f"  {fetch.region}: {models} model(s), {fetch.get_metric_data_calls} GetMetricData "
+            f"call(s), {fetch.metrics_requested} metrics requested"
+        )
+    else:
+        failure = fetch.failure
+        click.echo(
+            f"  {fetch.region}: FAILED {failure.code}: {failure.message}\n"
+            f"    Next: {failure.next_action}",
+            err=True,
+        )
+
+
+auth_options = [
+    click.option(
+        "--access-key-id",
+        help="Access key id of the read-only IAM user; the secret "
+        "is read from standard input, or prompted for without echo.",
+    ),
+    click.option(
+        "--role-arn", help="Assume this role (with the key above, or the ambient AWS credentials)."
+    ),
+    click.option("--external-id", help="External id the role's trust policy requires."),
+    click.option("--profile", help="Use this named AWS profile instead (no secret stored)."),
+]
+
+
+def with_auth_options(command: Callable) -> Callable:
+    for option in reversed(auth_options):
+        command = option(command)
+    return command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
-    """Amazon Bedrock usage from CloudWatch metrics into a daily DuckDB table."""
+    """Amazon Bedrock usage from CloudWatch metrics into a daily DuckDB table.
+
+    State (connections, encrypted credentials, event log) lives in BEDROCK_USAGE_HOME
+    (default ./.bedrock_usage); usage in its warehouse.duckdb, or BEDROCK_USAGE_WAREHOUSE.
+    """
+
+
+@main.command()
+@click.argument("name")
+@click.option("--account-id", required=True, help="The 12-digit AWS account id.")
+@click.option("--regions", required=True, help="Comma-separated regions where Bedrock runs.")
+@with_auth_options
+@click.option(
+    "--backfill-days",
+    default=service.DEFAULT_BACKFILL_DAYS,
+    show_default=True,
+    help="Days of history the initial sync reads (1-454).",
+)
+@click.option("--no-sync", is_flag=True, help="Skip the initial sync; the schedule will run it.")
+@handles_errors
+def connect(
+    name, account_id, regions, access_key_id, role_arn, external_id, profile, backfill_days, no_sync
+):
+    """Verify and store a connection to one AWS account, then sync its history.
+
+    Verification checks that the key is valid, belongs to --account-id, and can read
+    CloudWatch's AWS/Bedrock metrics in every region. If anything fails, nothing is stored.
+    """
+    auth = _auth_from_options(access_key_id, role_arn, external_id, profile)
+    connection = service.connect(
+        name,
+        account_id,
+        regions,
+        auth,
+        backfill_days,
+        no_sync,
+        on_region=_region_check_printer(f"Verifying '{name}' ({account_id}):"),
+    )
+    click.echo(
+        f"Connected '{name}': account {account_id}, regions {', '.join(connection.regions)}."
+    )
+    if no_sync:
+        click.echo("Initial sync skipped (--no-sync): the daily schedule will pick it up.")
+        return
+    _initial_sync(connection)
+
+
+def _initial_sync(connection) -> None:
+    day_range = service.initial_sync_range(connection)
+    click.echo(f"Initial sync of {day_range.days} days ({day_range}):")
+    result = service.sync_connection(
+        connection.connection_id, day_range, on_region_done=_echo_region_synced
+    )
+    click.echo(f"Wrote {result.rows_written} usage rows to {warehouse_path()}.")
+    if result.failures:
+        sys.exit(ExitCode.PARTIAL_SYNC)
+
+
+@main.command("connections")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handles_errors
+def list_connections(as_json):
+    """Every connection: account, regions, state, last successful sync, usage rows."""
+    store = StateStore()
+    rows = usage_rows(warehouse_path())
+    listing = []
+    for connection in store.all():
+        health = store.region_health(connection.connection_id)
+        mine = rows[rows.connection_id == connection.connection_id]
+        successes = [h.last_success_at for h in health.values() if h.last_success_at]
+        listing.append(
+            {
+                "name": connection.connection_id,
+                "account_id": connection.account_id,
+                "regions": list(connection.regions),
+                "auth_method": connection.auth_method,
+                **_state(connection, health),
+                "last_successful_sync": max(successes) if successes else None,
+                "usage_rows": int(mine["rows"].sum()),
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(listing, indent=2))
+        return
+    if not listing:
+        click.echo(
+            "No connections yet. Add one with 'bedrock-usage connect NAME --account-id "
+            "... --regions ... --access-key-id ...'."
+        )
+        return
+    for item in listing:
+        state = item["state"] + (f" ({item['reason']})" if item["reason"] else "")
+        click.echo(
+            f"{item['name']}  account {item['account_id']}  regions {','.join(item['regions'])}"
+            f"\n  state: {state}\n  last successful sync: {item['last_successful_sync'] or 'never'}"
+            f"\n  usage rows: {item['usage_rows']}"
+        )
+
+
+def _state(connection, health) -> dict:
+    failing = {r: h for r, h in health.items() if h.needs_attention and r in connection.regions}
+    if failing:
+        reason = "; ".join(f"{r}: {h.failure_code} ({h.failure_kind})" for r, h in failing.items())
+        return {"state": "needs attention", "reason": reason}
+    if connection.sync_started_at:
+        return {"state": "syncing", "reason": f"since {connection.sync_started_at}"}
+    return {"state": "connected", "reason": None}
+
+
+@main.command()
+@click.argument("name")
+@click.option("--days", default=7, show_default=True, help="Recent days of usage to show.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handles_errors
+def status(name, days, as_json):
+    """A connection's health: state, last sync per region, recent usage per region and
+    model, and recent events (errors first, with what to do)."""
+    store = StateStore()
+    connection = service.get_connection(name, store)
+    health = store.region_health(name)
+    since = utc_today() - timedelta(days=days)
+    usage = usage_rows(warehouse_path(), name, since)
+    events = store.events(name, limit=20)
+    events.sort(key=lambda e: (e.outcome == "ok", -e.event_id))
+    report = {
+        "name": name,
+        "account_id": connection.account_id,
+        **_state(connection, health),
+        "initial_sync": connection.initial_sync,
+        "regions": [
+            {
+                "region": region,
+                "last_success_at": health[region].last_success_at if region in health else None,
+                "last_synced_day": health[region].last_synced_day if region in health else None,
+                "failure": {
+                    "code": health[region].failure_code,
+                    "message": health[region].failure_message,
+                    "next_action": health[region].failure_next_action,
+                }
+                if region in health and health[region].needs_attention
+                else None,
+            }
+            for region in connection.regions
+        ],
+        "usage_since": str(since),
+        "usage": [
+            {
+                k: (v.item() if hasattr(v, "item") else (str(v) if k.endswith("_day") else v))
+                for k, v in row.items()
+                if k != "connection_id"
+            }
+            for row in usage.to_dict("records")
+        ],
+        "events": [e.__dict__ for e in events],
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    state = report["state"] + (f" ({report['reason']})" if report["reason"] else "")
+    click.echo(
+        f"{name}: account {connection.account_id}, {state}; initial sync {connection.initial_sync}"
+    )
+    for region in report["regions"]:
+        line = (
+            f"  {region['region']}: last sync {region['last_success_at'] or 'never'}"
+            f" (through {region['last_synced_day'] or '-'})"
+        )
+        if region["failure"]:
+            line += (
+                f"\n    FAILING: {region['failure']['code']}: {region['failure']['message']}"
+                f"\n    Next: {region['failure']['next_action']}"
+            )
+        click.echo(line)
+    click.echo(f"Usage since {since}:")
+    if usage.empty:
+        click.echo(
+            "  no rows. If the sync succeeded but nothing shows, check that the key can "
+            "read CloudWatch in the regions where Bedrock ran ('bedrock-usage doctor "
+            f"{name}')."
+        )
+    else:
+        click.echo(usage.drop(columns=["connection_id"]).to_string(index=False))
+    click.echo("Recent events:")
+    for event in events[:10]:
+        click.echo(_event_line(event))
+
+
+def _event_line(event) -> str:
+    region = f" {event.region}" if event.region else ""
+    code = f" {event.error_code}" if event.error_code else ""
+    line = (
+        f"  {event.at} {event.connection_id}{region} {event.action} {event.outcome}{code}: "
+        f"{event.message}"
+    )
+    if event.next_action:
+        line += f"\n    Next: {event.next_action}"
+    return line
+
+
+@main.command()
+@click.argument("name")
+@click.option("--start", help="First UTC day, YYYY-MM-DD (default: yesterday minus 2 days).")
+@click.option("--end", help="Last UTC day, YYYY-MM-DD (default: yesterday).")
+@handles_errors
+def sync(name, start, end):
+    """Sync an inclusive range of UTC days now, through the same code as the Dagster assets."""
+    default = service.default_sync_range()
+    first = parse_day(start) if start else default.first
+    last = parse_day(end) if end else (max(default.last, first) if start else default.last)
+    day_range = readable_range(first, last)
+    service.get_connection(name)
+    click.echo(f"Syncing '{name}' for {day_range}:")
+    result = service.sync_connection(name, day_range, on_region_done=_echo_region_synced)
+    click.echo(f"Wrote {result.rows_written} usage rows to {warehouse_path()}.")
+    if result.failures:
+        sys.exit(ExitCode.PARTIAL_SYNC)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--regions", required=True, help="The full comma-separated list of regions.")
+@handles_errors
+def edit(name, regions):
+    """Change a connection's regions; new regions are verified first."""
+    connection, added = service.edit_regions(
+        name, regions, on_region=_region_check_printer("Verifying the new regions:")
+    )
+    click.echo(f"'{name}' now reads {', '.join(connection.regions)}.")
+    if added:
+        click.echo(
+            f"Sync the new regions' history with 'bedrock-usage sync {name} --start YYYY-MM-DD'."
+        )
+
+
+@main.command()
+@click.argument("name")
+@with_auth_options
+@handles_errors
+def rotate(name, access_key_id, role_arn, external_id, profile):
+    """Replace a connection's credentials; the new ones are verified first."""
+    auth = _auth_from_options(access_key_id, role_arn, external_id, profile)
+    service.rotate(name, auth, on_region=_region_check_printer("Verifying the new credentials:"))
+    click.echo(
+        f"Credentials of '{name}' replaced. Delete the old access key in AWS (IAM, "
+        "Users, Security credentials)."
+    )
+
+
+@main.command()
+@click.argument("name")
+@handles_errors
+def doctor(name):
+    """Run the troubleshooting checks against AWS and say what was found."""
+    store = StateStore()
+    connection = service.get_connection(name, store)
+    session = session_for(stored_auth(connection))
+    click.echo(f"Checking '{name}' (account {connection.account_id}):")
+    try:
+        identity = sts_client(session, connection.regions[0]).get_caller_identity()
+        matches = identity["Account"] == connection.account_id
+        click.echo(
+            f"- The key belongs to account {identity['Account']} ({identity['Arn']}): "
+            + (
+                "as expected."
+                if matches
+                else f"NOT {connection.account_id}. Rotate in a key of the right account."
+            )
+        )
+    except Exception as error:  # noqa: BLE001 - classified; programming errors re-raised
+        failure = classify("sts", error)
+        click.echo(f"- The key was rejected: {failure.code}. Next: {failure.next_action}")
+        return
+    for region in connection.regions:
+        failure = check_region(session, region)
+        if failure:
+            click.echo(
+                f"- {region}: cannot read CloudWatch: {failure.code}. Next: {failure.next_action}"
+            )
+            continue
+        models, newest = _recent_activity(session, region)
+        click.echo(
+            f"- {region}: CloudWatch readable; models with usage in the last two weeks: "
+            f"{', '.join(sorted(models)) or 'none'}"
+        )
+        if newest is None:
+            click.echo("    no Bedrock data point in the last 24 hours")
+        else:
+            age = datetime.now(UTC) - newest
+            click.echo(
+                f"    newest data point {newest:%Y-%m-%d %H:%M}Z, "
+                f"{int(age.total_seconds() // 60)} minutes ago (CloudWatch delay)"
+            )
+    errors = [e for e in store.events(name, limit=50) if e.outcome != "ok"][:5]
+    click.echo("- Recent errors in the event log:" + ("" if errors else " none"))
+    for event in errors:
+        click.echo(_event_line(event))
+
+
+def _recent_activity(session, region) -> tuple[set[str], datetime | None]:
+    client = cloudwatch_client(session, region)
+    models: set[str] = set()
+    for page in client.get_paginator("list_metrics").paginate(Namespace=NAMESPACE):
+        for metric in page["Metrics"]:
+            dims = metric.get("Dimensions") or []
+            if len(dims) == 1 and dims[0]["Name"] == "ModelId":
+                models.add(dims[0]["Value"])
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    response = client.get_metric_data(
+        MetricDataQueries=[
+            {
+                "Id": "newest",
+                "MetricStat": {
+                    "Metric": {"Namespace": NAMESPACE, "MetricName": "Invocations"},
+                    "Period": 300,
+                    "Stat": "SampleCount",
+                },
+            }
+        ],
+        StartTime=end - timedelta(hours=24),
+        EndTime=end,
+        ScanBy="TimestampDescending",
+    )
+    stamps = response["MetricDataResults"][0]["Timestamps"]
+    return models, (stamps[0] if stamps else None)
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--limit", default=50, show_default=True)
+@handles_errors
+def events(name, limit):
+    """The integration event log: verifications and syncs per region, newest first."""
+    if name:
+        service.get_connection(name)
+    found = StateStore().events(name, limit)
+    if not found:
+        click.echo("No events yet.")
+    for event in found:
+        click.echo(_event_line(event))
+
+
+@main.command()
+@click.argument("name")
+@click.option("--purge-usage", is_flag=True, help="Also delete this connection's usage rows.")
+@handles_errors
+def disconnect(name, purge_usage):
+    """Delete a connection's stored credentials now (usage history stays)."""
+    purged = service.disconnect(name, purge_usage)
+    click.echo(f"Disconnected '{name}': its credentials are deleted from {StateStore().path}.")
+    if purge_usage:
+        click.echo(f"Purged {purged} usage rows.")
+    else:
+        click.echo("Its usage history stays in the warehouse (--purge-usage deletes it).")
+    click.echo("To remove provider-side access too, delete the IAM user or its access key in AWS.")
 
 
 @main.command()
@@ -18,4 +484,6 @@ def demo(days: int) -> None:
     """Run the whole pipeline on synthetic history in a local AWS emulator (no AWS account).
 
     Writes to BEDROCK_USAGE_HOME (default ./.bedrock_usage)."""
+    from .demo import run_demo
+
     run_demo(days)

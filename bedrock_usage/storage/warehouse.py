@@ -156,3 +156,53 @@ def known_model_ids(path: Path | str, connection_id: str) -> dict[str, set[str]]
     for region, model_id in rows:
         known.setdefault(region, set()).add(model_id)
     return known
+
+
+def purge_connection(path: Path | str, connection_id: str) -> int:
+    """Delete every stored row of a connection; returns the usage rows deleted."""
+    if not Path(path).exists():
+        return 0
+    with open_warehouse(path) as connection:
+        connection.execute("BEGIN TRANSACTION")
+        deleted = connection.execute(
+            "SELECT count(*) FROM bedrock_usage_daily WHERE connection_id = ?", [connection_id]
+        ).fetchone()[0]
+        for table in ("bedrock_usage_daily", "cloudwatch_daily_datapoints"):
+            connection.execute(f"DELETE FROM {table} WHERE connection_id = ?", [connection_id])
+        connection.execute("COMMIT")
+    return deleted
+
+
+def usage_rows(path: Path | str, connection_id: str | None = None, since=None) -> pd.DataFrame:
+    """Usage rows and token sums per connection, account, region and model (read-only,
+    waiting at most a few seconds for a busy file)."""
+    columns = [
+        "connection_id",
+        "account_id",
+        "region",
+        "model_id",
+        "rows",
+        "first_day",
+        "last_day",
+        "input_tokens",
+        "output_tokens",
+        "invocations",
+    ]
+    if not Path(path).exists():
+        return pd.DataFrame(columns=columns)
+    query = (
+        "SELECT connection_id, account_id, region, model_id, count(*) AS rows, "
+        "min(usage_date) AS first_day, max(usage_date) AS last_day, "
+        "sum(input_tokens)::BIGINT AS input_tokens, sum(output_tokens)::BIGINT AS output_tokens, "
+        "sum(invocations)::BIGINT AS invocations FROM bedrock_usage_daily WHERE 1 = 1"
+    )
+    params: list[object] = []
+    if connection_id is not None:
+        query += " AND connection_id = ?"
+        params.append(connection_id)
+    if since is not None:
+        query += " AND usage_date >= ?"
+        params.append(since)
+    query += " GROUP BY ALL ORDER BY connection_id, region, input_tokens DESC"
+    with open_warehouse(path, read_only=True, timeout=10) as connection:
+        return connection.execute(query, params).df()

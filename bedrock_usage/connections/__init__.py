@@ -1,0 +1,1 @@
+"""AWS account connections: verification, encrypted credentials, the event log."""

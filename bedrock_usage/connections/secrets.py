@@ -1,0 +1,70 @@
+"""Encryption at rest for stored secret access keys (Fernet: AES-128-CBC + HMAC).
+
+The key comes from BEDROCK_USAGE_SECRET_KEY or, when that is unset, from a key file in
+BEDROCK_USAGE_HOME created with mode 0600. Keep the key file out of backups that leave
+the machine, or set the variable from a secret manager.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from ..settings import home
+
+KEY_FILE_NAME = "secret.key"
+
+
+class SecretKeyError(RuntimeError):
+    """The encryption key is missing, malformed, or not the one secrets were stored with."""
+
+
+def _fernet() -> Fernet:
+    configured = os.environ.get("BEDROCK_USAGE_SECRET_KEY")
+    if configured:
+        key = configured.encode()
+        source = "BEDROCK_USAGE_SECRET_KEY"
+    else:
+        key = _key_file_key()
+        source = str(home() / KEY_FILE_NAME)
+    try:
+        return Fernet(key)
+    except ValueError:
+        raise SecretKeyError(
+            f"The encryption key in {source} is not a valid Fernet key (32 url-safe base64 "
+            'bytes). Generate one with: python -c "from cryptography.fernet import Fernet; '
+            'print(Fernet.generate_key().decode())"'
+        ) from None
+
+
+def _key_file_key() -> bytes:
+    path: Path = home() / KEY_FILE_NAME
+    if path.exists():
+        return path.read_bytes().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = Fernet.generate_key()
+    # O_EXCL: two processes creating the key at once must not end up with two keys.
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(key)
+    return key
+
+
+def encrypt(secret: str) -> str:
+    return _fernet().encrypt(secret.encode()).decode()
+
+
+def decrypt(token: str) -> str:
+    try:
+        return _fernet().decrypt(token.encode()).decode()
+    except InvalidToken:
+        raise SecretKeyError(
+            "A stored secret cannot be decrypted with the current key: BEDROCK_USAGE_SECRET_KEY "
+            "or the key file changed since it was stored. Restore the original key, or rotate "
+            "the connection's access key (bedrock-usage rotate NAME)."
+        ) from None

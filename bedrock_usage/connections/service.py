@@ -1,0 +1,327 @@
+"""What a platform owner does with connections: connect, sync, edit, rotate, disconnect.
+
+The CLI and the Dagster assets call these; each refuses bad input before contacting
+AWS, verifies before storing, and stores nothing when anything fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+from ..days import DayRange, readable_range, utc_today
+from ..extraction.errors import RegionFailure, classify
+from ..extraction.fetch import RegionFetch
+from ..settings import warehouse_path
+from ..storage.warehouse import purge_connection
+from ..sync import SyncResult, SyncTarget, sync_usage
+from . import secrets
+from .credentials import AuthSpec, session_for, stored_auth
+from .store import Connection, StateStore, now_iso
+from .validation import (
+    InvalidInput,
+    check_access_key_id,
+    check_account_id,
+    check_connection_id,
+    check_regions,
+    check_role_arn,
+)
+from .verify import Verification, verify_access
+
+DEFAULT_BACKFILL_DAYS = 30
+DEFAULT_LOOKBACK_DAYS = 2
+
+
+class ExitCode:
+    """Exit codes of the bedrock-usage command (documented in README.md)."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    VERIFICATION_FAILED = 3
+    NOT_FOUND = 4
+    CONFLICT = 5
+    PARTIAL_SYNC = 6
+    WAREHOUSE_BUSY = 7
+
+
+class UserError(Exception):
+    """A mistake or a failure the user can act on: the message says what to do."""
+
+    def __init__(self, message: str, exit_code: int = ExitCode.FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class VerificationFailed(UserError):
+    def __init__(self, verification: Verification, what: str) -> None:
+        lines = "\n  ".join(verification.problems())
+        super().__init__(
+            f"{what}: verification failed, nothing was stored.\n  {lines}",
+            ExitCode.VERIFICATION_FAILED,
+        )
+        self.verification = verification
+
+
+def _invalid(error: InvalidInput) -> UserError:
+    return UserError(str(error), ExitCode.USAGE)
+
+
+def check_auth(auth: AuthSpec) -> AuthSpec:
+    try:
+        if auth.access_key_id is not None:
+            check_access_key_id(auth.access_key_id)
+            if not auth.secret_access_key:
+                raise InvalidInput(
+                    "No secret access key was given: pipe it on standard input or type it at "
+                    "the prompt."
+                )
+        if auth.role_arn:
+            check_role_arn(auth.role_arn)
+        if auth.access_key_id is None and not auth.role_arn and not auth.profile:
+            raise InvalidInput(
+                "Give --access-key-id (the secret is read from standard input), or "
+                "--role-arn, or --profile."
+            )
+    except InvalidInput as error:
+        raise _invalid(error) from None
+    return auth
+
+
+def connect(
+    name: str,
+    account_id: str,
+    regions: str | tuple[str, ...],
+    auth: AuthSpec,
+    backfill_days: int = DEFAULT_BACKFILL_DAYS,
+    sync_later: bool = False,
+    store: StateStore | None = None,
+    on_region: Callable[[str, RegionFailure | None], None] | None = None,
+) -> Connection:
+    """Verify, then store a new connection. Nothing is stored when anything fails."""
+    store = store or StateStore()
+    try:
+        check_connection_id(name)
+        check_account_id(account_id)
+        regions = check_regions(regions)
+    except InvalidInput as error:
+        raise _invalid(error) from None
+    check_auth(auth)
+    if not 1 <= backfill_days <= 454:
+        raise UserError(
+            f"--backfill-days {backfill_days} is out of range: CloudWatch keeps 455 days, so "
+            "use 1 to 454.",
+            ExitCode.USAGE,
+        )
+    if store.get(name):
+        raise UserError(
+            f"A connection named '{name}' already exists. Pick another name, or change it with "
+            f"'bedrock-usage edit {name}' / 'bedrock-usage rotate {name}'.",
+            ExitCode.CONFLICT,
+        )
+    existing = store.by_account(account_id)
+    if existing:
+        raise UserError(
+            f"Account {account_id} is already connected as '{existing.connection_id}'. A second "
+            "connection to the same account would count its usage twice; add regions to the "
+            f"existing one with 'bedrock-usage edit {existing.connection_id} --regions ...'.",
+            ExitCode.CONFLICT,
+        )
+    verification = _verify(auth, account_id, regions, on_region)
+    if not verification.ok:
+        raise VerificationFailed(verification, f"Connecting '{name}'")
+    created = now_iso()
+    connection = Connection(
+        connection_id=name,
+        account_id=account_id,
+        regions=regions,
+        auth_method=auth.method,
+        access_key_id=auth.access_key_id,
+        secret_ciphertext=secrets.encrypt(auth.secret_access_key)
+        if auth.secret_access_key
+        else None,
+        role_arn=auth.role_arn,
+        external_id=auth.external_id,
+        profile=auth.profile,
+        backfill_days=backfill_days,
+        initial_sync="skipped" if sync_later else "pending",
+        sync_started_at=None,
+        created_at=created,
+        updated_at=created,
+    )
+    store.add(connection)
+    for region in regions:
+        store.log_event(name, "verify", "ok", "CloudWatch AWS/Bedrock readable", region=region)
+    return connection
+
+
+def _verify(auth, account_id, regions, on_region) -> Verification:
+    try:
+        session = session_for(auth)
+    except Exception as error:  # noqa: BLE001 - role assumption failures are classified
+        failure = classify("sts", error)
+        return Verification(account_id, identity_failure=failure)
+    return verify_access(session, account_id, regions, on_region)
+
+
+def get_connection(name: str, store: StateStore | None = None) -> Connection:
+    store = store or StateStore()
+    connection = store.get(name)
+    if connection is None:
+        names = ", ".join(c.connection_id for c in store.all()) or "none yet"
+        raise UserError(
+            f"No connection named '{name}' (connections: {names}). See 'bedrock-usage "
+            "connections'.",
+            ExitCode.NOT_FOUND,
+        )
+    return connection
+
+
+def default_sync_range(lookback_days: int = DEFAULT_LOOKBACK_DAYS) -> DayRange:
+    """Yesterday and the `lookback_days` before it, so late CloudWatch data is picked up."""
+    yesterday = utc_today() - timedelta(days=1)
+    return readable_range(yesterday - timedelta(days=lookback_days), yesterday)
+
+
+def initial_sync_range(connection: Connection) -> DayRange:
+    yesterday = utc_today() - timedelta(days=1)
+    return readable_range(yesterday - timedelta(days=connection.backfill_days - 1), yesterday)
+
+
+def sync_connection(
+    name: str,
+    day_range: DayRange,
+    store: StateStore | None = None,
+    warehouse: Path | None = None,
+    on_region_done: Callable[[RegionFetch], None] | None = None,
+) -> SyncResult:
+    """Sync a connection's regions for `day_range`, recording each region's outcome in the
+    event log and its health (a failed region needs attention until a later success)."""
+    store = store or StateStore()
+    connection = get_connection(name, store)
+    store.update(name, sync_started_at=now_iso())
+    try:
+        try:
+            session = session_for(stored_auth(connection))
+        except secrets.SecretKeyError as error:
+            raise UserError(str(error)) from None
+        target = SyncTarget(
+            connection.connection_id, connection.account_id, connection.regions, session
+        )
+        result = sync_usage(target, day_range, warehouse or warehouse_path(), on_region_done)
+    finally:
+        store.update(name, sync_started_at=None)
+    _record_sync(store, connection, result)
+    return result
+
+
+def _record_sync(store: StateStore, connection: Connection, result: SyncResult) -> None:
+    name = connection.connection_id
+    for fetch in result.fetches:
+        if fetch.failure is None:
+            rows = int((result.usage.region == fetch.region).sum()) if len(result.usage) else 0
+            store.record_region_success(name, fetch.region, str(result.day_range.last))
+            store.log_event(
+                name,
+                "sync",
+                "ok",
+                f"{result.day_range}: {rows} usage rows, {fetch.get_metric_data_calls} "
+                f"GetMetricData calls, {fetch.metrics_requested} metrics requested",
+                region=fetch.region,
+            )
+        else:
+            failure = fetch.failure
+            store.record_region_failure(
+                name,
+                fetch.region,
+                str(failure.kind),
+                failure.code,
+                failure.message,
+                failure.next_action,
+            )
+            store.log_event(
+                name,
+                "sync",
+                "failed",
+                f"{result.day_range}: {failure.message}",
+                region=fetch.region,
+                error_code=failure.code,
+                next_action=failure.next_action,
+            )
+    if connection.initial_sync in ("pending", "running") and result.succeeded_regions:
+        store.update(name, initial_sync="done")
+
+
+def edit_regions(
+    name: str,
+    regions: str,
+    store: StateStore | None = None,
+    on_region: Callable[[str, RegionFailure | None], None] | None = None,
+) -> tuple[Connection, tuple[str, ...]]:
+    """Change the regions; regions new to the connection are verified first. Returns the
+    updated connection and the regions added."""
+    store = store or StateStore()
+    connection = get_connection(name, store)
+    try:
+        wanted = check_regions(regions)
+    except InvalidInput as error:
+        raise _invalid(error) from None
+    added = tuple(r for r in wanted if r not in connection.regions)
+    if added:
+        verification = _verify(stored_auth(connection), connection.account_id, added, on_region)
+        if not verification.ok:
+            raise VerificationFailed(verification, f"Adding regions to '{name}'")
+    store.update(name, regions=wanted)
+    store.log_event(name, "edit", "ok", f"regions set to {', '.join(wanted)}")
+    return replace(connection, regions=wanted), added
+
+
+def rotate(
+    name: str,
+    auth: AuthSpec,
+    store: StateStore | None = None,
+    on_region: Callable[[str, RegionFailure | None], None] | None = None,
+) -> Connection:
+    """Replace the stored credentials once the new ones verify in every region."""
+    store = store or StateStore()
+    connection = get_connection(name, store)
+    check_auth(auth)
+    verification = _verify(auth, connection.account_id, connection.regions, on_region)
+    if not verification.ok:
+        raise VerificationFailed(verification, f"Rotating '{name}'")
+    store.update(
+        name,
+        auth_method=auth.method,
+        access_key_id=auth.access_key_id,
+        secret_ciphertext=secrets.encrypt(auth.secret_access_key)
+        if auth.secret_access_key
+        else None,
+        role_arn=auth.role_arn,
+        external_id=auth.external_id,
+        profile=auth.profile,
+    )
+    store.log_event(name, "rotate", "ok", "credentials replaced after verification")
+    return get_connection(name, store)
+
+
+def disconnect(
+    name: str,
+    purge_usage: bool = False,
+    store: StateStore | None = None,
+    warehouse: Path | None = None,
+) -> int:
+    """Delete the stored credentials now; usage history stays unless `purge_usage`.
+    Returns the usage rows purged."""
+    store = store or StateStore()
+    get_connection(name, store)
+    store.remove(name)
+    purged = purge_connection(warehouse or warehouse_path(), name) if purge_usage else 0
+    store.log_event(
+        name,
+        "disconnect",
+        "ok",
+        "credentials deleted" + (f"; {purged} usage rows purged" if purge_usage else ""),
+    )
+    return purged

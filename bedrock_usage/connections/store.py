@@ -1,0 +1,298 @@
+"""The state store: connections, their encrypted credentials, region health and the
+integration event log, in SQLite under BEDROCK_USAGE_HOME.
+
+SQLite in WAL mode lets the processes of a Dagster deployment (webserver, daemon, run
+workers) and the CLI read it at once while one writes. `secure_delete` zeroes deleted
+content, and a TRUNCATE checkpoint empties the WAL, so a disconnected secret leaves no
+trace in any file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..settings import home
+
+STATE_FILE_NAME = "state.sqlite3"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS connections (
+    connection_id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL UNIQUE,
+    regions TEXT NOT NULL,
+    auth_method TEXT NOT NULL,
+    access_key_id TEXT,
+    secret_ciphertext TEXT,
+    role_arn TEXT,
+    external_id TEXT,
+    profile TEXT,
+    backfill_days INTEGER NOT NULL,
+    initial_sync TEXT NOT NULL,
+    sync_started_at TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS region_health (
+    connection_id TEXT NOT NULL,
+    region TEXT NOT NULL,
+    last_success_at TEXT,
+    last_synced_day TEXT,
+    failure_kind TEXT,
+    failure_code TEXT,
+    failure_message TEXT,
+    failure_next_action TEXT,
+    failed_at TEXT,
+    PRIMARY KEY (connection_id, region)
+);
+CREATE TABLE IF NOT EXISTS events (
+    event_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    connection_id TEXT NOT NULL,
+    region TEXT,
+    action TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    error_code TEXT,
+    message TEXT NOT NULL,
+    next_action TEXT
+);
+CREATE INDEX IF NOT EXISTS events_by_connection ON events (connection_id, event_id);
+"""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A stored connection. `secret_ciphertext` is encrypted; nothing here is plaintext."""
+
+    connection_id: str
+    account_id: str
+    regions: tuple[str, ...]
+    auth_method: str  # "keys", "role" or "profile"
+    access_key_id: str | None
+    secret_ciphertext: str | None = field(repr=False)
+    role_arn: str | None
+    external_id: str | None
+    profile: str | None
+    backfill_days: int
+    initial_sync: str  # "pending", "running", "done", "skipped"
+    sync_started_at: str | None
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class RegionHealth:
+    connection_id: str
+    region: str
+    last_success_at: str | None
+    last_synced_day: str | None
+    failure_kind: str | None
+    failure_code: str | None
+    failure_message: str | None
+    failure_next_action: str | None
+    failed_at: str | None
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.failure_kind is not None
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: int
+    at: str
+    connection_id: str
+    region: str | None
+    action: str
+    outcome: str
+    error_code: str | None
+    message: str
+    next_action: str | None
+
+
+def state_path() -> Path:
+    return home() / STATE_FILE_NAME
+
+
+class StateStore:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or state_path()
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA secure_delete=ON")
+            db.execute("PRAGMA busy_timeout=30000")
+            db.executescript(SCHEMA)
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    # Connections -------------------------------------------------------------
+
+    def get(self, connection_id: str) -> Connection | None:
+        with self._db() as db:
+            row = db.execute(
+                "SELECT * FROM connections WHERE connection_id = ?", [connection_id]
+            ).fetchone()
+        return _connection(row) if row else None
+
+    def by_account(self, account_id: str) -> Connection | None:
+        with self._db() as db:
+            row = db.execute(
+                "SELECT * FROM connections WHERE account_id = ?", [account_id]
+            ).fetchone()
+        return _connection(row) if row else None
+
+    def all(self) -> list[Connection]:
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM connections ORDER BY connection_id").fetchall()
+        return [_connection(row) for row in rows]
+
+    def add(self, connection: Connection) -> None:
+        values = {
+            **connection.__dict__,
+            "regions": json.dumps(list(connection.regions)),
+        }
+        columns = ", ".join(values)
+        placeholders = ", ".join(f":{name}" for name in values)
+        with self.transaction() as db:
+            db.execute(f"INSERT INTO connections ({columns}) VALUES ({placeholders})", values)
+
+    def update(self, connection_id: str, **changes: object) -> None:
+        if "regions" in changes:
+            changes["regions"] = json.dumps(list(changes["regions"]))  # type: ignore[arg-type]
+        changes["updated_at"] = now_iso()
+        assignments = ", ".join(f"{name} = :{name}" for name in changes)
+        with self.transaction() as db:
+            db.execute(
+                f"UPDATE connections SET {assignments} WHERE connection_id = :connection_id",
+                {**changes, "connection_id": connection_id},
+            )
+        if "secret_ciphertext" in changes:
+            self.scrub()
+
+    def remove(self, connection_id: str) -> None:
+        """Delete the connection and its credentials now, leaving no trace on disk. The
+        event log and region health stay, as history."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM connections WHERE connection_id = ?", [connection_id])
+        self.scrub()
+
+    def scrub(self) -> None:
+        """Push every change into the main file and empty the WAL: with secure_delete on,
+        no freed page keeps an old secret."""
+        with self._db() as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            db.execute("VACUUM")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # Region health and events -------------------------------------------------
+
+    def region_health(self, connection_id: str) -> dict[str, RegionHealth]:
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT * FROM region_health WHERE connection_id = ?", [connection_id]
+            ).fetchall()
+        return {row["region"]: RegionHealth(**dict(row)) for row in rows}
+
+    def record_region_success(self, connection_id: str, region: str, last_day: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                """
+                INSERT INTO region_health (connection_id, region, last_success_at, last_synced_day)
+                VALUES (?, ?, ?, ?)
+                ON CONFLICT (connection_id, region) DO UPDATE SET
+                    last_success_at = excluded.last_success_at,
+                    last_synced_day = max(coalesce(last_synced_day, ''), excluded.last_synced_day),
+                    failure_kind = NULL, failure_code = NULL, failure_message = NULL,
+                    failure_next_action = NULL, failed_at = NULL
+                """,
+                [connection_id, region, now_iso(), last_day],
+            )
+
+    def record_region_failure(
+        self, connection_id: str, region: str, kind: str, code: str, message: str, next_action: str
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                """
+                INSERT INTO region_health (connection_id, region, failure_kind, failure_code,
+                                           failure_message, failure_next_action, failed_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (connection_id, region) DO UPDATE SET
+                    failure_kind = excluded.failure_kind, failure_code = excluded.failure_code,
+                    failure_message = excluded.failure_message,
+                    failure_next_action = excluded.failure_next_action,
+                    failed_at = excluded.failed_at
+                """,
+                [connection_id, region, kind, code, message, next_action, now_iso()],
+            )
+
+    def log_event(
+        self,
+        connection_id: str,
+        action: str,
+        outcome: str,
+        message: str,
+        region: str | None = None,
+        error_code: str | None = None,
+        next_action: str | None = None,
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO events (at, connection_id, region, action, outcome, error_code, "
+                "message, next_action) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    now_iso(),
+                    connection_id,
+                    region,
+                    action,
+                    outcome,
+                    error_code,
+                    message,
+                    next_action,
+                ],
+            )
+
+    def events(self, connection_id: str | None = None, limit: int = 100) -> list[Event]:
+        query = "SELECT * FROM events"
+        params: list[object] = []
+        if connection_id:
+            query += " WHERE connection_id = ?"
+            params.append(connection_id)
+        query += " ORDER BY event_id DESC LIMIT ?"
+        params.append(limit)
+        with self._db() as db:
+            rows = db.execute(query, params).fetchall()
+        return [Event(**dict(row)) for row in rows]
+
+
+def _connection(row: sqlite3.Row) -> Connection:
+    values = dict(row)
+    values["regions"] = tuple(json.loads(values["regions"]))
+    return Connection(**values)

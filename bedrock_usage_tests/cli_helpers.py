@@ -1,0 +1,42 @@
+"""Running the real `bedrock-usage` console script as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+CLI = shutil.which("bedrock-usage") or str(Path(os.sys.executable).parent / "bedrock-usage")
+
+
+def run_cli(
+    args: list[str],
+    home: Path,
+    endpoint: str,
+    stdin: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("AWS_") and not key.startswith("BEDROCK_USAGE")
+    }
+    env.update(
+        {
+            "BEDROCK_USAGE_HOME": str(home),
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_MAX_ATTEMPTS": "2",
+            "AWS_CONFIG_FILE": str(home / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
+            **(extra_env or {}),
+        }
+    )
+    return subprocess.run(
+        [CLI, *args],
+        input=stdin if stdin is not None else "",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

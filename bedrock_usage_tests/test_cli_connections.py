@@ -1,0 +1,297 @@
+"""The real console script against the emulator with IAM enforced: every refusal says
+why and what to do, and stores nothing; secrets appear nowhere in plaintext."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from bedrock_usage.days import utc_today
+from bedrock_usage.emulator.server import READ_ONLY_POLICY
+
+from .cli_helpers import run_cli
+from .conftest import ACCOUNT, OTHER_ACCOUNT, days_ago, seed_daily
+
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def cli(aws, home):
+    def run(*args: str, secret: str | None = None, env: dict | None = None):
+        return run_cli(
+            list(args), home, aws.endpoint_url, None if secret is None else secret + "\n", env
+        )
+
+    return run
+
+
+def _connect(cli, key, name="prod", account=ACCOUNT, regions="us-east-1,eu-west-1", *extra):
+    return cli(
+        "connect",
+        name,
+        "--account-id",
+        account,
+        "--regions",
+        regions,
+        "--access-key-id",
+        key.access_key_id,
+        *extra,
+        secret=key.secret_access_key,
+    )
+
+
+def _stored_connections(home: Path) -> list[tuple]:
+    path = home / "state.sqlite3"
+    if not path.exists():
+        return []
+    with sqlite3.connect(path) as db:
+        return db.execute(
+            "SELECT connection_id, account_id, regions, secret_ciphertext FROM connections"
+        ).fetchall()
+
+
+def _files_containing(root: Path, needle: str) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and needle.encode() in p.read_bytes()]
+
+
+def test_connect_verifies_stores_encrypted_and_syncs(aws, reader, cli, home):
+    seed_daily(aws, "Invocations", HAIKU, {days_ago(2): 5, days_ago(1): 7})
+    seed_daily(aws, "Invocations", None, {days_ago(2): 5, days_ago(1): 7})
+    result = _connect(cli, reader, "prod", ACCOUNT, "us-east-1,eu-west-1", "--backfill-days", "10")
+    assert result.returncode == 0, result.stderr
+    assert "us-east-1: CloudWatch AWS/Bedrock readable" in result.stdout
+    assert "Initial sync of 10 days" in result.stdout
+    [(name, account, regions, ciphertext)] = _stored_connections(home)
+    assert (name, account, json.loads(regions)) == ("prod", ACCOUNT, ["us-east-1", "eu-west-1"])
+    assert ciphertext and reader.secret_access_key not in ciphertext
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT sum(invocations) FROM bedrock_usage_daily").fetchone() == (12,)
+    listing = json.loads(cli("connections", "--json").stdout)
+    assert listing[0]["state"] == "connected" and listing[0]["usage_rows"] == 2
+    assert listing[0]["last_successful_sync"] is not None
+    assert (home / "secret.key").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["bad|name", "--account-id", ACCOUNT, "--regions", "us-east-1"], "cannot name"),
+        (["prod", "--account-id", "12345", "--regions", "us-east-1"], "12 digits"),
+        (
+            ["prod", "--account-id", ACCOUNT, "--regions", "us-east-1,eu-wset-1"],
+            "did you mean eu-west-1",
+        ),
+    ],
+)
+def test_bad_input_is_refused_before_anything_is_stored(reader, cli, home, args, message):
+    result = cli(
+        "connect", *args, "--access-key-id", reader.access_key_id, secret=reader.secret_access_key
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert _stored_connections(home) == []
+
+
+def test_a_malformed_key_id_is_refused(reader, cli, home):
+    result = cli(
+        "connect",
+        "prod",
+        "--account-id",
+        ACCOUNT,
+        "--regions",
+        "us-east-1",
+        "--access-key-id",
+        "not-a-key",
+        secret="x",
+    )
+    assert result.returncode == 2 and "AKIA" in result.stderr
+
+
+def test_a_key_lacking_get_metric_data_is_refused_per_region(aws, cli, home):
+    policy = {
+        **READ_ONLY_POLICY,
+        "Statement": [{**READ_ONLY_POLICY["Statement"][0], "Action": ["cloudwatch:ListMetrics"]}],
+    }
+    key = aws.create_reader(ACCOUNT, "list-only", policy=policy)
+    result = _connect(cli, key)
+    assert result.returncode == 3
+    assert "nothing was stored" in result.stderr
+    for region in ("us-east-1", "eu-west-1"):
+        assert f"{region}: AccessDenied" in result.stderr
+    assert "cloudwatch:GetMetricData" in result.stderr
+    assert _stored_connections(home) == []
+    assert _files_containing(home, key.secret_access_key) == []
+
+
+def test_a_key_of_another_account_is_refused(aws, cli, home):
+    key = aws.create_reader(OTHER_ACCOUNT)
+    result = _connect(cli, key, account=ACCOUNT)
+    assert result.returncode == 3
+    assert f"belongs to account {OTHER_ACCOUNT}, not {ACCOUNT}" in result.stderr
+    assert _stored_connections(home) == []
+
+
+def test_a_wrong_secret_and_a_deleted_key_are_refused(aws, reader, cli, home):
+    wrong = type(reader)(ACCOUNT, reader.user_name, reader.access_key_id, "w" * 40)
+    result = _connect(cli, wrong)
+    assert result.returncode == 3 and "SignatureDoesNotMatch" in result.stderr
+    assert "new access key" in result.stderr
+    aws.delete_access_key(reader)
+    result = _connect(cli, reader)
+    assert result.returncode == 3 and "InvalidClientTokenId" in result.stderr
+    assert _stored_connections(home) == []
+    assert "w" * 40 not in result.stderr + result.stdout
+
+
+def test_a_region_denied_to_the_key_is_named(aws, reader, cli, home):
+    aws.deny_region(reader, "eu-west-1")
+    result = _connect(cli, reader)
+    assert result.returncode == 3
+    assert "eu-west-1: AccessDenied" in result.stderr
+    assert "us-east-1: AccessDenied" not in result.stderr
+    assert "policy" in result.stderr
+    assert _stored_connections(home) == []
+
+
+def test_a_duplicate_name_or_account_is_refused_without_disturbing_the_first(
+    aws, reader, cli, home
+):
+    assert _connect(cli, reader, "prod", ACCOUNT, "us-east-1", "--no-sync").returncode == 0
+    before = _stored_connections(home)
+    other = aws.create_reader(OTHER_ACCOUNT)
+    result = _connect(cli, other, "prod", OTHER_ACCOUNT, "us-east-1", "--no-sync")
+    assert result.returncode == 5 and "already exists" in result.stderr
+    second_key = aws.create_reader(ACCOUNT, "second")
+    result = _connect(cli, second_key, "prod-2", ACCOUNT, "us-east-1", "--no-sync")
+    assert result.returncode == 5 and "count its usage twice" in result.stderr
+    assert _stored_connections(home) == before
+
+
+def test_sync_ranges_in_the_future_or_past_retention_are_refused(reader, cli, home):
+    assert _connect(cli, reader, "prod", ACCOUNT, "us-east-1", "--no-sync").returncode == 0
+    tomorrow = str(utc_today() + timedelta(days=1))
+    result = cli("sync", "prod", "--start", str(utc_today()), "--end", tomorrow)
+    assert result.returncode == 2 and "ends after today" in result.stderr
+    result = cli("sync", "prod", "--start", str(utc_today() - timedelta(days=455)))
+    assert result.returncode == 2 and "455 days" in result.stderr
+    result = cli("sync", "nope")
+    assert result.returncode == 4 and "prod" in result.stderr
+
+
+def test_a_sync_with_a_denied_region_flags_it_and_keeps_its_rows(aws, reader, cli, home):
+    seed_daily(aws, "Invocations", HAIKU, {days_ago(1): 5}, region="eu-west-1")
+    assert (
+        _connect(
+            cli, reader, "prod", ACCOUNT, "us-east-1,eu-west-1", "--backfill-days", "3"
+        ).returncode
+        == 0
+    )
+    aws.deny_region(reader, "eu-west-1")
+    result = cli("sync", "prod")
+    assert result.returncode == 6
+    assert "eu-west-1: FAILED AccessDenied" in result.stderr
+    listing = json.loads(cli("connections", "--json").stdout)
+    assert listing[0]["state"] == "needs attention"
+    assert "eu-west-1: AccessDenied" in listing[0]["reason"]
+    status = json.loads(cli("status", "prod", "--json").stdout)
+    failing = {r["region"]: r["failure"] for r in status["regions"]}
+    assert failing["eu-west-1"]["code"] == "AccessDenied" and failing["us-east-1"] is None
+    assert status["events"][0]["outcome"] == "failed"
+    assert [u["invocations"] for u in status["usage"]] == [5]
+    aws.allow_region(reader, "eu-west-1")
+    assert cli("sync", "prod").returncode == 0
+    assert json.loads(cli("connections", "--json").stdout)[0]["state"] == "connected"
+
+
+def test_edit_verifies_new_regions_and_rotate_verifies_new_keys(aws, reader, cli, home):
+    assert _connect(cli, reader, "prod", ACCOUNT, "us-east-1", "--no-sync").returncode == 0
+    aws.deny_region(reader, "ap-south-1")
+    result = cli("edit", "prod", "--regions", "us-east-1,ap-south-1")
+    assert result.returncode == 3 and "ap-south-1: AccessDenied" in result.stderr
+    assert json.loads(_stored_connections(home)[0][2]) == ["us-east-1"]
+    assert cli("edit", "prod", "--regions", "us-east-1,eu-west-1").returncode == 0
+    assert json.loads(_stored_connections(home)[0][2]) == ["us-east-1", "eu-west-1"]
+    old_ciphertext = _stored_connections(home)[0][3]
+    stranger = aws.create_reader(OTHER_ACCOUNT)
+    result = cli(
+        "rotate",
+        "prod",
+        "--access-key-id",
+        stranger.access_key_id,
+        secret=stranger.secret_access_key,
+    )
+    assert result.returncode == 3
+    assert _stored_connections(home)[0][3] == old_ciphertext
+    fresh = aws.create_reader(ACCOUNT, "fresh")
+    result = cli(
+        "rotate", "prod", "--access-key-id", fresh.access_key_id, secret=fresh.secret_access_key
+    )
+    assert result.returncode == 0, result.stderr
+    assert _files_containing(home, old_ciphertext) == []
+
+
+def test_secrets_never_appear_in_plaintext_and_vanish_on_disconnect(aws, reader, cli, home):
+    seed_daily(aws, "Invocations", HAIKU, {days_ago(1): 5})
+    outputs = [_connect(cli, reader, "prod", ACCOUNT, "us-east-1", "--backfill-days", "2")]
+    for args in (
+        ["connections", "--json"],
+        ["status", "prod", "--json"],
+        ["status", "prod"],
+        ["sync", "prod"],
+        ["doctor", "prod"],
+        ["events"],
+    ):
+        outputs.append(cli(*args))
+    assert all(o.returncode == 0 for o in outputs), [o.stderr for o in outputs]
+    secret = reader.secret_access_key
+    for output in outputs:
+        assert secret not in output.stdout + output.stderr
+    assert _files_containing(home, secret) == []
+    ciphertext = _stored_connections(home)[0][3]
+    assert _files_containing(home, ciphertext) == [home / "state.sqlite3"]
+    result = cli("disconnect", "prod")
+    assert result.returncode == 0
+    assert "delete the IAM user or its access key" in result.stdout
+    assert _stored_connections(home) == []
+    assert _files_containing(home, ciphertext) == []
+    assert _files_containing(home, ciphertext[:40]) == []
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM bedrock_usage_daily").fetchone() == (1,)
+
+
+def test_disconnect_with_purge_deletes_usage(aws, reader, cli, home):
+    seed_daily(aws, "Invocations", HAIKU, {days_ago(1): 5})
+    assert (
+        _connect(cli, reader, "prod", ACCOUNT, "us-east-1", "--backfill-days", "2").returncode == 0
+    )
+    result = cli("disconnect", "prod", "--purge-usage")
+    assert result.returncode == 0 and "Purged 1 usage rows" in result.stdout
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM bedrock_usage_daily").fetchone() == (0,)
+
+
+def test_every_command_has_help(cli):
+    for command in (
+        "connect",
+        "connections",
+        "status",
+        "sync",
+        "edit",
+        "rotate",
+        "doctor",
+        "events",
+        "disconnect",
+        "demo",
+    ):
+        result = cli(command, "--help")
+        assert result.returncode == 0 and "Usage:" in result.stdout
