@@ -1,9 +1,11 @@
-"""One sync: read a connection's regions from CloudWatch, shape, and write DuckDB.
+"""One sync: read a connection's regions from CloudWatch, store the answers, and
+rebuild the daily usage rows from them.
 
-The CLI and the Dagster assets both call `sync_usage`, so a day and a year-long
-backfill go through the same code. Each region is read on its own: one region's
-failure is reported and leaves that region's stored rows untouched, while the others
-are written.
+The CLI calls `sync_usage`; the Dagster assets call its two halves (`fetch_regions` +
+`store_fetches` for the raw data points, `rebuild_usage` for the daily table), so a
+day and a year-long backfill go through the same code. Each region is read on its own:
+one region's failure is reported and leaves that region's stored rows untouched,
+while the others are written.
 """
 
 from __future__ import annotations
@@ -14,13 +16,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
+import duckdb
 import pandas as pd
 
 from .days import DayRange
 from .extraction.errors import RegionFailure
 from .extraction.fetch import RegionFetch, fetch_region
-from .shaping.daily import TOTAL, shape_daily_usage
-from .storage.warehouse import UsageWindow, known_model_ids, replace_usage_windows
+from .storage.warehouse import (
+    known_model_ids,
+    open_warehouse,
+    rebuild_usage,
+    replace_datapoints,
+    transaction,
+)
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,10 @@ class SyncResult:
     synced_at: datetime
     fetches: list[RegionFetch]
     usage: pd.DataFrame
-    rows_written: int
+
+    @property
+    def rows_written(self) -> int:
+        return len(self.usage)
 
     @property
     def failures(self) -> list[RegionFailure]:
@@ -60,38 +71,59 @@ class SyncResult:
         return sum(f.metrics_requested for f in self.fetches)
 
 
+def now_utc() -> datetime:
+    """Naive UTC, as DuckDB TIMESTAMP columns store it."""
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+def fetch_regions(
+    target: SyncTarget,
+    day_range: DayRange,
+    known: dict[str, set[str]],
+    on_region_done: Callable[[RegionFetch], None] | None = None,
+) -> list[RegionFetch]:
+    fetches = []
+    for region in target.regions:
+        fetch = fetch_region(target.session, region, day_range, known.get(region, ()))
+        fetches.append(fetch)
+        if on_region_done:
+            on_region_done(fetch)
+    return fetches
+
+
+def store_fetches(
+    connection: duckdb.DuckDBPyConnection,
+    target: SyncTarget,
+    fetches: list[RegionFetch],
+    fetched_at: datetime,
+) -> None:
+    """Replace the stored data points of every region that answered."""
+    for fetch in fetches:
+        if fetch.ok:
+            replace_datapoints(
+                connection,
+                target.connection_id,
+                target.account_id,
+                fetch.region,
+                fetch.day_range,
+                fetch.datapoints,
+                fetched_at,
+            )
+
+
 def sync_usage(
     target: SyncTarget,
     day_range: DayRange,
     warehouse_path: Path | str,
     on_region_done: Callable[[RegionFetch], None] | None = None,
 ) -> SyncResult:
-    synced_at = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-    known = known_model_ids(warehouse_path, target.connection_id)
-    fetches, windows = [], []
-    for region in target.regions:
-        fetch = fetch_region(target.session, region, day_range, known.get(region, ()))
-        fetches.append(fetch)
-        if fetch.ok:
-            windows.append(_window(target, fetch, synced_at))
-        if on_region_done:
-            on_region_done(fetch)
-    rows = replace_usage_windows(warehouse_path, windows)
-    usage = pd.concat([w.usage for w in windows], ignore_index=True) if windows else pd.DataFrame()
-    return SyncResult(
-        target.connection_id, target.account_id, day_range, synced_at, fetches, usage, rows
-    )
-
-
-def _window(target: SyncTarget, fetch: RegionFetch, synced_at: datetime) -> UsageWindow:
-    usage = shape_daily_usage(
-        fetch.datapoints, target.connection_id, target.account_id, fetch.region, synced_at
-    )
-    datapoints = fetch.datapoints.assign(
-        model_id=fetch.datapoints.model_id.fillna(TOTAL),
-        connection_id=target.connection_id,
-        account_id=target.account_id,
-        region=fetch.region,
-        fetched_at=synced_at,
-    )
-    return UsageWindow(target.connection_id, fetch.region, fetch.day_range, usage, datapoints)
+    synced_at = now_utc()
+    with open_warehouse(warehouse_path) as connection:
+        known = known_model_ids(connection, target.connection_id)
+    fetches = fetch_regions(target, day_range, known, on_region_done)
+    usage = pd.DataFrame()
+    if any(f.ok for f in fetches):
+        with open_warehouse(warehouse_path) as connection, transaction(connection):
+            store_fetches(connection, target, fetches, synced_at)
+            usage = rebuild_usage(connection, target.connection_id, day_range)
+    return SyncResult(target.connection_id, target.account_id, day_range, synced_at, fetches, usage)

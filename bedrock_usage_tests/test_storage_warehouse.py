@@ -12,32 +12,42 @@ import pandas as pd
 import pytest
 
 from bedrock_usage.days import DayRange
-from bedrock_usage.shaping.daily import shape_daily_usage
 from bedrock_usage.storage.schema import MIGRATIONS
 from bedrock_usage.storage.warehouse import (
-    UsageWindow,
     WarehouseBusyError,
     known_model_ids,
     open_warehouse,
-    replace_usage_windows,
+    rebuild_usage,
+    replace_datapoints,
+    transaction,
 )
 
 D1, D2, D3 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)
+FETCHED = datetime(2026, 11, 4)
 
 
-def _window(region, tokens_by_day, day_range, connection="acme", model="a.model-v1"):
-    points = pd.DataFrame(
+def _points(tokens_by_day, model="a.model-v1"):
+    return pd.DataFrame(
         [(day, model, "InputTokenCount", "Sum", float(v)) for day, v in tokens_by_day.items()],
         columns=["usage_date", "model_id", "metric_name", "statistic", "value"],
     )
-    usage = shape_daily_usage(points, connection, "111122223333", region, datetime(2026, 11, 4))
-    raw = points.assign(
-        connection_id=connection,
-        account_id="111122223333",
-        region=region,
-        fetched_at=datetime(2026, 11, 4),
-    )
-    return UsageWindow(connection, region, day_range, usage, raw)
+
+
+def _sync(path, windows, connection="acme", fetched_at=FETCHED):
+    """windows: [(region, tokens_by_day, DayRange, model?)] written as one sync would."""
+    with open_warehouse(path) as con, transaction(con):
+        for region, tokens, day_range, *model in windows:
+            replace_datapoints(
+                con,
+                connection,
+                "111122223333",
+                region,
+                day_range,
+                _points(tokens, *model),
+                fetched_at,
+            )
+        span = DayRange(min(w[2].first for w in windows), max(w[2].last for w in windows))
+        return rebuild_usage(con, connection, span)
 
 
 def _tokens(path):
@@ -52,50 +62,67 @@ def _tokens(path):
 
 def test_rewriting_a_window_replaces_it_without_duplicates(tmp_path):
     path = tmp_path / "w.duckdb"
-    window = _window("us-east-1", {D1: 10, D2: 20}, DayRange(D1, D2))
-    assert replace_usage_windows(path, [window]) == 2
-    assert replace_usage_windows(path, [window]) == 2
+    window = ("us-east-1", {D1: 10, D2: 20}, DayRange(D1, D2))
+    assert len(_sync(path, [window])) == 2
+    assert len(_sync(path, [window])) == 2
     assert _tokens(path) == {("2026-11-01", "us-east-1"): 10, ("2026-11-02", "us-east-1"): 20}
 
 
 def test_late_data_updates_only_its_window(tmp_path):
     path = tmp_path / "w.duckdb"
-    replace_usage_windows(
+    _sync(
         path,
         [
-            _window("us-east-1", {D1: 10, D2: 20, D3: 30}, DayRange(D1, D3)),
-            _window("eu-west-1", {D2: 5}, DayRange(D2, D2)),
+            ("us-east-1", {D1: 10, D2: 20, D3: 30}, DayRange(D1, D3)),
+            ("eu-west-1", {D2: 5}, DayRange(D2, D2)),
         ],
     )
-    replace_usage_windows(path, [_window("us-east-1", {D2: 25}, DayRange(D2, D2))])
+    _sync(path, [("us-east-1", {D2: 25}, DayRange(D2, D2))], fetched_at=datetime(2026, 11, 5))
     assert _tokens(path) == {
         ("2026-11-01", "us-east-1"): 10,
         ("2026-11-02", "us-east-1"): 25,
         ("2026-11-03", "us-east-1"): 30,
         ("2026-11-02", "eu-west-1"): 5,
     }
+    with duckdb.connect(str(path), read_only=True) as con:
+        synced = dict(
+            con.execute(
+                "SELECT region, max(synced_at) FROM bedrock_usage_daily GROUP BY ALL"
+            ).fetchall()
+        )
+    assert synced == {"us-east-1": datetime(2026, 11, 5), "eu-west-1": FETCHED}
+
+
+def test_usage_is_rebuilt_from_stored_datapoints_without_aws(tmp_path):
+    path = tmp_path / "w.duckdb"
+    _sync(path, [("us-east-1", {D1: 10}, DayRange(D1, D1))])
+    with open_warehouse(path) as con:
+        con.execute("DELETE FROM bedrock_usage_daily")
+        with transaction(con):
+            rebuild_usage(con, "acme", DayRange(D1, D1))
+    assert _tokens(path) == {("2026-11-01", "us-east-1"): 10}
 
 
 def test_a_failure_mid_write_keeps_the_old_rows(tmp_path):
     path = tmp_path / "w.duckdb"
-    replace_usage_windows(
-        path,
-        [
-            _window("us-east-1", {D1: 10}, DayRange(D1, D1)),
-            _window("eu-west-1", {D1: 7}, DayRange(D1, D1)),
-        ],
+    _sync(
+        path, [("us-east-1", {D1: 10}, DayRange(D1, D1)), ("eu-west-1", {D1: 7}, DayRange(D1, D1))]
     )
-    good = _window("us-east-1", {D1: 99}, DayRange(D1, D1))
-    broken = _window("eu-west-1", {D1: 1}, DayRange(D1, D1))
-    duplicated = UsageWindow(
-        broken.connection_id,
-        broken.region,
-        broken.day_range,
-        pd.concat([broken.usage, broken.usage]),
-        broken.datapoints,
-    )
+    duplicated = pd.concat([_points({D1: 1}), _points({D1: 1})])
     with pytest.raises(duckdb.ConstraintException):
-        replace_usage_windows(path, [good, duplicated])
+        with open_warehouse(path) as con, transaction(con):
+            replace_datapoints(
+                con,
+                "acme",
+                "111122223333",
+                "us-east-1",
+                DayRange(D1, D1),
+                _points({D1: 99}),
+                FETCHED,
+            )
+            replace_datapoints(
+                con, "acme", "111122223333", "eu-west-1", DayRange(D1, D1), duplicated, FETCHED
+            )
     assert _tokens(path) == {("2026-11-01", "us-east-1"): 10, ("2026-11-01", "eu-west-1"): 7}
 
 
@@ -119,15 +146,11 @@ def test_the_schema_is_created_and_versioned(tmp_path):
 
 def test_known_models_come_from_stored_datapoints(tmp_path):
     path = tmp_path / "w.duckdb"
-    assert known_model_ids(path, "acme") == {}
-    replace_usage_windows(
-        path,
-        [
-            _window("us-east-1", {D1: 1}, DayRange(D1, D1), model="x.m"),
-            _window("us-east-1", {D1: 1}, DayRange(D1, D1), "other", "y.m"),
-        ],
-    )
-    assert known_model_ids(path, "acme") == {"us-east-1": {"x.m"}}
+    _sync(path, [("us-east-1", {D1: 1}, DayRange(D1, D1), "x.m")])
+    _sync(path, [("us-east-1", {D1: 1}, DayRange(D1, D1), "y.m")], connection="other")
+    with open_warehouse(path) as con:
+        assert known_model_ids(con, "acme") == {"us-east-1": {"x.m"}}
+        assert known_model_ids(con, "nobody") == {}
 
 
 def _hold_lock(path, seconds):
@@ -144,13 +167,13 @@ def _hold_lock(path, seconds):
 
 def test_a_busy_file_is_retried_then_reported_with_what_to_do(tmp_path, monkeypatch):
     path = tmp_path / "w.duckdb"
-    replace_usage_windows(path, [_window("us-east-1", {D1: 10}, DayRange(D1, D1))])
+    _sync(path, [("us-east-1", {D1: 10}, DayRange(D1, D1))])
     holder = _hold_lock(path, 30)
     try:
         monkeypatch.setenv("BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS", "1")
         started = time.monotonic()
         with pytest.raises(WarehouseBusyError) as raised:
-            replace_usage_windows(path, [_window("us-east-1", {D1: 11}, DayRange(D1, D1))])
+            _sync(path, [("us-east-1", {D1: 11}, DayRange(D1, D1))])
         assert time.monotonic() - started >= 0.5
         message = str(raised.value)
         assert str(path) in message and f"pid {holder.pid}" in message
@@ -163,9 +186,9 @@ def test_a_busy_file_is_retried_then_reported_with_what_to_do(tmp_path, monkeypa
 
 def test_a_briefly_busy_file_is_written_once_free(tmp_path, monkeypatch):
     path = tmp_path / "w.duckdb"
-    replace_usage_windows(path, [_window("us-east-1", {D1: 10}, DayRange(D1, D1))])
+    _sync(path, [("us-east-1", {D1: 10}, DayRange(D1, D1))])
     holder = _hold_lock(path, 1)
     monkeypatch.setenv("BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS", "30")
-    replace_usage_windows(path, [_window("us-east-1", {D1: 12}, DayRange(D1, D1))])
+    _sync(path, [("us-east-1", {D1: 12}, DayRange(D1, D1))])
     holder.wait()
     assert _tokens(path) == {("2026-11-01", "us-east-1"): 12}

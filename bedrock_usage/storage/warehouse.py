@@ -4,7 +4,9 @@ A DuckDB file has one read-write process at a time, and even a read-only reader 
 another process blocks writers. So the file is opened only for the length of a write,
 a busy file is retried with backoff for a bounded time, and each sync replaces its
 (connection, region, day range) windows in a single transaction: a re-run never
-duplicates, late data updates values, and a failure keeps the old rows.
+duplicates, late data updates values, and a failure keeps the old rows. The usage
+table is always recomputed from the stored data points, so it can be rebuilt without
+calling AWS again.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
 from ..days import DayRange
-from ..shaping.daily import TOTAL, USAGE_COLUMNS
+from ..shaping.daily import TOTAL, USAGE_COLUMNS, shape_daily_usage
 from .schema import ensure_schema
 
 RAW_COLUMNS = [
@@ -40,17 +42,6 @@ DEFAULT_LOCK_TIMEOUT_SECONDS = 120.0
 
 class WarehouseBusyError(RuntimeError):
     """Another process holds the DuckDB file for longer than we wait."""
-
-
-@dataclass(frozen=True)
-class UsageWindow:
-    """The rows of one (connection, region, day range), ready to replace what is stored."""
-
-    connection_id: str
-    region: str
-    day_range: DayRange
-    usage: pd.DataFrame
-    datapoints: pd.DataFrame
 
 
 def lock_timeout_seconds() -> float:
@@ -98,60 +89,97 @@ def open_warehouse(
         connection.close()
 
 
-def replace_usage_windows(path: Path | str, windows: list[UsageWindow]) -> int:
-    """Replace every window's stored rows with its new rows, all in one transaction.
-    Returns the number of usage rows written."""
-    if not windows:
-        return 0
-    written = 0
-    with open_warehouse(path) as connection:
-        connection.execute("BEGIN TRANSACTION")
-        try:
-            for index, window in enumerate(windows):
-                written += _replace_window(connection, window, index)
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-    return written
+@contextmanager
+def transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """All or nothing: on any error the file keeps exactly what it had."""
+    connection.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
 
 
-def _replace_window(connection: duckdb.DuckDBPyConnection, window: UsageWindow, index: int) -> int:
-    bounds = [window.connection_id, window.region, window.day_range.first, window.day_range.last]
-    for table in ("bedrock_usage_daily", "cloudwatch_daily_datapoints"):
-        connection.execute(
-            f"DELETE FROM {table} WHERE connection_id = ? AND region = ? "
-            "AND usage_date BETWEEN ? AND ?",
-            bounds,
-        )
-    usage = window.usage.reindex(columns=USAGE_COLUMNS)
-    datapoints = window.datapoints.reindex(columns=RAW_COLUMNS)
-    # Registered frames live until the connection closes; unregistering inside an
-    # aborted transaction would raise and hide the real error.
-    usage_view, datapoints_view = f"usage_rows_{index}", f"datapoint_rows_{index}"
-    connection.register(usage_view, usage)
-    connection.register(datapoints_view, datapoints)
+def replace_datapoints(
+    connection: duckdb.DuckDBPyConnection,
+    connection_id: str,
+    account_id: str,
+    region: str,
+    day_range: DayRange,
+    datapoints: pd.DataFrame,
+    fetched_at: datetime,
+) -> int:
+    """Replace one region's stored CloudWatch answers for `day_range` (the dimensionless
+    series is stored with model_id '(region total)'). Run inside `transaction`."""
     connection.execute(
-        f"INSERT INTO bedrock_usage_daily ({', '.join(USAGE_COLUMNS)}) "
-        f"SELECT {', '.join(USAGE_COLUMNS)} FROM {usage_view}"
+        "DELETE FROM cloudwatch_daily_datapoints WHERE connection_id = ? AND region = ? "
+        "AND usage_date BETWEEN ? AND ?",
+        [connection_id, region, day_range.first, day_range.last],
     )
+    rows = datapoints.assign(
+        model_id=datapoints.model_id.fillna(TOTAL),
+        connection_id=connection_id,
+        account_id=account_id,
+        region=region,
+        fetched_at=fetched_at,
+    ).reindex(columns=RAW_COLUMNS)
+    # A registered frame lives until the connection closes; unregistering inside an
+    # aborted transaction would raise and hide the real error, so each name is unique.
+    view = f"datapoints_{connection_id}_{region}".replace("-", "_")
+    connection.register(view, rows)
     connection.execute(
         f"INSERT INTO cloudwatch_daily_datapoints ({', '.join(RAW_COLUMNS)}) "
-        f"SELECT {', '.join(RAW_COLUMNS)} FROM {datapoints_view}"
+        f"SELECT {', '.join(RAW_COLUMNS)} FROM {view}"
     )
-    return len(usage)
+    return len(rows)
 
 
-def known_model_ids(path: Path | str, connection_id: str) -> dict[str, set[str]]:
+def rebuild_usage(
+    connection: duckdb.DuckDBPyConnection, connection_id: str, day_range: DayRange
+) -> pd.DataFrame:
+    """Recompute a connection's usage rows for `day_range` from the stored data points
+    (no AWS call) and replace them. Run inside `transaction`. A row's synced_at is when
+    its region's data points were fetched, so a region that failed keeps its old time.
+    Returns the rows written."""
+    stored = connection.execute(
+        "SELECT usage_date, account_id, region, model_id, metric_name, statistic, value, "
+        "max(fetched_at) OVER (PARTITION BY region) AS fetched_at "
+        "FROM cloudwatch_daily_datapoints WHERE connection_id = ? "
+        "AND usage_date BETWEEN ? AND ?",
+        [connection_id, day_range.first, day_range.last],
+    ).df()
+    stored["usage_date"] = pd.to_datetime(stored["usage_date"]).dt.date
+    stored["model_id"] = stored["model_id"].where(stored["model_id"] != TOTAL, None)
+    frames = [
+        shape_daily_usage(points, connection_id, account_id, region, fetched_at)
+        for (account_id, region, fetched_at), points in stored.groupby(
+            ["account_id", "region", "fetched_at"]
+        )
+    ]
+    usage = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=USAGE_COLUMNS)
+    connection.execute(
+        "DELETE FROM bedrock_usage_daily WHERE connection_id = ? AND usage_date BETWEEN ? AND ?",
+        [connection_id, day_range.first, day_range.last],
+    )
+    view = f"usage_{connection_id}".replace("-", "_")
+    connection.register(view, usage.reindex(columns=USAGE_COLUMNS))
+    connection.execute(
+        f"INSERT INTO bedrock_usage_daily ({', '.join(USAGE_COLUMNS)}) "
+        f"SELECT {', '.join(USAGE_COLUMNS)} FROM {view}"
+    )
+    return usage
+
+
+def known_model_ids(
+    connection: duckdb.DuckDBPyConnection, connection_id: str
+) -> dict[str, set[str]]:
     """Every model id ever stored for this connection, by region."""
-    if not Path(path).exists():
-        return {}
-    with open_warehouse(path) as connection:
-        rows = connection.execute(
-            "SELECT DISTINCT region, model_id FROM cloudwatch_daily_datapoints "
-            "WHERE connection_id = ? AND model_id <> ?",
-            [connection_id, TOTAL],
-        ).fetchall()
+    rows = connection.execute(
+        "SELECT DISTINCT region, model_id FROM cloudwatch_daily_datapoints "
+        "WHERE connection_id = ? AND model_id <> ?",
+        [connection_id, TOTAL],
+    ).fetchall()
     known: dict[str, set[str]] = {}
     for region, model_id in rows:
         known.setdefault(region, set()).add(model_id)
@@ -162,14 +190,12 @@ def purge_connection(path: Path | str, connection_id: str) -> int:
     """Delete every stored row of a connection; returns the usage rows deleted."""
     if not Path(path).exists():
         return 0
-    with open_warehouse(path) as connection:
-        connection.execute("BEGIN TRANSACTION")
+    with open_warehouse(path) as connection, transaction(connection):
         deleted = connection.execute(
             "SELECT count(*) FROM bedrock_usage_daily WHERE connection_id = ?", [connection_id]
         ).fetchone()[0]
         for table in ("bedrock_usage_daily", "cloudwatch_daily_datapoints"):
             connection.execute(f"DELETE FROM {table} WHERE connection_id = ?", [connection_id])
-        connection.execute("COMMIT")
     return deleted
 
 
