@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -122,6 +123,10 @@ def with_auth_options(command: Callable) -> Callable:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
+    # Dagster's beta and supersession notices are for developers of this project, not for
+    # the people running it.
+    warnings.filterwarnings("ignore", module=r"dagster\..*")
+    warnings.filterwarnings("ignore", category=UserWarning, message=r".*Beta.*")
     """Amazon Bedrock usage from CloudWatch metrics into a daily DuckDB table.
 
     State (connections, encrypted credentials, event log) lives in BEDROCK_USAGE_HOME
@@ -170,13 +175,56 @@ def connect(
 
 
 def _initial_sync(connection) -> None:
+    if not service.claim_initial_sync(connection.connection_id):
+        click.echo(
+            "The Dagster daemon's sensor has already started the initial sync: follow it "
+            "in the Dagster UI, or with 'bedrock-usage status "
+            f"{connection.connection_id}'."
+        )
+        return
     day_range = service.initial_sync_range(connection)
-    click.echo(f"Initial sync of {day_range.days} days ({day_range}):")
-    result = service.sync_connection(
-        connection.connection_id, day_range, on_region_done=_echo_region_synced
+    click.echo(f"Initial sync of {day_range.days} days ({day_range}), recorded in Dagster:")
+    _run_sync(connection.connection_id, day_range, {"bedrock_usage/initial_sync": "cli"})
+
+
+def _run_sync(name: str, day_range, tags: dict[str, str] | None = None) -> None:
+    """Materialize both assets in this process, as one Dagster run, printing each region."""
+    from .defs import assets
+    from .defs.local_runs import run_sync
+
+    fetches: list[RegionFetch] = []
+
+    def progress(fetch: RegionFetch) -> None:
+        fetches.append(fetch)
+        _echo_region_synced(fetch)
+
+    assets.region_listeners.append(progress)
+    try:
+        result = run_sync(name, day_range, tags)
+    finally:
+        assets.region_listeners.remove(progress)
+    rows = next(
+        (
+            event.materialization.metadata["rows"].value
+            for event in result.get_asset_materialization_events()
+            if event.asset_key.path == ["bedrock_usage_daily"]
+        ),
+        0,
     )
-    click.echo(f"Wrote {result.rows_written} usage rows to {warehouse_path()}.")
-    if result.failures:
+    click.echo(
+        f"Dagster run {result.run_id}: {'succeeded' if result.success else 'FAILED'}; "
+        f"{rows} usage rows in {warehouse_path()}."
+    )
+    if not result.success:
+        failures = result.get_step_failure_events()
+        message = (
+            failures[0].step_failure_data.error.message.strip()
+            if failures and failures[0].step_failure_data.error
+            else "see the run in the Dagster UI"
+        )
+        code = ExitCode.PARTIAL_SYNC if fetches else ExitCode.FAILED
+        raise UserError(f"The sync of '{name}' failed: {message}", code)
+    if any(not f.ok for f in fetches):
         sys.exit(ExitCode.PARTIAL_SYNC)
 
 
@@ -333,11 +381,8 @@ def sync(name, start, end):
     last = parse_day(end) if end else (max(default.last, first) if start else default.last)
     day_range = readable_range(first, last)
     service.get_connection(name)
-    click.echo(f"Syncing '{name}' for {day_range}:")
-    result = service.sync_connection(name, day_range, on_region_done=_echo_region_synced)
-    click.echo(f"Wrote {result.rows_written} usage rows to {warehouse_path()}.")
-    if result.failures:
-        sys.exit(ExitCode.PARTIAL_SYNC)
+    click.echo(f"Syncing '{name}' for {day_range}, recorded in Dagster:")
+    _run_sync(name, day_range)
 
 
 @main.command()

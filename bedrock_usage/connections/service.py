@@ -7,16 +7,19 @@ AWS, verifies before storing, and stores nothing when anything fails.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import duckdb
+
 from ..days import DayRange, readable_range, utc_today
 from ..extraction.errors import RegionFailure, classify
-from ..extraction.fetch import RegionFetch
+from ..extraction.fetch import RegionFetch, empty_datapoints
 from ..settings import warehouse_path
-from ..storage.warehouse import purge_connection
-from ..sync import SyncResult, SyncTarget, sync_usage
+from ..storage.warehouse import known_model_ids, purge_connection, transaction
+from ..sync import SyncTarget, fetch_regions, now_utc, store_fetches
 from . import secrets
 from .credentials import AuthSpec, session_for, stored_auth
 from .store import Connection, StateStore, now_iso
@@ -190,45 +193,76 @@ def initial_sync_range(connection: Connection) -> DayRange:
     return readable_range(yesterday - timedelta(days=connection.backfill_days - 1), yesterday)
 
 
-def sync_connection(
+WarehouseOpener = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+
+
+def claim_initial_sync(name: str, store: StateStore | None = None) -> bool:
+    """Take the initial sync of a new connection, atomically: the CLI and the sensor may
+    both try, and exactly one wins."""
+    return (store or StateStore()).claim_initial_sync(name)
+
+
+def fetch_and_store(
     name: str,
     day_range: DayRange,
+    open_connection: WarehouseOpener,
     store: StateStore | None = None,
-    warehouse: Path | None = None,
     on_region_done: Callable[[RegionFetch], None] | None = None,
-) -> SyncResult:
-    """Sync a connection's regions for `day_range`, recording each region's outcome in the
-    event log and its health (a failed region needs attention until a later success)."""
+) -> tuple[Connection, list[RegionFetch]]:
+    """Read a connection's regions for `day_range` and replace their stored data points,
+    recording each region's outcome in the event log and its health (a failed region
+    needs attention until a later success). The usage rows are rebuilt separately."""
     store = store or StateStore()
     connection = get_connection(name, store)
     store.update(name, sync_started_at=now_iso())
     try:
-        try:
-            session = session_for(stored_auth(connection))
-        except secrets.SecretKeyError as error:
-            raise UserError(str(error)) from None
-        target = SyncTarget(
-            connection.connection_id, connection.account_id, connection.regions, session
-        )
-        result = sync_usage(target, day_range, warehouse or warehouse_path(), on_region_done)
+        fetches = _fetch(connection, day_range, open_connection, on_region_done)
+        if any(f.ok for f in fetches):
+            target = SyncTarget(name, connection.account_id, connection.regions, None)
+            with open_connection() as warehouse, transaction(warehouse):
+                store_fetches(warehouse, target, fetches, now_utc())
     finally:
         store.update(name, sync_started_at=None)
-    _record_sync(store, connection, result)
-    return result
+    _record_sync(store, connection, fetches)
+    return connection, fetches
 
 
-def _record_sync(store: StateStore, connection: Connection, result: SyncResult) -> None:
+def _fetch(connection, day_range, open_connection, on_region_done) -> list[RegionFetch]:
+    try:
+        session = session_for(stored_auth(connection))
+    except secrets.SecretKeyError as error:
+        raise UserError(str(error)) from None
+    except Exception as error:  # noqa: BLE001 - a role that cannot be assumed fails every region
+        failure = classify("sts", error)
+        fetches = [
+            RegionFetch(region, day_range, empty_datapoints(), replace(failure, region=region))
+            for region in connection.regions
+        ]
+        for fetch in fetches:
+            if on_region_done:
+                on_region_done(fetch)
+        return fetches
+    with open_connection() as warehouse:
+        known = known_model_ids(warehouse, connection.connection_id)
+    target = SyncTarget(
+        connection.connection_id, connection.account_id, connection.regions, session
+    )
+    return fetch_regions(target, day_range, known, on_region_done)
+
+
+def _record_sync(store: StateStore, connection: Connection, fetches: list[RegionFetch]) -> None:
     name = connection.connection_id
-    for fetch in result.fetches:
+    for fetch in fetches:
         if fetch.failure is None:
-            rows = int((result.usage.region == fetch.region).sum()) if len(result.usage) else 0
-            store.record_region_success(name, fetch.region, str(result.day_range.last))
+            models = fetch.datapoints.model_id.dropna().nunique()
+            store.record_region_success(name, fetch.region, str(fetch.day_range.last))
             store.log_event(
                 name,
                 "sync",
                 "ok",
-                f"{result.day_range}: {rows} usage rows, {fetch.get_metric_data_calls} "
-                f"GetMetricData calls, {fetch.metrics_requested} metrics requested",
+                f"{fetch.day_range}: {len(fetch.datapoints)} data points, {models} models, "
+                f"{fetch.get_metric_data_calls} GetMetricData calls, "
+                f"{fetch.metrics_requested} metrics requested",
                 region=fetch.region,
             )
         else:
@@ -245,13 +279,14 @@ def _record_sync(store: StateStore, connection: Connection, result: SyncResult) 
                 name,
                 "sync",
                 "failed",
-                f"{result.day_range}: {failure.message}",
+                f"{fetch.day_range}: {failure.message}",
                 region=fetch.region,
                 error_code=failure.code,
+                failure_kind=str(failure.kind),
                 next_action=failure.next_action,
             )
-    if connection.initial_sync in ("pending", "running") and result.succeeded_regions:
-        store.update(name, initial_sync="done")
+    if connection.initial_sync in ("pending", "running"):
+        store.update(name, initial_sync="done" if any(f.ok for f in fetches) else "pending")
 
 
 def edit_regions(

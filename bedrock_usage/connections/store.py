@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS events (
     action TEXT NOT NULL,
     outcome TEXT NOT NULL,
     error_code TEXT,
+    failure_kind TEXT,
     message TEXT NOT NULL,
     next_action TEXT
 );
@@ -115,6 +116,7 @@ class Event:
     action: str
     outcome: str
     error_code: str | None
+    failure_kind: str | None
     message: str
     next_action: str | None
 
@@ -211,6 +213,15 @@ class StateStore:
             db.execute("VACUUM")
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
+    def claim_initial_sync(self, connection_id: str) -> bool:
+        with self.transaction() as db:
+            claimed = db.execute(
+                "UPDATE connections SET initial_sync = 'running', updated_at = ? "
+                "WHERE connection_id = ? AND initial_sync = 'pending'",
+                [now_iso(), connection_id],
+            ).rowcount
+        return claimed == 1
+
     # Region health and events -------------------------------------------------
 
     def region_health(self, connection_id: str) -> dict[str, RegionHealth]:
@@ -261,29 +272,35 @@ class StateStore:
         message: str,
         region: str | None = None,
         error_code: str | None = None,
+        failure_kind: str | None = None,
         next_action: str | None = None,
     ) -> None:
+        values = {
+            "at": now_iso(),
+            "connection_id": connection_id,
+            "region": region,
+            "action": action,
+            "outcome": outcome,
+            "error_code": error_code,
+            "failure_kind": failure_kind,
+            "message": message,
+            "next_action": next_action,
+        }
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO events (at, connection_id, region, action, outcome, error_code, "
-                "message, next_action) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    now_iso(),
-                    connection_id,
-                    region,
-                    action,
-                    outcome,
-                    error_code,
-                    message,
-                    next_action,
-                ],
+                f"INSERT INTO events ({', '.join(values)}) "
+                f"VALUES ({', '.join(':' + name for name in values)})",
+                values,
             )
 
-    def events(self, connection_id: str | None = None, limit: int = 100) -> list[Event]:
-        query = "SELECT * FROM events"
-        params: list[object] = []
+    def events(
+        self, connection_id: str | None = None, limit: int = 100, after_event_id: int = 0
+    ) -> list[Event]:
+        """Newest first; `after_event_id` keeps only events logged after that one."""
+        query = "SELECT * FROM events WHERE event_id > ?"
+        params: list[object] = [after_event_id]
         if connection_id:
-            query += " WHERE connection_id = ?"
+            query += " AND connection_id = ?"
             params.append(connection_id)
         query += " ORDER BY event_id DESC LIMIT ?"
         params.append(limit)

@@ -145,7 +145,7 @@ def fetch_region(
     total. `known_model_ids` are models seen before for this account and region (they
     may be idle for longer than ListMetrics can see)."""
     reader = _Reader(cloudwatch_client(session, region), day_range)
-    fetch = RegionFetch(region, day_range, _empty_datapoints())
+    fetch = RegionFetch(region, day_range, empty_datapoints())
     try:
         fetch.models_listed = reader.list_models()
         models = sorted(fetch.models_listed | set(known_model_ids))
@@ -167,7 +167,7 @@ def fetch_region(
             else classify(region, error)
         )
         fetch.failure = failure
-        fetch.datapoints = _empty_datapoints()
+        fetch.datapoints = empty_datapoints()
     fetch.get_metric_data_calls = reader.get_metric_data_calls
     fetch.list_metrics_calls = reader.list_metrics_calls
     fetch.metrics_requested = reader.metrics_requested
@@ -199,11 +199,11 @@ def _to_frame(values: dict[Series, dict[date, float]]) -> pd.DataFrame:
         for day, value in points.items()
     ]
     if not rows:
-        return _empty_datapoints()
+        return empty_datapoints()
     return pd.DataFrame(rows, columns=DATAPOINT_COLUMNS)
 
 
-def _empty_datapoints() -> pd.DataFrame:
+def empty_datapoints() -> pd.DataFrame:
     return pd.DataFrame(
         {
             "usage_date": pd.Series(dtype="object"),

@@ -1,0 +1,238 @@
+"""Asset checks: each says what is wrong and what to do, for the data engineer on call."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import dagster as dg
+import duckdb
+
+from ..connections.store import StateStore
+from ..days import DayRange, utc_today
+from ..extraction.errors import FailureKind
+from ..extraction.fetch import RegionFetch
+from ..extraction.metrics import COUNT_COLUMNS
+from ..shaping.daily import TOTAL
+
+FRESHNESS_DAYS = 2
+DEFAULT_RECONCILE_TOLERANCE = 0.01
+
+PERMISSION_CHECK = dg.AssetCheckSpec(
+    "cloudwatch_permissions",
+    asset="cloudwatch_datapoints",
+    description="Every selected region could be read with the connection's credentials. "
+    "Fails (ERROR) on AccessDenied or rejected credentials, naming the connection, account, "
+    "region, error code and the fix.",
+)
+USAGE_CHECKS = [
+    dg.AssetCheckSpec(
+        "unique_grain",
+        asset="bedrock_usage_daily",
+        description="One row per usage_date, connection, region and model.",
+    ),
+    dg.AssetCheckSpec(
+        "no_negative_counts",
+        asset="bedrock_usage_daily",
+        description="No token, invocation, error or throttle count below zero.",
+    ),
+    dg.AssetCheckSpec(
+        "totals_reconcile",
+        asset="bedrock_usage_daily",
+        description="Per region, day and metric, the models' sum matches the region total "
+        "CloudWatch reports, within BEDROCK_USAGE_RECONCILE_TOLERANCE (default 1%).",
+    ),
+    dg.AssetCheckSpec(
+        "fresh",
+        asset="bedrock_usage_daily",
+        description=f"Each connection's regions are synced through at least {FRESHNESS_DAYS} "
+        "days ago.",
+    ),
+]
+
+
+def permission_check_result(
+    fetches_by_connection: dict[str, list[RegionFetch]], accounts: dict[str, str]
+) -> dg.AssetCheckResult:
+    failures = [
+        {
+            "connection": connection_id,
+            "account": accounts[connection_id],
+            "region": fetch.region,
+            "error_code": fetch.failure.code,
+            "kind": str(fetch.failure.kind),
+            "message": fetch.failure.message,
+            "next_action": fetch.failure.next_action,
+        }
+        for connection_id, fetches in fetches_by_connection.items()
+        for fetch in fetches
+        if fetch.failure
+    ]
+    blocking = [
+        f for f in failures if f["kind"] in (FailureKind.PERMISSION, FailureKind.CREDENTIALS)
+    ]
+    worst = (blocking or failures or [{}])[0]
+    return dg.AssetCheckResult(
+        check_name=PERMISSION_CHECK.name,
+        passed=not failures,
+        severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{worst['connection']} ({worst['account']}) {worst['region']}: "
+            f"{worst['error_code']}. {worst['next_action']}"
+            if failures
+            else "Every region was read."
+        ),
+        metadata={
+            **{
+                k: worst[k]
+                for k in ("connection", "account", "region", "error_code", "next_action")
+                if k in worst
+            },
+            "failures": dg.MetadataValue.json(failures),
+        },
+    )
+
+
+def usage_check_results(
+    connection: duckdb.DuckDBPyConnection, windows: dict[str, DayRange], store: StateStore
+) -> list[dg.AssetCheckResult]:
+    return [
+        _unique_grain(connection, windows),
+        _no_negative_counts(connection, windows),
+        _totals_reconcile(connection, windows),
+        _fresh(windows, store),
+    ]
+
+
+def _window_filter(windows: dict[str, DayRange]) -> tuple[str, list[object]]:
+    clauses, params = [], []
+    for connection_id, day_range in windows.items():
+        clauses.append("(connection_id = ? AND usage_date BETWEEN ? AND ?)")
+        params += [connection_id, day_range.first, day_range.last]
+    return " OR ".join(clauses) or "FALSE", params
+
+
+def _unique_grain(connection, windows) -> dg.AssetCheckResult:
+    where, params = _window_filter(windows)
+    duplicates = connection.execute(
+        "SELECT count(*) FROM (SELECT usage_date, connection_id, region, model_id "
+        f"FROM bedrock_usage_daily WHERE {where} GROUP BY ALL HAVING count(*) > 1)",
+        params,
+    ).fetchone()[0]
+    return dg.AssetCheckResult(
+        check_name="unique_grain",
+        passed=duplicates == 0,
+        metadata={"duplicate_keys": duplicates},
+        description=None
+        if duplicates == 0
+        else (
+            "Rows repeat a (usage_date, connection, region, model) key: re-materialize the "
+            "partitions to rebuild them from the stored data points."
+        ),
+    )
+
+
+def _no_negative_counts(connection, windows) -> dg.AssetCheckResult:
+    where, params = _window_filter(windows)
+    condition = " OR ".join(f"{column} < 0" for column in COUNT_COLUMNS)
+    negatives = connection.execute(
+        f"SELECT count(*) FROM bedrock_usage_daily WHERE ({where}) AND ({condition})", params
+    ).fetchone()[0]
+    return dg.AssetCheckResult(
+        check_name="no_negative_counts",
+        passed=negatives == 0,
+        metadata={"rows_with_negative_counts": negatives},
+        description=None
+        if negatives == 0
+        else (
+            "Negative counts cannot come from CloudWatch sums: inspect "
+            "cloudwatch_daily_datapoints for these days and re-materialize."
+        ),
+    )
+
+
+def reconcile_tolerance() -> float:
+    return float(os.environ.get("BEDROCK_USAGE_RECONCILE_TOLERANCE", DEFAULT_RECONCILE_TOLERANCE))
+
+
+def _totals_reconcile(connection, windows) -> dg.AssetCheckResult:
+    where, params = _window_filter(windows)
+    tolerance = reconcile_tolerance()
+    gaps = connection.execute(
+        f"""
+        WITH sums AS (
+            SELECT connection_id, region, usage_date, metric_name,
+                   sum(value) FILTER (WHERE model_id = ?) AS region_total,
+                   coalesce(sum(value) FILTER (WHERE model_id <> ?), 0) AS models_sum
+            FROM cloudwatch_daily_datapoints
+            WHERE ({where}) AND statistic = 'Sum' AND metric_name <> 'InvocationLatency'
+            GROUP BY ALL
+        )
+        SELECT connection_id, region, usage_date::VARCHAR AS usage_date, metric_name,
+               region_total, models_sum, models_sum - region_total AS gap
+        FROM sums
+        WHERE region_total IS NOT NULL
+          AND abs(models_sum - region_total) > ? * greatest(region_total, 1)
+        ORDER BY abs(models_sum - region_total) DESC
+        """,
+        [TOTAL, TOTAL, *params, tolerance],
+    ).df()
+    if gaps.empty:
+        return dg.AssetCheckResult(
+            check_name="totals_reconcile",
+            passed=True,
+            metadata={"tolerance": tolerance, "gaps": 0},
+        )
+    over = gaps[gaps.gap > 0]
+    advice = []
+    if len(over):
+        advice.append(
+            "Models add up to more than the region total on some days: CloudWatch may still "
+            "be delivering the total (late data); re-materialize those days later."
+        )
+    if len(over) < len(gaps):
+        advice.append(
+            "The region total exceeds the models on some days: that usage is kept as "
+            "'(unattributed)'. If it persists, a model id is missing: add it with "
+            "BEDROCK_USAGE_EXTRA_MODEL_IDS and re-materialize."
+        )
+    return dg.AssetCheckResult(
+        check_name="totals_reconcile",
+        passed=False,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=" ".join(advice),
+        metadata={
+            "tolerance": tolerance,
+            "gaps": len(gaps),
+            "largest_gaps": dg.MetadataValue.json(gaps.head(10).to_dict("records")),
+        },
+    )
+
+
+def _fresh(windows: dict[str, DayRange], store: StateStore) -> dg.AssetCheckResult:
+    oldest_allowed = utc_today() - timedelta(days=FRESHNESS_DAYS)
+    stale = {}
+    for connection_id in windows:
+        connection = store.get(connection_id)
+        if connection is None:
+            continue
+        health = store.region_health(connection_id)
+        for region in connection.regions:
+            synced = health[region].last_synced_day if region in health else None
+            if synced is None or synced < str(oldest_allowed):
+                stale[f"{connection_id}/{region}"] = synced or "never"
+    return dg.AssetCheckResult(
+        check_name="fresh",
+        passed=not stale,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "stale_regions": dg.MetadataValue.json(stale),
+            "oldest_allowed_day": str(oldest_allowed),
+        },
+        description=None
+        if not stale
+        else (
+            f"Synced only through the days shown (older than {oldest_allowed}): check that "
+            "the daily schedule is running and 'bedrock-usage status' for failing regions."
+        ),
+    )

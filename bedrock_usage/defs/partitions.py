@@ -1,0 +1,53 @@
+"""Partitions: UTC days × connections.
+
+The day dimension starts at the oldest day CloudWatch can still answer in full (its
+455-day retention), so every partition shown can be materialized. The connection
+dimension follows the state store through `connection_partitions_sensor`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+
+import dagster as dg
+
+from ..days import DayRange, oldest_readable_day
+
+CONNECTION_DIMENSION = "connection"
+DATE_DIMENSION = "date"
+
+connection_partitions = dg.DynamicPartitionsDefinition(name=CONNECTION_DIMENSION)
+usage_partitions = dg.MultiPartitionsDefinition(
+    {
+        DATE_DIMENSION: dg.DailyPartitionsDefinition(
+            start_date=oldest_readable_day().isoformat(), timezone="UTC"
+        ),
+        CONNECTION_DIMENSION: connection_partitions,
+    }
+)
+
+
+def partition_key(connection_id: str, day: str) -> str:
+    return str(dg.MultiPartitionKey({CONNECTION_DIMENSION: connection_id, DATE_DIMENSION: day}))
+
+
+def windows_by_connection(partition_keys: list[str]) -> dict[str, DayRange]:
+    """The run's partitions as one day range per connection (a backfill is a rectangle)."""
+    days: dict[str, list[str]] = defaultdict(list)
+    for key in partition_keys:
+        parsed = usage_partitions.get_partition_key_from_str(str(key))
+        dimensions = parsed.keys_by_dimension
+        days[dimensions[CONNECTION_DIMENSION]].append(dimensions[DATE_DIMENSION])
+    return {
+        connection: DayRange(date.fromisoformat(min(values)), date.fromisoformat(max(values)))
+        for connection, values in days.items()
+    }
+
+
+def range_tags(connection_id: str, day_range: DayRange) -> dict[str, str]:
+    """Run tags that target one connection over a range of days, as one run."""
+    return {
+        "dagster/asset_partition_range_start": partition_key(connection_id, str(day_range.first)),
+        "dagster/asset_partition_range_end": partition_key(connection_id, str(day_range.last)),
+    }

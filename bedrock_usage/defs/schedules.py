@@ -1,0 +1,40 @@
+"""The daily schedule: after 00:00 UTC, yesterday plus a look-back for late data."""
+
+import os
+from datetime import timedelta
+
+import dagster as dg
+
+from ..connections.service import DEFAULT_LOOKBACK_DAYS
+from ..days import DayRange
+from .jobs import sync_job
+from .partitions import CONNECTION_DIMENSION, range_tags
+
+
+def lookback_days() -> int:
+    return int(os.environ.get("BEDROCK_USAGE_LOOKBACK_DAYS", DEFAULT_LOOKBACK_DAYS))
+
+
+@dg.schedule(
+    job=sync_job,
+    cron_schedule="30 0 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def daily_usage_schedule(context: dg.ScheduleEvaluationContext):
+    """Every connection, one run each: yesterday (UTC) and the BEDROCK_USAGE_LOOKBACK_DAYS
+    (default 2) days before it, so CloudWatch data that arrived late is picked up."""
+    yesterday = context.scheduled_execution_time.date() - timedelta(days=1)
+    window = DayRange(yesterday - timedelta(days=lookback_days()), yesterday)
+    connections = context.instance.get_dynamic_partitions(CONNECTION_DIMENSION)
+    if not connections:
+        return dg.SkipReason("No connections yet: add one with 'bedrock-usage connect'.")
+    return [
+        dg.RunRequest(
+            run_key=f"{connection_id}:{yesterday}", tags=range_tags(connection_id, window)
+        )
+        for connection_id in sorted(connections)
+    ]
+
+
+defs = dg.Definitions(schedules=[daily_usage_schedule])
