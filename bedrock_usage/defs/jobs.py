@@ -3,12 +3,10 @@
 import dagster as dg
 
 from .assets import bedrock_usage_daily, cloudwatch_datapoints
-from .partitions import usage_partitions
 
 sync_job = dg.define_asset_job(
     "bedrock_usage_sync",
     selection=[cloudwatch_datapoints, bedrock_usage_daily],
-    partitions_def=usage_partitions,
     description="Read CloudWatch for the selected days and connections, then rebuild the "
     "daily usage table.",
 )

@@ -1,0 +1,139 @@
+"""The assets in real Dagster runs against the emulator: one run per backfill, exact
+numbers in DuckDB, and checks that say what is wrong and what to do."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+
+from bedrock_usage.days import DayRange
+from bedrock_usage.defs.local_runs import instance, run_sync
+from bedrock_usage.extraction.fetch import lower_bound_calls
+from bedrock_usage.extraction.metrics import USAGE_METRICS
+
+from .conftest import ACCOUNT, days_ago, seed_daily
+from .dagster_helpers import bedrock_home, connect  # noqa: F401
+
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
+NOVA = "us.amazon.nova-lite-v1:0"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _checks(result):
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def _usage(home):
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(
+            "SELECT region, model_id, sum(invocations)::BIGINT, count(*) FROM bedrock_usage_daily "
+            "GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+
+
+def test_a_year_backfill_is_one_run_with_the_fewest_calls(aws, reader, bedrock_home):
+    first, last = days_ago(365), days_ago(1)
+    every_day = {first + timedelta(days=d): 2 for d in range(365)}
+    seed_daily(aws, "Invocations", HAIKU, every_day, hours=1)
+    seed_daily(aws, "Invocations", NOVA, every_day, hours=1)
+    seed_daily(aws, "Invocations", None, {d: 4 for d in every_day}, hours=1)
+    connect(reader, "prod", regions="us-east-1")
+    aws.log.reset()
+    result = run_sync("prod", DayRange(first, last))
+    assert result.success
+    runs = instance().get_runs()
+    assert len(runs) == 1
+    series = 3 * len(USAGE_METRICS)
+    assert aws.log.count("GetMetricData") == lower_bound_calls(series, 365) == 1
+    assert _usage(bedrock_home) == [("us-east-1", HAIKU, 730, 365), ("us-east-1", NOVA, 730, 365)]
+    materializations = result.get_asset_materialization_events()
+    assert len(materializations) == 2 * 365
+    metadata = materializations[0].materialization.metadata
+    assert metadata["get_metric_data_calls"].value == 1
+    assert metadata["metrics_requested"].value == series
+    checks = _checks(result)
+    assert all(check.passed for check in checks.values()), checks
+
+
+def test_a_denied_region_fails_its_check_with_the_fix_and_keeps_its_rows(aws, reader, bedrock_home):
+    day = days_ago(1)
+    seed_daily(aws, "Invocations", HAIKU, {day: 5})
+    seed_daily(aws, "Invocations", NOVA, {day: 3}, region="eu-west-1")
+    connect(reader, "prod")
+    assert run_sync("prod", DayRange(day, day)).success
+    seed_daily(aws, "Invocations", NOVA, {day: 100}, region="eu-west-1", hours=1)
+    aws.deny_region(reader, "eu-west-1")
+    result = run_sync("prod", DayRange(day, day))
+    assert result.success
+    check = _checks(result)["cloudwatch_permissions"]
+    assert not check.passed and check.severity.value == "ERROR"
+    metadata = {k: v.value for k, v in check.metadata.items()}
+    assert metadata["connection"] == "prod" and metadata["account"] == ACCOUNT
+    assert metadata["region"] == "eu-west-1" and metadata["error_code"] == "AccessDenied"
+    assert "cloudwatch:GetMetricData" in metadata["next_action"]
+    assert _usage(bedrock_home) == [("eu-west-1", NOVA, 3, 1), ("us-east-1", HAIKU, 5, 1)]
+
+
+def test_every_region_failing_fails_the_run_with_the_explanation(aws, reader, bedrock_home):
+    connect(reader, "prod", regions="us-east-1")
+    aws.delete_access_key(reader)
+    result = run_sync("prod", DayRange(days_ago(1), days_ago(1)))
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    message = failure.step_failure_data.error.message
+    assert "InvalidClientTokenId" in message and "access key" in message
+
+
+def test_models_above_the_region_total_raise_a_reconciliation_warning(aws, reader, bedrock_home):
+    day = days_ago(1)
+    seed_daily(aws, "Invocations", HAIKU, {day: 90})
+    seed_daily(aws, "Invocations", NOVA, {day: 20})
+    seed_daily(aws, "Invocations", None, {day: 100})
+    connect(reader, "prod", regions="us-east-1")
+    result = run_sync("prod", DayRange(day, day))
+    check = _checks(result)["totals_reconcile"]
+    assert not check.passed and check.severity.value == "WARN"
+    [gap] = check.metadata["largest_gaps"].value
+    assert (gap["metric_name"], gap["region_total"], gap["models_sum"], gap["gap"]) == (
+        "Invocations",
+        100.0,
+        110.0,
+        10.0,
+    )
+    assert "late data" in check.description
+
+
+def test_a_stale_connection_fails_the_freshness_check(aws, reader, bedrock_home):
+    connect(reader, "prod", regions="us-east-1")
+    old = days_ago(10)
+    result = run_sync("prod", DayRange(old, old))
+    check = _checks(result)["fresh"]
+    assert not check.passed
+    assert check.metadata["stale_regions"].value == {"prod/us-east-1": str(old)}
+
+
+def test_definitions_validate_from_the_workspace(tmp_path):
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "definitions",
+            "validate",
+            "-w",
+            "workspace.yaml",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DAGSTER_HOME": str(tmp_path),
+            "BEDROCK_USAGE_HOME": str(tmp_path / "home"),
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Validation successful for code location bedrock_usage" in result.stdout + result.stderr
