@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 
 import boto3
 import numpy as np
@@ -76,3 +77,13 @@ def seed_daily(
             timestamps.append(start + offset)
             values.append(share if i < hours - 1 else total - share * (hours - 1))
     aws.seed(account, region, namespace, metric_name, dimensions, np.array(timestamps), values)
+
+
+@pytest.fixture
+def bedrock_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh BEDROCK_USAGE_HOME and DAGSTER_HOME for one test."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("BEDROCK_USAGE_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.delenv("BEDROCK_USAGE_WAREHOUSE", raising=False)
+    return home

@@ -16,7 +16,7 @@ from bedrock_usage.extraction.fetch import lower_bound_calls
 from bedrock_usage.extraction.metrics import USAGE_METRICS
 
 from .conftest import ACCOUNT, days_ago, seed_daily
-from .dagster_helpers import bedrock_home, connect  # noqa: F401
+from .dagster_helpers import connect
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 NOVA = "us.amazon.nova-lite-v1:0"

@@ -7,8 +7,6 @@ import dagster as dg
 from bedrock_usage.defs.local_runs import instance
 from bedrock_usage.defs.schedules import daily_usage_schedule
 
-from .dagster_helpers import bedrock_home  # noqa: F401
-
 
 def _evaluate(dagster, when):
     context = dg.build_schedule_context(instance=dagster, scheduled_execution_time=when)

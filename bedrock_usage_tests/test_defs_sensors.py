@@ -9,14 +9,14 @@ import pytest
 
 from bedrock_usage.connections import service
 from bedrock_usage.connections.store import StateStore
+from bedrock_usage.days import DayRange
 from bedrock_usage.defs.alerts import AlertResource
 from bedrock_usage.defs.local_runs import instance, run_sync
 from bedrock_usage.defs.resources import StateStoreResource
 from bedrock_usage.defs.sensors import connection_partitions_sensor, permission_failure_sensor
-from bedrock_usage.days import DayRange
 
 from .conftest import OTHER_ACCOUNT, days_ago, seed_daily
-from .dagster_helpers import bedrock_home, connect  # noqa: F401
+from .dagster_helpers import connect
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 
