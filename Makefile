@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test ui bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/bedrock-usage demo
+
+ui: $(STAMP)
+	$(BIN)/bedrock-usage ui
 
 test: $(STAMP)
 	$(BIN)/ruff check bedrock_usage bedrock_usage_tests benchmarks

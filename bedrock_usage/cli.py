@@ -13,6 +13,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import click
 
@@ -524,7 +525,25 @@ def disconnect(name, purge_usage):
 
 
 @main.command()
+@click.option("--port", default=3000, show_default=True, help="Port of the web UI.")
+@click.option(
+    "--workspace",
+    default="workspace.yaml",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="The workspace file to load.",
+)
+@handles_errors
+def ui(port: int, workspace: Path) -> None:
+    """Open the Dagster UI on this home's state (after 'make demo': on the demo's emulator)."""
+    from .ui import run_ui
+
+    sys.exit(run_ui(port, workspace))
+
+
+@main.command()
 @click.option("--days", default=30, show_default=True, help="Days of history to sync first.")
+@handles_errors
 def demo(days: int) -> None:
     """Run the whole pipeline on synthetic history in a local AWS emulator (no AWS account).
 

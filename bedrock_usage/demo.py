@@ -1,94 +1,177 @@
-"""`make demo`: the whole pipeline on synthetic history, with no AWS account.
+"""`make demo`: the whole product on synthetic history, with no AWS account.
 
-Starts the AWS-faithful emulator on 127.0.0.1, seeds two accounts' Bedrock history,
-syncs them through the same core the CLI and Dagster use, then withdraws one region
-from one key (as an edited IAM policy would) and syncs again, so the permission
-failure, its fix, and the kept rows are visible.
+Starts the AWS-faithful emulator on 127.0.0.1 with two accounts' Bedrock history,
+connects both through the real connect flow (verification, encrypted credentials),
+runs their initial syncs as Dagster runs, then withdraws one region from one key (as
+an edited IAM policy would) and runs the next scheduled day, so the permission check
+fails and the sensor flags it. `bedrock-usage ui` serves the same state and emulator.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
-from datetime import timedelta
+from datetime import UTC, datetime
 
 import click
-import duckdb
+import dagster as dg
 
-from .days import readable_range, utc_today
-from .emulator.demo_data import DEMO_ACCOUNTS, demo_regions, seed_demo_history
-from .emulator.server import Emulator
-from .extraction.aws import AwsKeys, make_session
-from .extraction.fetch import RegionFetch, lower_bound_calls
-from .settings import warehouse_path
-from .sync import SyncTarget, sync_usage
+from .connections import service
+from .connections.credentials import AuthSpec
+from .connections.secrets import derive
+from .connections.store import StateStore
+from .defs import assets
+from .defs.alerts import AlertResource
+from .defs.local_runs import instance, run_sync, run_tagged
+from .defs.resources import StateStoreResource
+from .defs.schedules import daily_usage_schedule
+from .defs.sensors import permission_failure_sensor
+from .emulator.demo_data import DEMO_ACCOUNTS, seed_demo_history
+from .emulator.server import AccessKeyPair, Emulator
+from .extraction.fetch import RegionFetch
+from .settings import home, warehouse_path
+from .storage.warehouse import open_warehouse
 
 DEMO_CONNECTIONS = {"demo-prod": "111122223333", "demo-research": "444455556666"}
+DEMO_USER = "bedrock-usage-readonly"
+DENIED = ("demo-prod", "eu-west-1")
+HISTORY_DAYS = 90
+
+
+def demo_state_path():
+    return home() / "demo.json"
+
+
+def start_demo_emulator(denied: list[list[str]] | None = None) -> tuple[Emulator, dict]:
+    """The emulator with the demo's history and readers (their keys derived from this
+    home's encryption key, so the stored connections work against it again)."""
+    aws = Emulator().start()
+    seed_demo_history(aws, days=HISTORY_DAYS)
+    keys = {}
+    for name, account in DEMO_CONNECTIONS.items():
+        secret = derive(f"demo-key:{account}")
+        key_id = "AKIA" + base64.b32encode(secret).decode()[:16]
+        key_secret = base64.b64encode(derive(f"demo-secret:{account}")).decode()[:40]
+        keys[name] = aws.create_reader(account, DEMO_USER, key_pair=(key_id, key_secret))
+    for name, region in denied or []:
+        aws.deny_region(keys[name], region)
+    return aws, keys
 
 
 def run_demo(days: int = 30) -> None:
     warehouse = warehouse_path()
-    with Emulator() as aws:
+    aws, keys = start_demo_emulator()
+    try:
         os.environ["AWS_ENDPOINT_URL"] = aws.endpoint_url
-        click.echo(f"AWS-faithful CloudWatch emulator listening on {aws.endpoint_url}")
-        points = seed_demo_history(aws, days=90)
         models = sum(len(m) for regions in DEMO_ACCOUNTS.values() for m in regions.values())
         click.echo(
-            f"Seeded 90 days of hourly Bedrock metrics: {len(DEMO_ACCOUNTS)} accounts, "
-            f"{models} model deployments, {points:,} data points.\n"
+            f"AWS-faithful emulator on {aws.endpoint_url}: {HISTORY_DAYS} days of hourly "
+            f"Bedrock metrics for {len(DEMO_ACCOUNTS)} accounts and {models} model deployments."
         )
-        keys = {
-            name: aws.create_reader(account, "bedrock-usage-readonly")
-            for name, account in DEMO_CONNECTIONS.items()
-        }
-        targets = {
-            name: SyncTarget(
-                name,
-                key.account_id,
-                demo_regions(key.account_id),
-                make_session(AwsKeys(key.access_key_id, key.secret_access_key)),
-            )
-            for name, key in keys.items()
-        }
-        today = utc_today()
-        initial = readable_range(today - timedelta(days=days), today - timedelta(days=1))
-        for name, target in targets.items():
-            click.echo(f"Initial sync of {name} ({target.account_id}), {initial}:")
-            result = sync_usage(target, initial, warehouse, on_region_done=_report_region)
-            click.echo(f"  wrote {result.rows_written} rows\n")
+        _forget_previous_demo()
+        assets.region_listeners.append(_echo_region)
+        for name, key in keys.items():
+            _connect_and_sync(name, key, days)
+        _withdraw_region(aws, keys)
+        newest = StateStore().events(limit=1)
+        _run_next_scheduled_day()
+        _evaluate_permission_sensor(after_event_id=newest[0].event_id if newest else 0)
+    finally:
+        if _echo_region in assets.region_listeners:
+            assets.region_listeners.remove(_echo_region)
+        aws.stop()
+    _print_summary(warehouse)
 
-        key = keys["demo-prod"]
-        denied_region = "eu-west-1"
-        aws.deny_region(key, denied_region)
+
+def _forget_previous_demo() -> None:
+    store = StateStore()
+    for name in DEMO_CONNECTIONS:
+        if store.get(name):
+            service.disconnect(name, purge_usage=True, store=store)
+    demo_state_path().unlink(missing_ok=True)
+
+
+def _connect_and_sync(name: str, key: AccessKeyPair, days: int) -> None:
+    regions = ",".join(DEMO_ACCOUNTS[key.account_id])
+    click.echo(f"\nConnecting {name} (account {key.account_id}, regions {regions}):")
+    connection = service.connect(
+        name,
+        key.account_id,
+        regions,
+        AuthSpec(key.access_key_id, key.secret_access_key),
+        backfill_days=days,
+        on_region=lambda region, failure: click.echo(
+            f"  verified {region}: CloudWatch AWS/Bedrock readable"
+            if failure is None
+            else f"  {region}: {failure.code}"
+        ),
+    )
+    service.claim_initial_sync(name)
+    day_range = service.initial_sync_range(connection)
+    click.echo(f"  initial sync {day_range} as one Dagster run:")
+    result = run_sync(name, day_range, {"bedrock_usage/initial_sync": "demo"})
+    click.echo(f"  run {result.run_id[:8]} {'succeeded' if result.success else 'FAILED'}")
+
+
+def _echo_region(fetch: RegionFetch) -> None:
+    if fetch.ok:
+        models = fetch.datapoints.model_id.dropna().nunique()
         click.echo(
-            f"Someone edits the IAM policy of demo-prod's key: CloudWatch is now denied in "
-            f"{denied_region}. The next daily sync:"
+            f"    {fetch.region}: {models} models, {fetch.get_metric_data_calls} "
+            f"GetMetricData call(s), {fetch.metrics_requested} metrics requested"
         )
-        daily = readable_range(today - timedelta(days=2), today - timedelta(days=1))
-        result = sync_usage(targets["demo-prod"], daily, warehouse, on_region_done=_report_region)
-        for failure in result.failures:
-            click.echo(
-                f"\n  FLAGGED {failure.region}: {failure.code} ({failure.kind}). "
-                f"{failure.message}\n  What to do: {failure.next_action}\n"
-                f"  {failure.region}'s rows from earlier syncs are kept."
-            )
-    _print_summary(warehouse, initial)
+    else:
+        click.echo(f"    {fetch.region}: FAILED {fetch.failure.code}")
 
 
-def _report_region(fetch: RegionFetch) -> None:
-    if not fetch.ok:
-        click.echo(f"  {fetch.region}: FAILED {fetch.failure.code}")
-        return
-    models = fetch.datapoints.model_id.dropna().nunique()
-    series = fetch.metrics_requested // max(1, fetch.get_metric_data_calls)
+def _withdraw_region(aws: Emulator, keys: dict[str, AccessKeyPair]) -> None:
+    name, region = DENIED
+    aws.deny_region(keys[name], region)
+    demo_state_path().write_text(json.dumps({"denied": [list(DENIED)]}))
     click.echo(
-        f"  {fetch.region}: {models} model(s), {fetch.get_metric_data_calls} GetMetricData "
-        f"call(s) (lower bound {lower_bound_calls(series, fetch.day_range.days)}), "
-        f"{fetch.metrics_requested} metrics requested"
+        f"\nSomeone edits the IAM policy of {name}'s key: CloudWatch is now denied in {region}."
     )
 
 
-def _print_summary(warehouse, day_range) -> None:
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+def _run_next_scheduled_day() -> None:
+    dagster = instance()
+    context = dg.build_schedule_context(
+        instance=dagster, scheduled_execution_time=datetime.now(UTC)
+    )
+    requests = daily_usage_schedule(context)
+    click.echo(f"The daily schedule fires: {len(requests)} runs (yesterday + 2 look-back days).")
+    for request in requests:
+        start = request.tags["dagster/asset_partition_range_start"]
+        click.echo(f"  {start.split('|')[0]}:")
+        result = run_tagged(request.tags)
+        checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        permissions = checks.get("cloudwatch_permissions")
+        if permissions is not None and not permissions.passed:
+            click.echo(
+                f"  check cloudwatch_permissions FAILED ({permissions.severity.value}): "
+                f"{permissions.description}"
+            )
+
+
+class _EchoAlerts(AlertResource):
+    def send(self, text: str, log) -> str:
+        click.echo(f"  ALERT {text}")
+        return "terminal"
+
+
+def _evaluate_permission_sensor(after_event_id: int) -> None:
+    click.echo("The permission sensor looks at the event log:")
+    context = dg.build_sensor_context(
+        instance=instance(),
+        cursor=json.dumps({"event_id": after_event_id, "flagged": []}),
+        resources={"state_store": StateStoreResource(), "alerts": _EchoAlerts()},
+    )
+    permission_failure_sensor(context)
+
+
+def _print_summary(warehouse) -> None:
+    with open_warehouse(warehouse, read_only=True) as con:
         summary = con.execute(
             """
             SELECT account_id, region, model_id,
@@ -96,17 +179,26 @@ def _print_summary(warehouse, day_range) -> None:
                    sum(output_tokens)::BIGINT AS output_tokens,
                    sum(invocations)::BIGINT AS invocations
             FROM bedrock_usage_daily
-            WHERE usage_date BETWEEN ? AND ?
+            WHERE connection_id IN ('demo-prod', 'demo-research')
             GROUP BY ALL ORDER BY account_id, region, input_tokens DESC
-            """,
-            [day_range.first, day_range.last],
+            """
         ).df()
-    click.echo(f"\nTokens by account, region and model, {day_range}:")
+    click.echo("\nTokens by account, region and model (table bedrock_usage_daily):")
     click.echo(summary.to_string(index=False))
+    health = StateStore().region_health(DENIED[0]).get(DENIED[1])
+    if health and health.needs_attention:
+        click.echo(
+            f"\nNeeds attention: {DENIED[0]} {DENIED[1]}: {health.failure_code}. "
+            f"{health.failure_next_action}\n"
+            f"({DENIED[1]}'s earlier rows are kept; 'bedrock-usage status {DENIED[0]}' shows it.)"
+        )
     click.echo(
-        f"\nNext steps:\n"
-        f'  Query the table:  .venv/bin/python -c "import duckdb; print(duckdb.connect('
-        f"'{warehouse}', read_only=True).sql('SELECT usage_date, model_id, input_tokens "
-        f"FROM bedrock_usage_daily ORDER BY usage_date DESC LIMIT 10'))\"\n"
-        f"  Schema and example queries: README.md, section 'The usage table'."
+        "\nNext steps:\n"
+        f"  1. Query the table (DuckDB file {warehouse}):\n"
+        f"     .venv/bin/python -c \"import duckdb; print(duckdb.connect('{warehouse}', "
+        "read_only=True).sql('SELECT model_provider, sum(input_tokens) AS input_tokens FROM "
+        "bedrock_usage_daily GROUP BY ALL ORDER BY 2 DESC'))\"\n"
+        "  2. Open the Dagster UI on the same state and emulator (partitions, the failed check, "
+        "the sensor):\n"
+        "     make ui      # then http://127.0.0.1:3000"
     )

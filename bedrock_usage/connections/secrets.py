@@ -7,6 +7,8 @@ the machine, or set the variable from a secret manager.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -22,6 +24,10 @@ class SecretKeyError(RuntimeError):
 
 
 def _fernet() -> Fernet:
+    return Fernet(_key())
+
+
+def _key() -> bytes:
     configured = os.environ.get("BEDROCK_USAGE_SECRET_KEY")
     if configured:
         key = configured.encode()
@@ -30,13 +36,14 @@ def _fernet() -> Fernet:
         key = _key_file_key()
         source = str(home() / KEY_FILE_NAME)
     try:
-        return Fernet(key)
+        Fernet(key)
     except ValueError:
         raise SecretKeyError(
             f"The encryption key in {source} is not a valid Fernet key (32 url-safe base64 "
             'bytes). Generate one with: python -c "from cryptography.fernet import Fernet; '
             'print(Fernet.generate_key().decode())"'
         ) from None
+    return key
 
 
 def _key_file_key() -> bytes:
@@ -53,6 +60,12 @@ def _key_file_key() -> bytes:
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(key)
     return key
+
+
+def derive(label: str) -> bytes:
+    """32 bytes derived one-way from the encryption key, stable for this home (the demo
+    uses it for its emulator's fake access keys, so they are not public constants)."""
+    return hmac.new(_key(), label.encode(), hashlib.sha256).digest()
 
 
 def encrypt(secret: str) -> str:

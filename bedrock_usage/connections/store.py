@@ -200,9 +200,10 @@ class StateStore:
 
     def remove(self, connection_id: str) -> None:
         """Delete the connection and its credentials now, leaving no trace on disk. The
-        event log and region health stay, as history."""
+        event log stays, as history."""
         with self.transaction() as db:
             db.execute("DELETE FROM connections WHERE connection_id = ?", [connection_id])
+            db.execute("DELETE FROM region_health WHERE connection_id = ?", [connection_id])
         self.scrub()
 
     def scrub(self) -> None:

@@ -47,13 +47,17 @@ def run_sync(
     connection_id: str, day_range: DayRange, tags: dict[str, str] | None = None
 ) -> dg.ExecuteInProcessResult:
     """Materialize both assets for one connection over `day_range`, as one run."""
-    dagster = instance()
-    register_connection(dagster, connection_id)
+    register_connection(instance(), connection_id)
+    return run_tagged({**range_tags(connection_id, day_range), **(tags or {})})
+
+
+def run_tagged(tags: dict[str, str]) -> dg.ExecuteInProcessResult:
+    """Materialize both assets for the partitions a schedule or sensor's tags name."""
     return dg.materialize(
         [cloudwatch_datapoints, bedrock_usage_daily],
-        instance=dagster,
+        instance=instance(),
         resources={**default_resources(), "alerts": alert_resource()},
-        tags={**range_tags(connection_id, day_range), **(tags or {})},
+        tags=tags,
         run_config=QUIET_LOGS,
         raise_on_error=False,
     )

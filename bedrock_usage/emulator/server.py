@@ -106,14 +106,23 @@ class Emulator:
     # IAM -----------------------------------------------------------------
 
     def create_reader(
-        self, account_id: str, user_name: str = "bedrock-readonly", policy: dict | None = None
+        self,
+        account_id: str,
+        user_name: str = "bedrock-readonly",
+        policy: dict | None = None,
+        key_pair: tuple[str, str] | None = None,
     ) -> AccessKeyPair:
-        """An IAM user with `policy` (the guide's read-only policy by default) and a key."""
+        """An IAM user with `policy` (the guide's read-only policy by default) and a new
+        access key; `key_pair` fixes its id and secret (so a demo can be served again)."""
         iam = self._iam(account_id)
         if user_name not in iam.users:
             iam.create_user(region_name="us-east-1", user_name=user_name)
         self.put_policy(account_id, user_name, "bedrock-usage-read", policy or READ_ONLY_POLICY)
         key = iam.create_access_key(user_name)
+        if key_pair:
+            iam.access_keys.pop(key.access_key_id)
+            key.access_key_id, key.secret_access_key = key_pair
+            iam.access_keys[key.access_key_id] = key
         return AccessKeyPair(account_id, user_name, key.access_key_id, key.secret_access_key)
 
     def put_policy(self, account_id: str, user_name: str, name: str, policy: dict) -> None:

@@ -1,0 +1,170 @@
+"""End to end: the README's UI command (`make ui` = `bedrock-usage ui`, which runs
+`dagster dev -w workspace.yaml`) on 127.0.0.1 with a temporary DAGSTER_HOME; a run and
+a backfill launched through GraphQL; DuckDB checked; every process ended by pid."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from dagster_graphql import DagsterGraphQLClient
+
+from bedrock_usage.days import DayRange
+from bedrock_usage.defs.local_runs import instance, register_connection
+from bedrock_usage.defs.partitions import partition_key, range_tags
+
+from .cli_helpers import CLI
+from .conftest import days_ago, seed_daily
+from .dagster_helpers import connect
+
+ROOT = Path(__file__).resolve().parents[1]
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
+
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+BACKFILL_STATUS = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status runs(limit: 10) { runId status } }
+  }
+}"""
+LOCATIONS = """
+{ workspaceOrError { ... on Workspace { locationEntries {
+    name locationOrLoadError { __typename } } } } }"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def dagster_dev(aws, bedrock_home, tmp_path):
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ENDPOINT_URL=aws.endpoint_url,
+        BEDROCK_USAGE_HOME=str(bedrock_home),
+        DAGSTER_HOME=os.environ["DAGSTER_HOME"],
+    )
+    log = open(tmp_path / "dagster-dev.log", "w")
+    process = subprocess.Popen(
+        [CLI, "ui", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    client = DagsterGraphQLClient("127.0.0.1", port_number=port, timeout=30)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                client._execute(LOCATIONS)
+                break
+            except Exception:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise AssertionError((tmp_path / "dagster-dev.log").read_text()[-3000:])
+                time.sleep(1)
+        yield client
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        _kill_group_leftovers(process.pid)
+        log.close()
+
+
+def _kill_group_leftovers(group: int) -> None:
+    """dagster dev's code server may outlive it: end every process of its group by pid."""
+    deadline = time.monotonic() + 20
+    while True:
+        found = subprocess.run(["pgrep", "-g", str(group)], capture_output=True, text=True)
+        pids = [int(p) for p in found.stdout.split()]
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL if time.monotonic() > deadline - 10 else signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        assert time.monotonic() < deadline, f"processes left: {pids}"
+        time.sleep(1)
+
+
+def _wait_for_run(client, run_id, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.get_run_status(run_id).value
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            return status
+        time.sleep(1)
+    raise AssertionError(f"run {run_id} still running")
+
+
+def test_a_run_and_a_backfill_through_graphql(aws, reader, bedrock_home, dagster_dev):
+    client = dagster_dev
+    entries = client._execute(LOCATIONS)["workspaceOrError"]["locationEntries"]
+    assert [(e["name"], e["locationOrLoadError"]["__typename"]) for e in entries] == [
+        ("bedrock_usage", "RepositoryLocation")
+    ]
+
+    seed_daily(aws, "Invocations", HAIKU, {days_ago(d): d for d in range(1, 8)})
+    seed_daily(aws, "Invocations", None, {days_ago(d): d for d in range(1, 8)})
+    connect(reader, "prod", regions="us-east-1")
+    register_connection(instance(), "prod")
+
+    run_id = client.submit_job_execution(
+        "bedrock_usage_sync", tags=range_tags("prod", DayRange(days_ago(3), days_ago(1)))
+    )
+    assert _wait_for_run(client, run_id) == "SUCCESS"
+
+    keys = [partition_key("prod", str(days_ago(d))) for d in range(4, 8)]
+    launched = client._execute(
+        LAUNCH_BACKFILL,
+        {
+            "params": {
+                "assetSelection": [
+                    {"path": ["cloudwatch_datapoints"]},
+                    {"path": ["bedrock_usage_daily"]},
+                ],
+                "partitionNames": keys,
+            }
+        },
+    )["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    deadline = time.monotonic() + 240
+    while True:
+        backfill = client._execute(BACKFILL_STATUS, {"id": launched["backfillId"]})[
+            "partitionBackfillOrError"
+        ]
+        if backfill["status"].startswith("COMPLETED") or backfill["status"] == "FAILED":
+            break
+        assert time.monotonic() < deadline, backfill
+        time.sleep(2)
+    assert backfill["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), backfill
+    assert [r["status"] for r in backfill["runs"]] == ["SUCCESS"]  # one run for the range
+
+    with duckdb.connect(str(bedrock_home / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "SELECT usage_date, invocations FROM bedrock_usage_daily ORDER BY usage_date"
+        ).fetchall()
+    assert rows == [(days_ago(d), d) for d in range(7, 0, -1)]
