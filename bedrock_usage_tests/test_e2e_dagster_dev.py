@@ -79,7 +79,8 @@ def dagster_dev(aws, bedrock_home, tmp_path):
                 break
             except Exception:
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise AssertionError((tmp_path / "dagster-dev.log").read_text()[-3000:])
+                    log_text = (tmp_path / "dagster-dev.log").read_text()[-3000:]
+                    raise AssertionError(log_text) from None
                 time.sleep(1)
         yield client
     finally:
