@@ -295,3 +295,76 @@ def test_every_command_has_help(cli):
     ):
         result = cli(command, "--help")
         assert result.returncode == 0 and "Usage:" in result.stdout
+
+
+def test_a_role_in_another_account_can_be_assumed_with_the_stored_key(aws, cli, home):
+    assumer = aws.create_reader(
+        ACCOUNT,
+        "assumer",
+        policy={
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}],
+        },
+    )
+    role_arn = aws.create_role(OTHER_ACCOUNT, "bedrock-read", ACCOUNT, external_id="ext-1")
+    seed_daily(aws, "Invocations", HAIKU, {days_ago(1): 4}, account=OTHER_ACCOUNT)
+    result = cli(
+        "connect",
+        "research",
+        "--account-id",
+        OTHER_ACCOUNT,
+        "--regions",
+        "us-east-1",
+        "--access-key-id",
+        assumer.access_key_id,
+        "--role-arn",
+        role_arn,
+        "--external-id",
+        "ext-1",
+        "--backfill-days",
+        "2",
+        secret=assumer.secret_access_key,
+    )
+    assert result.returncode == 0, result.stderr
+    listing = json.loads(cli("connections", "--json").stdout)
+    assert listing[0]["auth_method"] == "role" and listing[0]["usage_rows"] == 1
+
+
+def test_a_named_profile_stores_no_secret(aws, reader, cli, home):
+    home.mkdir(parents=True, exist_ok=True)
+    credentials = home.parent / "aws-credentials"
+    credentials.write_text(
+        f"[bedrock]\naws_access_key_id = {reader.access_key_id}\n"
+        f"aws_secret_access_key = {reader.secret_access_key}\n"
+    )
+    result = cli(
+        "connect",
+        "prod",
+        "--account-id",
+        ACCOUNT,
+        "--regions",
+        "us-east-1",
+        "--profile",
+        "bedrock",
+        "--no-sync",
+        env={"AWS_SHARED_CREDENTIALS_FILE": str(credentials)},
+    )
+    assert result.returncode == 0, result.stderr
+    [(_, _, _, ciphertext)] = _stored_connections(home)
+    assert ciphertext is None
+    assert _files_containing(home, reader.secret_access_key) == []
+    result = cli(
+        "connect",
+        "other",
+        "--account-id",
+        OTHER_ACCOUNT,
+        "--regions",
+        "us-east-1",
+        "--profile",
+        "missing",
+        "--no-sync",
+        env={"AWS_SHARED_CREDENTIALS_FILE": str(credentials)},
+    )
+    assert result.returncode == 3
+    assert "ProfileNotFound" in result.stderr and "fix the profile" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,7 +1,12 @@
 """Error classification: by code and by HTTP status, with the guide's next action."""
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ProfileNotFound,
+)
 
 from bedrock_usage.extraction.errors import FailureKind, classify
 
@@ -37,6 +42,9 @@ def test_client_errors_are_classified_by_code_and_status(code, status, kind):
 
 def test_missing_credentials_and_network_errors_are_classified():
     assert classify("us-east-1", NoCredentialsError()).kind is FailureKind.CREDENTIALS
+    missing_profile = classify("sts", ProfileNotFound(profile="bedrock"))
+    assert missing_profile.kind is FailureKind.CREDENTIALS
+    assert "profile" in missing_profile.next_action
     network = classify("us-east-1", EndpointConnectionError(endpoint_url="http://x"))
     assert network.kind is FailureKind.OTHER and "us-east-1" in network.next_action
 

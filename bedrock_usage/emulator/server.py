@@ -125,6 +125,39 @@ class Emulator:
             iam.access_keys[key.access_key_id] = key
         return AccessKeyPair(account_id, user_name, key.access_key_id, key.secret_access_key)
 
+    def create_role(
+        self,
+        account_id: str,
+        role_name: str,
+        trusted_account: str,
+        external_id: str | None = None,
+        policy: dict | None = None,
+    ) -> str:
+        """A role in `account_id` that `trusted_account` may assume (with `external_id`),
+        carrying `policy` (the read-only policy by default). Returns its ARN."""
+        statement: dict = {
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{trusted_account}:root"},
+            "Action": "sts:AssumeRole",
+        }
+        if external_id:
+            statement["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
+        iam = self._iam(account_id)
+        role = iam.create_role(
+            role_name=role_name,
+            assume_role_policy_document=json.dumps(
+                {"Version": "2012-10-17", "Statement": [statement]}
+            ),
+            path="/",
+            permissions_boundary=None,
+            description="",
+            tags=[],
+            max_session_duration=3600,
+            linked_service=None,
+        )
+        iam.put_role_policy(role_name, "bedrock-usage-read", json.dumps(policy or READ_ONLY_POLICY))
+        return role.arn
+
     def put_policy(self, account_id: str, user_name: str, name: str, policy: dict) -> None:
         self._iam(account_id).put_user_policy(user_name, name, json.dumps(policy))
 

@@ -15,6 +15,7 @@ from botocore.exceptions import (
     ClientError,
     NoCredentialsError,
     PartialCredentialsError,
+    ProfileNotFound,
 )
 
 CREDENTIAL_CODES = {
@@ -51,15 +52,16 @@ NEXT_ACTIONS = {
         "region condition that excludes it."
     ),
     FailureKind.CREDENTIALS: (
-        "The access key was rejected (unknown, deleted, wrong secret or expired). Create a "
-        "new access key for the read-only IAM user and rotate it into this connection."
+        "The credentials were rejected or not found (unknown or deleted access key, wrong "
+        "secret, expired session, missing profile). Create a new access key for the read-only "
+        "IAM user and rotate it in with 'bedrock-usage rotate NAME', or fix the profile."
     ),
     FailureKind.THROTTLING: (
         "CloudWatch kept throttling after retries. Sync again later, or raise the "
         "GetMetricData rate quota (Service Quotas, code 'monitoring') for {region}."
     ),
     FailureKind.OTHER: (
-        "Check network access to the CloudWatch endpoint for {region} (proxy, CA bundle, "
+        "Check network access to AWS from this machine for {region} (proxy, CA bundle, "
         "AWS_ENDPOINT_URL) and sync again."
     ),
 }
@@ -83,7 +85,7 @@ class RegionFailure:
 
 
 def classify(region: str, error: Exception) -> RegionFailure:
-    if isinstance(error, NoCredentialsError | PartialCredentialsError):
+    if isinstance(error, NoCredentialsError | PartialCredentialsError | ProfileNotFound):
         return RegionFailure(region, FailureKind.CREDENTIALS, type(error).__name__, str(error))
     if isinstance(error, ClientError):
         details = error.response.get("Error", {})
