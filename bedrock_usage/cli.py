@@ -474,7 +474,10 @@ def _recent_activity(session, region) -> tuple[set[str], datetime | None]:
             dims = metric.get("Dimensions") or []
             if len(dims) == 1 and dims[0]["Name"] == "ModelId":
                 models.add(dims[0]["Value"])
-    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    # Buckets start at StartTime: align it to 5 minutes so each bucket is a clock slot.
+    now = datetime.now(UTC)
+    end = now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0)
+    end += timedelta(minutes=5)
     response = client.get_metric_data(
         MetricDataQueries=[
             {

@@ -15,7 +15,7 @@ from bedrock_usage.days import utc_today
 from bedrock_usage.emulator.server import READ_ONLY_POLICY
 
 from .cli_helpers import run_cli
-from .conftest import ACCOUNT, OTHER_ACCOUNT, days_ago, seed_daily
+from .conftest import ACCOUNT, OTHER_ACCOUNT, days_ago, midnight, seed_daily
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 
@@ -368,3 +368,26 @@ def test_a_named_profile_stores_no_secret(aws, reader, cli, home):
     assert result.returncode == 3
     assert "ProfileNotFound" in result.stderr and "fix the profile" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_doctor_reports_account_permissions_recent_models_and_errors(aws, reader, cli, home):
+    seed_daily(aws, "Invocations", HAIKU, {days_ago(1): 5})
+    aws.seed(ACCOUNT, "us-east-1", "AWS/Bedrock", "Invocations", {}, [midnight(utc_today())], [1.0])
+    assert (
+        _connect(
+            cli, reader, "prod", ACCOUNT, "us-east-1,eu-west-1", "--backfill-days", "2"
+        ).returncode
+        == 0
+    )
+    aws.deny_region(reader, "eu-west-1")
+    assert cli("sync", "prod").returncode == 6
+    result = cli("doctor", "prod")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"belongs to account {ACCOUNT}" in out and "as expected" in out
+    assert (
+        f"us-east-1: CloudWatch readable; models with usage in the last two weeks: {HAIKU}" in out
+    )
+    assert f"newest data point {utc_today():%Y-%m-%d} 00:00Z" in out
+    assert "eu-west-1: cannot read CloudWatch: AccessDenied" in out
+    assert "Recent errors in the event log:" in out and "sync failed AccessDenied" in out
