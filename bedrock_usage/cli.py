@@ -223,7 +223,11 @@ def _run_sync(name: str, day_range, tags: dict[str, str] | None = None) -> None:
             if failures and failures[0].step_failure_data.error
             else "see the run in the Dagster UI"
         )
-        code = ExitCode.PARTIAL_SYNC if fetches else ExitCode.FAILED
+        user_data = failures[0].step_failure_data.user_failure_data if failures else None
+        if user_data and "warehouse_busy" in user_data.metadata:
+            code = ExitCode.WAREHOUSE_BUSY
+        else:
+            code = ExitCode.PARTIAL_SYNC if fetches else ExitCode.FAILED
         raise UserError(f"The sync of '{name}' failed: {message}", code)
     if any(not f.ok for f in fetches):
         sys.exit(ExitCode.PARTIAL_SYNC)

@@ -391,3 +391,32 @@ def test_doctor_reports_account_permissions_recent_models_and_errors(aws, reader
     assert f"newest data point {utc_today():%Y-%m-%d} 00:00Z" in out
     assert "eu-west-1: cannot read CloudWatch: AccessDenied" in out
     assert "Recent errors in the event log:" in out and "sync failed AccessDenied" in out
+
+
+def test_a_busy_warehouse_fails_the_sync_with_what_to_do(aws, reader, cli, home):
+    import subprocess
+    import sys
+
+    assert (
+        _connect(cli, reader, "prod", ACCOUNT, "us-east-1", "--backfill-days", "1").returncode == 0
+    )
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+            "print('held', flush=True); time.sleep(60)",
+            str(home / "warehouse.duckdb"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = cli("sync", "prod", env={"BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS": "1"})
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 7
+    assert str(home / "warehouse.duckdb") in result.stderr
+    assert "close that session" in result.stderr and "Traceback" not in result.stderr

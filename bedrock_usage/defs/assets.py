@@ -14,7 +14,7 @@ import dagster as dg
 from ..connections import service
 from ..extraction.errors import FailureKind
 from ..extraction.fetch import RegionFetch
-from ..storage.warehouse import rebuild_usage, transaction
+from ..storage.warehouse import WarehouseBusyError, rebuild_usage, transaction
 from .checks import (
     PERMISSION_CHECK,
     USAGE_CHECKS,
@@ -68,6 +68,8 @@ def cloudwatch_datapoints(
             )
         except service.UserError as error:
             raise dg.Failure(description=str(error)) from None
+        except WarehouseBusyError as error:
+            raise _busy(error) from None
         accounts[connection_id] = connection.account_id
         fetches_by_connection[connection_id] = fetches
         for fetch in fetches:
@@ -84,6 +86,10 @@ def cloudwatch_datapoints(
         metadata=_fetch_metadata(fetches_by_connection, accounts),
         check_results=[permission_check_result(fetches_by_connection, accounts)],
     )
+
+
+def _busy(error: WarehouseBusyError) -> dg.Failure:
+    return dg.Failure(description=str(error), metadata={"warehouse_busy": True})
 
 
 def _fetch_metadata(fetches_by_connection, accounts) -> dict[str, object]:
@@ -143,16 +149,19 @@ def bedrock_usage_daily(
     rows_by_region: dict[str, int] = {}
     tokens: dict[str, int] = {"input_tokens": 0, "output_tokens": 0}
     models: set[str] = set()
-    with warehouse.get_connection() as connection:
-        with transaction(connection):
-            for connection_id, day_range in windows.items():
-                usage = rebuild_usage(connection, connection_id, day_range)
-                for region, count in usage.groupby("region").size().items():
-                    rows_by_region[f"{connection_id}/{region}"] = int(count)
-                for column in tokens:
-                    tokens[column] += int(usage[column].sum()) if len(usage) else 0
-                models.update(usage.model_id)
-        check_results = usage_check_results(connection, windows, state_store.get())
+    try:
+        with warehouse.get_connection() as connection:
+            with transaction(connection):
+                for connection_id, day_range in windows.items():
+                    usage = rebuild_usage(connection, connection_id, day_range)
+                    for region, count in usage.groupby("region").size().items():
+                        rows_by_region[f"{connection_id}/{region}"] = int(count)
+                    for column in tokens:
+                        tokens[column] += int(usage[column].sum()) if len(usage) else 0
+                    models.update(usage.model_id)
+            check_results = usage_check_results(connection, windows, state_store.get())
+    except WarehouseBusyError as error:
+        raise _busy(error) from None
     return dg.MaterializeResult(
         metadata={
             "rows_by_region": dg.MetadataValue.json(rows_by_region),
