@@ -22,12 +22,11 @@ from .connections.credentials import AuthSpec, session_for, stored_auth
 from .connections.secrets import SecretKeyError
 from .connections.service import ExitCode, UserError
 from .connections.store import StateStore
-from .connections.verify import check_region
+from .connections.verify import REGION_INVOCATIONS, check_region
 from .days import DayRangeError, parse_day, readable_range, utc_today
 from .extraction.aws import cloudwatch_client, sts_client
 from .extraction.errors import RegionFailure, classify
-from .extraction.fetch import RegionFetch
-from .extraction.metrics import NAMESPACE
+from .extraction.fetch import RegionFetch, list_bedrock_models
 from .settings import warehouse_path
 from .storage.warehouse import WarehouseBusyError, usage_rows
 
@@ -88,11 +87,7 @@ def _echo_region_check(region: str, failure: RegionFailure | None) -> None:
 
 def _echo_region_synced(fetch: RegionFetch) -> None:
     if fetch.ok:
-        models = fetch.datapoints.model_id.dropna().nunique()
-        click.echo(
-            f"  {fetch.region}: {models} model(s), {fetch.get_metric_data_calls} GetMetricData "
-            f"call(s), {fetch.metrics_requested} metrics requested"
-        )
+        click.echo(f"  {fetch.region}: {fetch.summary()}")
     else:
         failure = fetch.failure
         click.echo(
@@ -471,28 +466,15 @@ def doctor(name):
 
 
 def _recent_activity(session, region) -> tuple[set[str], datetime | None]:
+    """Models ListMetrics shows (two weeks), and the newest 5-minute slot with data."""
     client = cloudwatch_client(session, region)
-    models: set[str] = set()
-    for page in client.get_paginator("list_metrics").paginate(Namespace=NAMESPACE):
-        for metric in page["Metrics"]:
-            dims = metric.get("Dimensions") or []
-            if len(dims) == 1 and dims[0]["Name"] == "ModelId":
-                models.add(dims[0]["Value"])
+    models, _ = list_bedrock_models(client)
     # Buckets start at StartTime: align it to 5 minutes so each bucket is a clock slot.
     now = datetime.now(UTC)
     end = now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0)
     end += timedelta(minutes=5)
     response = client.get_metric_data(
-        MetricDataQueries=[
-            {
-                "Id": "newest",
-                "MetricStat": {
-                    "Metric": {"Namespace": NAMESPACE, "MetricName": "Invocations"},
-                    "Period": 300,
-                    "Stat": "SampleCount",
-                },
-            }
-        ],
+        MetricDataQueries=[REGION_INVOCATIONS.query("newest", period=300)],
         StartTime=end - timedelta(hours=24),
         EndTime=end,
         ScanBy="TimestampDescending",

@@ -116,11 +116,7 @@ def _connect_and_sync(name: str, key: AccessKeyPair, days: int) -> None:
 
 def _echo_region(fetch: RegionFetch) -> None:
     if fetch.ok:
-        models = fetch.datapoints.model_id.dropna().nunique()
-        click.echo(
-            f"    {fetch.region}: {models} models, {fetch.get_metric_data_calls} "
-            f"GetMetricData call(s), {fetch.metrics_requested} metrics requested"
-        )
+        click.echo(f"    {fetch.region}: {fetch.summary()}")
     else:
         click.echo(f"    {fetch.region}: FAILED {fetch.failure.code}")
 

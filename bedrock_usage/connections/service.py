@@ -140,14 +140,7 @@ def connect(
         connection_id=name,
         account_id=account_id,
         regions=regions,
-        auth_method=auth.method,
-        access_key_id=auth.access_key_id,
-        secret_ciphertext=secrets.encrypt(auth.secret_access_key)
-        if auth.secret_access_key
-        else None,
-        role_arn=auth.role_arn,
-        external_id=auth.external_id,
-        profile=auth.profile,
+        **_stored_credentials(auth),
         backfill_days=backfill_days,
         initial_sync="skipped" if sync_later else "pending",
         sync_started_at=None,
@@ -158,6 +151,20 @@ def connect(
     for region in regions:
         store.log_event(name, "verify", "ok", "CloudWatch AWS/Bedrock readable", region=region)
     return connection
+
+
+def _stored_credentials(auth: AuthSpec) -> dict[str, str | None]:
+    """How `auth` is kept in the state store: the secret only as ciphertext."""
+    return {
+        "auth_method": auth.method,
+        "access_key_id": auth.access_key_id,
+        "secret_ciphertext": secrets.encrypt(auth.secret_access_key)
+        if auth.secret_access_key
+        else None,
+        "role_arn": auth.role_arn,
+        "external_id": auth.external_id,
+        "profile": auth.profile,
+    }
 
 
 def _verify(auth, account_id, regions, on_region) -> Verification:
@@ -254,16 +261,9 @@ def _record_sync(store: StateStore, connection: Connection, fetches: list[Region
     name = connection.connection_id
     for fetch in fetches:
         if fetch.failure is None:
-            models = fetch.datapoints.model_id.dropna().nunique()
             store.record_region_success(name, fetch.region, str(fetch.day_range.last))
             store.log_event(
-                name,
-                "sync",
-                "ok",
-                f"{fetch.day_range}: {len(fetch.datapoints)} data points, {models} models, "
-                f"{fetch.get_metric_data_calls} GetMetricData calls, "
-                f"{fetch.metrics_requested} metrics requested",
-                region=fetch.region,
+                name, "sync", "ok", f"{fetch.day_range}: {fetch.summary()}", region=fetch.region
             )
         else:
             failure = fetch.failure
@@ -326,17 +326,7 @@ def rotate(
     verification = _verify(auth, connection.account_id, connection.regions, on_region)
     if not verification.ok:
         raise VerificationFailed(verification, f"Rotating '{name}'")
-    store.update(
-        name,
-        auth_method=auth.method,
-        access_key_id=auth.access_key_id,
-        secret_ciphertext=secrets.encrypt(auth.secret_access_key)
-        if auth.secret_access_key
-        else None,
-        role_arn=auth.role_arn,
-        external_id=auth.external_id,
-        profile=auth.profile,
-    )
+    store.update(name, **_stored_credentials(auth))
     store.log_event(name, "rotate", "ok", "credentials replaced after verification")
     return get_connection(name, store)
 

@@ -16,7 +16,10 @@ import boto3
 
 from ..extraction.aws import cloudwatch_client, sts_client
 from ..extraction.errors import FailureKind, RegionFailure, classify
-from ..extraction.metrics import NAMESPACE
+from ..extraction.metrics import NAMESPACE, USAGE_METRICS, Series
+
+# The region's total invocations: one metric, as cheap as a real query gets.
+REGION_INVOCATIONS = Series(next(m for m in USAGE_METRICS if m.metric_name == "Invocations"), None)
 
 WRONG_ACCOUNT_ACTION = (
     "Use an access key of an IAM user in account {expected}, or connect account {actual} "
@@ -95,16 +98,7 @@ def check_region(session: boto3.Session, region: str) -> RegionFailure | None:
     try:
         client.list_metrics(Namespace=NAMESPACE)
         client.get_metric_data(
-            MetricDataQueries=[
-                {
-                    "Id": "verify",
-                    "MetricStat": {
-                        "Metric": {"Namespace": NAMESPACE, "MetricName": "Invocations"},
-                        "Period": 3600,
-                        "Stat": "Sum",
-                    },
-                }
-            ],
+            MetricDataQueries=[REGION_INVOCATIONS.query("verify", period=3600)],
             StartTime=end - timedelta(hours=1),
             EndTime=end,
         )

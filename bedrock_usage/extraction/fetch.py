@@ -55,6 +55,15 @@ class RegionFetch:
     def ok(self) -> bool:
         return self.failure is None
 
+    def summary(self) -> str:
+        """What was read and what it cost, in one line."""
+        models = self.datapoints.model_id.dropna().nunique()
+        return (
+            f"{len(self.datapoints)} data points, {models} model(s), "
+            f"{self.get_metric_data_calls} GetMetricData call(s), "
+            f"{self.metrics_requested} metrics requested"
+        )
+
 
 def queries_per_call(days: int) -> int:
     """How many series fit one GetMetricData call without a second page."""
@@ -68,6 +77,25 @@ def lower_bound_calls(series: int, days: int) -> int:
     return max(-(-series // MAX_QUERIES_PER_CALL), -(-(series * days) // MAX_DATAPOINTS_PER_CALL))
 
 
+def list_bedrock_models(client) -> tuple[set[str], int]:
+    """Model ids with a series of exactly {ModelId} (every page), and the calls made."""
+    models: set[str] = set()
+    token, calls = None, 0
+    while True:
+        kwargs = {"Namespace": NAMESPACE}
+        if token:
+            kwargs["NextToken"] = token
+        page = client.list_metrics(**kwargs)
+        calls += 1
+        for metric in page.get("Metrics", []):
+            dimensions = metric.get("Dimensions") or []
+            if len(dimensions) == 1 and dimensions[0]["Name"] == "ModelId":
+                models.add(dimensions[0]["Value"])
+        token = page.get("NextToken")
+        if not token:
+            return models, calls
+
+
 class _Reader:
     """GetMetricData and ListMetrics for one region, counting every call."""
 
@@ -79,22 +107,9 @@ class _Reader:
         self.metrics_requested = 0
 
     def list_models(self) -> set[str]:
-        """Model ids with a series of exactly {ModelId} (every page)."""
-        models: set[str] = set()
-        token = None
-        while True:
-            kwargs = {"Namespace": NAMESPACE}
-            if token:
-                kwargs["NextToken"] = token
-            page = self.client.list_metrics(**kwargs)
-            self.list_metrics_calls += 1
-            for metric in page.get("Metrics", []):
-                dimensions = metric.get("Dimensions") or []
-                if len(dimensions) == 1 and dimensions[0]["Name"] == "ModelId":
-                    models.add(dimensions[0]["Value"])
-            token = page.get("NextToken")
-            if not token:
-                return models
+        models, calls = list_bedrock_models(self.client)
+        self.list_metrics_calls += calls
+        return models
 
     def read(self, series: list[Series]) -> dict[Series, dict[date, float]]:
         values: dict[Series, dict[date, float]] = defaultdict(dict)

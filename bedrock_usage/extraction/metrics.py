@@ -47,7 +47,7 @@ class Series:
     metric: UsageMetric
     model_id: str | None
 
-    def query(self, query_id: str) -> dict:
+    def query(self, query_id: str, period: int = DAY_SECONDS) -> dict:
         dimensions = [] if self.model_id is None else [{"Name": "ModelId", "Value": self.model_id}]
         return {
             "Id": query_id,
@@ -57,7 +57,7 @@ class Series:
                     "MetricName": self.metric.metric_name,
                     "Dimensions": dimensions,
                 },
-                "Period": DAY_SECONDS,
+                "Period": period,
                 "Stat": self.metric.statistic,
             },
             "ReturnData": True,
