@@ -38,7 +38,7 @@ USAGE_COLUMNS = [
     "latency_samples",
     "synced_at",
 ]
-_COLUMN_OF = {(m.metric_name, m.statistic): m.column for m in USAGE_METRICS}
+_COLUMN_OF = {f"{m.metric_name}|{m.statistic}": m.column for m in USAGE_METRICS}
 _VALUE_COLUMNS = [m.column for m in USAGE_METRICS]
 
 
@@ -52,15 +52,12 @@ def wide_by_model(datapoints: pd.DataFrame) -> pd.DataFrame:
     is the row with model_id TOTAL."""
     if datapoints.empty:
         return pd.DataFrame(columns=["usage_date", "model_id", *_VALUE_COLUMNS])
+    keys = datapoints.metric_name + "|" + datapoints.statistic
     frame = datapoints.assign(
-        column=[
-            _COLUMN_OF[k] for k in zip(datapoints.metric_name, datapoints.statistic, strict=True)
-        ],
-        model_id=datapoints.model_id.fillna(TOTAL),
+        column=keys.map(_COLUMN_OF), model_id=datapoints.model_id.fillna(TOTAL)
     )
-    wide = frame.pivot_table(
-        index=["usage_date", "model_id"], columns="column", values="value", aggfunc="first"
-    )
+    # Each (day, model, metric, statistic) arrives once: the extractor keeps one value per key.
+    wide = frame.pivot(index=["usage_date", "model_id"], columns="column", values="value")
     wide = wide.reindex(columns=_VALUE_COLUMNS).fillna(0.0).reset_index()
     for column in COUNT_COLUMNS:
         wide[column] = exact_counts(wide[column])
@@ -79,7 +76,7 @@ def shape_daily_usage(
     is_total = wide.model_id == TOTAL
     models, totals = wide[~is_total], wide[is_total].set_index("usage_date")
     rows = pd.concat([models, _unattributed(models, totals)], ignore_index=True)
-    descriptions = [describe_model_id(m) for m in rows.model_id]
+    descriptions = [describe_model_id(m) for m in rows.model_id]  # cached per id
     rows = rows.assign(
         connection_id=connection_id,
         account_id=account_id,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 
 from ..extraction.catalog import inference_profile_prefixes
 
@@ -38,6 +39,7 @@ class ModelDescription:
     inference_scope: str
 
 
+@cache
 def describe_model_id(model_id: str) -> ModelDescription:
     """`inference_scope` is `in_region` for a foundation model called directly, the
     geography (`us`, `eu`, `apac`, `global`, ...) for an inference profile, or one of
