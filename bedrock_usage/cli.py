@@ -228,17 +228,30 @@ def _run_sync(name: str, day_range, tags: dict[str, str] | None = None) -> None:
         sys.exit(ExitCode.PARTIAL_SYNC)
 
 
+def _usage_or_none(connection_id, since):
+    """Usage rows from the warehouse, or None (said on stderr) while a sync holds it: the
+    state and health still answer."""
+    try:
+        return usage_rows(warehouse_path(), connection_id, since)
+    except WarehouseBusyError:
+        click.echo(
+            f"Note: {warehouse_path()} is busy (a sync is writing); usage rows are not shown.",
+            err=True,
+        )
+        return None
+
+
 @main.command("connections")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handles_errors
 def list_connections(as_json):
     """Every connection: account, regions, state, last successful sync, usage rows."""
     store = StateStore()
-    rows = usage_rows(warehouse_path())
+    rows = _usage_or_none(None, None)
     listing = []
     for connection in store.all():
         health = store.region_health(connection.connection_id)
-        mine = rows[rows.connection_id == connection.connection_id]
+        mine = None if rows is None else rows[rows.connection_id == connection.connection_id]
         successes = [h.last_success_at for h in health.values() if h.last_success_at]
         listing.append(
             {
@@ -248,7 +261,7 @@ def list_connections(as_json):
                 "auth_method": connection.auth_method,
                 **_state(connection, health),
                 "last_successful_sync": max(successes) if successes else None,
-                "usage_rows": int(mine["rows"].sum()),
+                "usage_rows": None if mine is None else int(mine["rows"].sum()),
             }
         )
     if as_json:
@@ -291,7 +304,7 @@ def status(name, days, as_json):
     connection = service.get_connection(name, store)
     health = store.region_health(name)
     since = utc_today() - timedelta(days=days)
-    usage = usage_rows(warehouse_path(), name, since)
+    usage = _usage_or_none(name, since)
     events = store.events(name, limit=20)
     events.sort(key=lambda e: (e.outcome == "ok", -e.event_id))
     report = {
@@ -322,7 +335,9 @@ def status(name, days, as_json):
                 if k != "connection_id"
             }
             for row in usage.to_dict("records")
-        ],
+        ]
+        if usage is not None
+        else None,
         "events": [e.__dict__ for e in events],
     }
     if as_json:
@@ -344,7 +359,9 @@ def status(name, days, as_json):
             )
         click.echo(line)
     click.echo(f"Usage since {since}:")
-    if usage.empty:
+    if usage is None:
+        click.echo("  unavailable while the warehouse is busy; try again in a moment.")
+    elif usage.empty:
         click.echo(
             "  no rows. If the sync succeeded but nothing shows, check that the key can "
             "read CloudWatch in the regions where Bedrock ran ('bedrock-usage doctor "
