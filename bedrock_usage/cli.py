@@ -25,7 +25,7 @@ from .connections.store import StateStore
 from .connections.verify import REGION_INVOCATIONS, check_region
 from .days import DayRangeError, parse_day, readable_range, utc_today
 from .extraction.aws import cloudwatch_client, sts_client
-from .extraction.errors import RegionFailure, classify
+from .extraction.errors import RegionFailure
 from .extraction.fetch import RegionFetch, list_bedrock_models
 from .settings import warehouse_path
 from .storage.warehouse import WarehouseBusyError, usage_rows
@@ -439,9 +439,10 @@ def doctor(name):
     """Run the troubleshooting checks against AWS and say what was found."""
     store = StateStore()
     connection = service.get_connection(name, store)
-    session = session_for(stored_auth(connection))
     click.echo(f"Checking '{name}' (account {connection.account_id}):")
+    auth = stored_auth(connection)
     try:
+        session = session_for(auth)
         identity = sts_client(session, connection.regions[0]).get_caller_identity()
         matches = identity["Account"] == connection.account_id
         click.echo(
@@ -453,8 +454,11 @@ def doctor(name):
             )
         )
     except Exception as error:  # noqa: BLE001 - classified; programming errors re-raised
-        failure = classify("sts", error)
-        click.echo(f"- The key was rejected: {failure.code}. Next: {failure.next_action}")
+        failure = service.session_failure(auth, error)
+        click.echo(
+            f"- The credentials were refused: {failure.code}: {failure.message} "
+            f"Next: {failure.next_action}"
+        )
         return
     for region in connection.regions:
         failure = check_region(session, region)

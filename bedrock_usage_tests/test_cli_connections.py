@@ -450,3 +450,35 @@ def test_connections_and_status_answer_while_the_warehouse_is_busy(aws, reader, 
     assert listing.returncode == 0 and json.loads(listing.stdout)[0]["usage_rows"] is None
     assert "is busy" in listing.stderr
     assert status.returncode == 0 and "unavailable while the warehouse is busy" in status.stdout
+
+
+def test_a_wrong_external_id_is_refused_by_the_roles_trust_policy(aws, cli, home):
+    assumer = aws.create_reader(
+        ACCOUNT,
+        "assumer",
+        policy={
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}],
+        },
+    )
+    role_arn = aws.create_role(OTHER_ACCOUNT, "bedrock-read", ACCOUNT, external_id="ext-1")
+    result = cli(
+        "connect",
+        "research",
+        "--account-id",
+        OTHER_ACCOUNT,
+        "--regions",
+        "us-east-1",
+        "--access-key-id",
+        assumer.access_key_id,
+        "--role-arn",
+        role_arn,
+        "--external-id",
+        "wrong",
+        "--no-sync",
+        secret=assumer.secret_access_key,
+    )
+    assert result.returncode == 3
+    assert "AccessDenied" in result.stderr and "sts:AssumeRole" in result.stderr
+    assert "--external-id matches its sts:ExternalId condition" in result.stderr
+    assert _stored_connections(home) == []

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 
 from ..days import DayRange, readable_range, utc_today
-from ..extraction.errors import RegionFailure, classify
+from ..extraction.errors import FailureKind, RegionFailure, classify
 from ..extraction.fetch import RegionFetch, empty_datapoints
 from ..settings import warehouse_path
 from ..storage.warehouse import known_model_ids, purge_connection, transaction
@@ -167,12 +167,26 @@ def _stored_credentials(auth: AuthSpec) -> dict[str, str | None]:
     }
 
 
+ROLE_ADVICE = (
+    "The role could not be assumed. Check that its trust policy names this key's user or "
+    "account as principal, that --external-id matches its sts:ExternalId condition, and "
+    "that the user may call sts:AssumeRole on it."
+)
+
+
+def session_failure(auth: AuthSpec, error: Exception) -> RegionFailure:
+    """Why no session could be made: the base credentials, or the role on top of them."""
+    failure = classify("role" if auth.role_arn else "credentials", error)
+    if auth.role_arn and failure.kind is not FailureKind.CREDENTIALS:
+        return replace(failure, advice=ROLE_ADVICE)
+    return failure
+
+
 def _verify(auth, account_id, regions, on_region) -> Verification:
     try:
         session = session_for(auth)
     except Exception as error:  # noqa: BLE001 - role assumption failures are classified
-        failure = classify("sts", error)
-        return Verification(account_id, identity_failure=failure)
+        return Verification(account_id, identity_failure=session_failure(auth, error))
     return verify_access(session, account_id, regions, on_region)
 
 
@@ -240,7 +254,7 @@ def _fetch(connection, day_range, open_connection, on_region_done) -> list[Regio
     except secrets.SecretKeyError as error:
         raise UserError(str(error)) from None
     except Exception as error:  # noqa: BLE001 - a role that cannot be assumed fails every region
-        failure = classify("sts", error)
+        failure = session_failure(stored_auth(connection), error)
         fetches = [
             RegionFetch(region, day_range, empty_datapoints(), replace(failure, region=region))
             for region in connection.regions

@@ -48,10 +48,7 @@ class Verification:
         """Each failure, with its cause and next action, in one line each."""
         lines = []
         if self.identity_failure:
-            failure = self.identity_failure
-            lines.append(
-                f"credentials: {failure.code}: {failure.message} Next: {failure.next_action}"
-            )
+            lines.append(self.identity_failure.describe())
         elif not self.account_matches:
             lines.append(
                 f"account: the key belongs to account {self.actual_account}, not "
@@ -76,7 +73,7 @@ def verify_access(
         result.actual_account = identity["Account"]
         result.identity_arn = identity["Arn"]
     except Exception as error:  # noqa: BLE001 - classified; programming errors re-raised
-        failure = classify("sts", error)
+        failure = classify("credentials", error)
         if failure.kind is not FailureKind.PERMISSION:
             result.identity_failure = failure
             return result

@@ -20,7 +20,7 @@ from typing import Any
 from moto.cloudwatch.responses import CloudWatchResponse
 from moto.core.responses import ActionResult, EmptyResult
 
-from .errors import AwsError
+from .errors import AwsError, error_response
 from .iam import CloudWatchIAMRequest
 from .metric_store import DAY, STATISTICS, MetricStore, SeriesKey, dimension_key
 
@@ -115,17 +115,11 @@ def call_action(self: CloudWatchResponse):
         _authorize(self)
         _throttle_if_asked(self.region)
     except AwsError as error:
-        return _error_response(self, error)
+        return error_response(self, error)
     try:
         return _ORIGINAL_CALL_ACTION(self)
     except AwsError as error:
-        return _error_response(self, error)
-
-
-def _error_response(response: CloudWatchResponse, error: AwsError):
-    status, headers, body = response.serialized(ActionResult(error))
-    headers["status"] = error.status
-    return error.status, headers, body
+        return error_response(self, error)
 
 
 def _skip_moto_auth(self: CloudWatchResponse, resource: str = "*") -> None:

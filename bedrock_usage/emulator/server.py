@@ -18,7 +18,7 @@ from moto.iam.models import iam_backends
 from moto.moto_api._internal.models import moto_api_backend
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from . import cloudwatch_api
+from . import cloudwatch_api, sts_api
 from .cloudwatch_api import STATE, CallLog
 
 # Errors such as AccessDenied are not in CloudWatch's service model (IAM raises them);
@@ -67,6 +67,7 @@ class Emulator:
 
     def start(self) -> Emulator:
         cloudwatch_api.install()
+        sts_api.install()
         self.reset()
         self._server.start()
         host, port = self._server.get_host_and_port()

@@ -75,10 +75,11 @@ class RegionFailure:
     kind: FailureKind
     code: str
     message: str
+    advice: str | None = None  # replaces the table's next action where the cause is known
 
     @property
     def next_action(self) -> str:
-        return NEXT_ACTIONS[self.kind].format(region=self.region)
+        return self.advice or NEXT_ACTIONS[self.kind].format(region=self.region)
 
     def describe(self) -> str:
         return f"{self.region}: {self.code}: {self.message} Next: {self.next_action}"
