@@ -117,10 +117,14 @@ def test_rejected_credentials_are_flagged_too(aws, reader, bedrock_home, sent):
     dagster = instance()
     connect(reader, "prod", regions="us-east-1")
     aws.delete_access_key(reader)
+    assert service.claim_initial_sync("prod")
     result = run_sync("prod", DayRange(days_ago(1), days_ago(1)))
     assert not result.success
     _failure_sensor(dagster, None)
     assert len(sent) == 1 and "InvalidClientTokenId" in sent[0]
+    # A failed initial sync is left to the schedule, not retried by the sensor in a loop.
+    assert StateStore().get("prod").initial_sync == "failed"
+    assert _partitions_sensor(dagster).run_requests == []
 
 
 def test_other_accounts_are_not_disturbed(aws, reader, bedrock_home, sent):

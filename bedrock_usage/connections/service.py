@@ -300,7 +300,9 @@ def _record_sync(store: StateStore, connection: Connection, fetches: list[Region
                 next_action=failure.next_action,
             )
     if connection.initial_sync in ("pending", "running"):
-        store.update(name, initial_sync="done" if any(f.ok for f in fetches) else "pending")
+        # A failed initial sync is not retried by the sensor (it would loop while the
+        # permission is missing): the schedule and `bedrock-usage sync` cover it.
+        store.update(name, initial_sync="done" if any(f.ok for f in fetches) else "failed")
 
 
 def edit_regions(

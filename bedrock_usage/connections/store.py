@@ -84,7 +84,7 @@ class Connection:
     external_id: str | None
     profile: str | None
     backfill_days: int
-    initial_sync: str  # "pending", "running", "done", "skipped"
+    initial_sync: str  # "pending", "running", "done", "failed", "skipped"
     sync_started_at: str | None
     created_at: str
     updated_at: str
