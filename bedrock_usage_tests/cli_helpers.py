@@ -20,7 +20,7 @@ def run_cli(
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith("AWS_") and not key.startswith("BEDROCK_USAGE")
+        if not key.startswith(("AWS_", "BEDROCK_USAGE", "DAGSTER_HOME"))
     }
     env.update(
         {

@@ -1,0 +1,62 @@
+"""`make demo` runs the real command: the whole story, twice in a row, exact in DuckDB."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import duckdb
+
+from bedrock_usage.days import utc_today
+
+from .cli_helpers import run_cli
+
+
+def test_the_demo_tells_the_story_and_runs_twice(tmp_path):
+    home = tmp_path / "home"
+    first = run_cli(["demo", "--days", "7"], home, endpoint="")
+    assert first.returncode == 0, first.stderr
+    out = first.stdout
+    assert "verified eu-west-1: CloudWatch AWS/Bedrock readable" in out
+    assert "check cloudwatch_permissions FAILED (ERROR): demo-prod (111122223333) eu-west-1" in out
+    assert (
+        "ALERT bedrock_usage: demo-prod (account 111122223333) cannot read CloudWatch in "
+        "eu-west-1: AccessDenied" in out
+    )
+    assert "Needs attention: demo-prod eu-west-1: AccessDenied" in out
+    assert "make ui" in out
+    second = run_cli(["demo", "--days", "7"], home, endpoint="")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.count("ALERT") == 1
+
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        rows = dict(
+            con.execute(
+                "SELECT connection_id, count(*) FROM bedrock_usage_daily GROUP BY ALL"
+            ).fetchall()
+        )
+        # 6 deployments in demo-prod's two regions, 3 in demo-research's, 7 days each.
+        assert rows == {"demo-prod": 6 * 7, "demo-research": 3 * 7}
+        assert con.execute("SELECT max(usage_date) FROM bedrock_usage_daily").fetchone()[0] == (
+            utc_today().fromordinal(utc_today().toordinal() - 1)
+        )
+        # The table sums to the region totals CloudWatch reported, metric by metric.
+        mismatches = con.execute("""
+            WITH totals AS (
+                SELECT connection_id, region, usage_date, metric_name, value
+                FROM cloudwatch_daily_datapoints
+                WHERE model_id = '(region total)' AND statistic = 'Sum'
+                  AND metric_name IN ('InputTokenCount', 'OutputTokenCount', 'Invocations')),
+            usage AS (
+                SELECT connection_id, region, usage_date, sum(input_tokens) AS InputTokenCount,
+                       sum(output_tokens) AS OutputTokenCount, sum(invocations) AS Invocations
+                FROM bedrock_usage_daily GROUP BY ALL)
+            SELECT count(*) FROM totals JOIN usage USING (connection_id, region, usage_date)
+            WHERE value <> CASE metric_name WHEN 'InputTokenCount' THEN InputTokenCount
+                                            WHEN 'OutputTokenCount' THEN OutputTokenCount
+                                            ELSE Invocations END
+        """).fetchone()[0]
+        assert mismatches == 0
+        compared = con.execute(
+            "SELECT count(*) FROM cloudwatch_daily_datapoints WHERE model_id = '(region total)'"
+        ).fetchone()[0]
+        assert compared > 0
