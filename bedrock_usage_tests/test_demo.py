@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import duckdb
 
 from bedrock_usage.days import utc_today
