@@ -93,7 +93,8 @@ def fetch_regions(
 
 def store_fetches(
     connection: duckdb.DuckDBPyConnection,
-    target: SyncTarget,
+    connection_id: str,
+    account_id: str,
     fetches: list[RegionFetch],
     fetched_at: datetime,
 ) -> None:
@@ -102,8 +103,8 @@ def store_fetches(
         if fetch.ok:
             replace_datapoints(
                 connection,
-                target.connection_id,
-                target.account_id,
+                connection_id,
+                account_id,
                 fetch.region,
                 fetch.day_range,
                 fetch.datapoints,
@@ -124,6 +125,6 @@ def sync_usage(
     usage = pd.DataFrame()
     if any(f.ok for f in fetches):
         with open_warehouse(warehouse_path) as connection, transaction(connection):
-            store_fetches(connection, target, fetches, synced_at)
+            store_fetches(connection, target.connection_id, target.account_id, fetches, synced_at)
             usage = rebuild_usage(connection, target.connection_id, day_range)
     return SyncResult(target.connection_id, target.account_id, day_range, synced_at, fetches, usage)

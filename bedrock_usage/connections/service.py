@@ -239,9 +239,8 @@ def fetch_and_store(
     try:
         fetches = _fetch(connection, day_range, open_connection, on_region_done)
         if any(f.ok for f in fetches):
-            target = SyncTarget(name, connection.account_id, connection.regions, None)
             with open_connection() as warehouse, transaction(warehouse):
-                store_fetches(warehouse, target, fetches, now_utc())
+                store_fetches(warehouse, name, connection.account_id, fetches, now_utc())
     finally:
         store.update(name, sync_started_at=None)
     _record_sync(store, connection, fetches)
@@ -250,11 +249,13 @@ def fetch_and_store(
 
 def _fetch(connection, day_range, open_connection, on_region_done) -> list[RegionFetch]:
     try:
-        session = session_for(stored_auth(connection))
+        auth = stored_auth(connection)
     except secrets.SecretKeyError as error:
         raise UserError(str(error)) from None
+    try:
+        session = session_for(auth)
     except Exception as error:  # noqa: BLE001 - a role that cannot be assumed fails every region
-        failure = session_failure(stored_auth(connection), error)
+        failure = session_failure(auth, error)
         fetches = [
             RegionFetch(region, day_range, empty_datapoints(), replace(failure, region=region))
             for region in connection.regions
