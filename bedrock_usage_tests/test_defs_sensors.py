@@ -137,3 +137,15 @@ def test_other_accounts_are_not_disturbed(aws, reader, bedrock_home, sent):
     assert run_sync("research", DayRange(days_ago(1), days_ago(1))).success
     _failure_sensor(dagster, None)
     assert len(sent) == 1 and "research" not in sent[0]
+
+
+def test_a_first_evaluation_flags_the_present_not_the_history(aws, reader, bedrock_home, sent):
+    dagster = instance()
+    connect(reader, "prod")
+    window = DayRange(days_ago(1), days_ago(1))
+    aws.deny_region(reader, "eu-west-1")
+    run_sync("prod", window)
+    aws.allow_region(reader, "eu-west-1")
+    run_sync("prod", window)  # recovered before any daemon looked
+    result = _failure_sensor(dagster, None)
+    assert sent == [] and json.loads(result.cursor)["flagged"] == []

@@ -61,29 +61,53 @@ def permission_failure_sensor(
     """Flags once each region that a sync could not read for lack of permission or
     because the credentials were rejected (Slack when configured, else this log), and
     says so again when a later sync of that region succeeds."""
-    cursor = json.loads(context.cursor) if context.cursor else {"event_id": 0, "flagged": []}
     store = state_store.get()
+    sent: list[str] = []
+
+    def flag(connection_id: str, region: str, code, message: str, next_action) -> None:
+        connection = store.get(connection_id)
+        account = connection.account_id if connection else "disconnected"
+        sent.append(
+            alerts.send(
+                f"bedrock_usage: {connection_id} (account {account}) cannot read CloudWatch in "
+                f"{region}: {code}. {message} Next: {next_action}",
+                context.log,
+            )
+        )
+
+    if context.cursor:
+        cursor = json.loads(context.cursor)
+        events = store.events(after_event_id=cursor["event_id"], limit=10_000)
+    else:
+        # First evaluation: flag what needs attention now, not the whole history.
+        newest = store.events(limit=1)
+        cursor = {"event_id": newest[0].event_id if newest else 0, "flagged": []}
+        events = []
+        for connection in store.all():
+            for region, health in store.region_health(connection.connection_id).items():
+                if health.failure_kind in FLAGGED_KINDS:
+                    cursor["flagged"].append(f"{connection.connection_id}/{region}")
+                    flag(
+                        connection.connection_id,
+                        region,
+                        health.failure_code,
+                        health.failure_message,
+                        health.failure_next_action,
+                    )
     flagged = set(cursor["flagged"])
-    events = sorted(
-        store.events(after_event_id=cursor["event_id"], limit=10_000), key=lambda e: e.event_id
-    )
-    sent = []
-    for event in events:
+    for event in sorted(events, key=lambda e: e.event_id):
         if event.action != "sync" or event.region is None:
             continue
         key = f"{event.connection_id}/{event.region}"
         if event.outcome == "failed" and event.failure_kind in FLAGGED_KINDS:
             if key not in flagged:
                 flagged.add(key)
-                connection = store.get(event.connection_id)
-                account = connection.account_id if connection else "disconnected"
-                sent.append(
-                    alerts.send(
-                        f"bedrock_usage: {event.connection_id} (account {account}) cannot read "
-                        f"CloudWatch in {event.region}: {event.error_code}. {event.message} "
-                        f"Next: {event.next_action}",
-                        context.log,
-                    )
+                flag(
+                    event.connection_id,
+                    event.region,
+                    event.error_code,
+                    event.message,
+                    event.next_action,
                 )
         elif event.outcome == "ok" and key in flagged:
             flagged.discard(key)
