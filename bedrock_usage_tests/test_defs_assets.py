@@ -137,3 +137,20 @@ def test_definitions_validate_from_the_workspace(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "Validation successful for code location bedrock_usage" in result.stdout + result.stderr
+
+
+def test_the_permission_check_stays_failed_until_the_region_reads_again(aws, reader, bedrock_home):
+    from .conftest import OTHER_ACCOUNT
+
+    other = aws.create_reader(OTHER_ACCOUNT)
+    connect(reader, "prod")
+    connect(other, "research", regions="us-east-1")
+    window = DayRange(days_ago(1), days_ago(1))
+    aws.deny_region(reader, "eu-west-1")
+    assert not _checks(run_sync("prod", window))["cloudwatch_permissions"].passed
+    research = _checks(run_sync("research", window))["cloudwatch_permissions"]
+    assert not research.passed
+    assert research.metadata["connection"].value == "prod"
+    assert "1 region(s) cannot be read" in research.description
+    aws.allow_region(reader, "eu-west-1")
+    assert _checks(run_sync("prod", window))["cloudwatch_permissions"].passed

@@ -84,7 +84,7 @@ def cloudwatch_datapoints(
         )
     return dg.MaterializeResult(
         metadata=_fetch_metadata(fetches_by_connection, accounts),
-        check_results=[permission_check_result(fetches_by_connection, accounts)],
+        check_results=[permission_check_result(store)],
     )
 
 

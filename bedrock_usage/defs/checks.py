@@ -11,7 +11,6 @@ import duckdb
 from ..connections.store import StateStore
 from ..days import DayRange, utc_today
 from ..extraction.errors import FailureKind
-from ..extraction.fetch import RegionFetch
 from ..extraction.metrics import COUNT_COLUMNS
 from ..shaping.daily import TOTAL
 
@@ -21,9 +20,9 @@ DEFAULT_RECONCILE_TOLERANCE = 0.01
 PERMISSION_CHECK = dg.AssetCheckSpec(
     "cloudwatch_permissions",
     asset="cloudwatch_datapoints",
-    description="Every selected region could be read with the connection's credentials. "
+    description="Every connected region can be read with its connection's credentials. "
     "Fails (ERROR) on AccessDenied or rejected credentials, naming the connection, account, "
-    "region, error code and the fix.",
+    "region, error code and the fix, and stays failed until a sync of that region works.",
 )
 USAGE_CHECKS = [
     dg.AssetCheckSpec(
@@ -51,22 +50,23 @@ USAGE_CHECKS = [
 ]
 
 
-def permission_check_result(
-    fetches_by_connection: dict[str, list[RegionFetch]], accounts: dict[str, str]
-) -> dg.AssetCheckResult:
+def permission_check_result(store: StateStore) -> dg.AssetCheckResult:
+    """Fails while any connected region cannot be read (this run's and every other
+    connection's), so a failure stays visible until a later sync of that region works."""
     failures = [
         {
-            "connection": connection_id,
-            "account": accounts[connection_id],
-            "region": fetch.region,
-            "error_code": fetch.failure.code,
-            "kind": str(fetch.failure.kind),
-            "message": fetch.failure.message,
-            "next_action": fetch.failure.next_action,
+            "connection": connection.connection_id,
+            "account": connection.account_id,
+            "region": region,
+            "error_code": health.failure_code,
+            "kind": health.failure_kind,
+            "message": health.failure_message,
+            "next_action": health.failure_next_action,
+            "since": health.failed_at,
         }
-        for connection_id, fetches in fetches_by_connection.items()
-        for fetch in fetches
-        if fetch.failure
+        for connection in store.all()
+        for region, health in store.region_health(connection.connection_id).items()
+        if health.needs_attention and region in connection.regions
     ]
     blocking = [
         f for f in failures if f["kind"] in (FailureKind.PERMISSION, FailureKind.CREDENTIALS)
@@ -77,10 +77,11 @@ def permission_check_result(
         passed=not failures,
         severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
         description=(
-            f"{worst['connection']} ({worst['account']}) {worst['region']}: "
-            f"{worst['error_code']}. {worst['next_action']}"
+            f"{len(failures)} region(s) cannot be read. {worst['connection']} "
+            f"({worst['account']}) {worst['region']}: {worst['error_code']}. "
+            f"{worst['next_action']}"
             if failures
-            else "Every region was read."
+            else "Every connected region was read."
         ),
         metadata={
             **{
