@@ -15,7 +15,7 @@ from bedrock_usage.defs.local_runs import instance, run_sync
 from bedrock_usage.extraction.fetch import lower_bound_calls
 from bedrock_usage.extraction.metrics import USAGE_METRICS
 
-from .conftest import ACCOUNT, days_ago, seed_daily
+from .conftest import ACCOUNT, OTHER_ACCOUNT, days_ago, seed_daily
 from .dagster_helpers import connect
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -140,8 +140,6 @@ def test_definitions_validate_from_the_workspace(tmp_path):
 
 
 def test_the_permission_check_stays_failed_until_the_region_reads_again(aws, reader, bedrock_home):
-    from .conftest import OTHER_ACCOUNT
-
     other = aws.create_reader(OTHER_ACCOUNT)
     connect(reader, "prod")
     connect(other, "research", regions="us-east-1")
