@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -35,21 +36,65 @@ def run_ui(port: int, workspace: Path) -> int:
         click.echo(f"Demo emulator on {emulator.endpoint_url} (the demo's accounts and keys).")
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
     command = [dagster, "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)]
+    # dagster dev stays in our process group: Ctrl-C in a terminal reaches it directly.
     click.echo(
         f"Dagster UI: http://127.0.0.1:{port}  (DAGSTER_HOME={env['DAGSTER_HOME']}; "
         "Ctrl-C stops it)"
     )
-    process = subprocess.Popen(command, env=env, start_new_session=True)
+    # dagster dev stops gracefully on SIGINT (it ignores SIGTERM); a shell that started us
+    # in the background may have left SIGINT ignored, so restore it for the child.
+    process = subprocess.Popen(command, env=env, preexec_fn=_default_sigint)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        return process.wait()
+        # Wake every second: a signal may land on the emulator's thread, and Python runs
+        # handlers only in the main thread once it is back in bytecode.
+        while process.poll() is None:
+            time.sleep(1)
+        return process.returncode
     except KeyboardInterrupt:
-        # dagster dev's code server and daemon are its children: stop the whole group.
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            return process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            return process.wait()
+        return _stop(process)
     finally:
         if emulator:
             emulator.stop()
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop(process: subprocess.Popen) -> int:
+    """Stop dagster dev and everything it started (its code server may linger), by pid."""
+    family = _descendants(process.pid)
+    process.send_signal(signal.SIGINT)
+    try:
+        code = process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        code = process.wait()
+    for pid in family:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return code
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, pending = [], [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
