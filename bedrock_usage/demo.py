@@ -137,17 +137,18 @@ def _run_next_scheduled_day() -> None:
     )
     requests = daily_usage_schedule(context)
     click.echo(f"The daily schedule fires: {len(requests)} runs (yesterday + 2 look-back days).")
+    permissions = None
     for request in requests:
         start = request.tags["dagster/asset_partition_range_start"]
         click.echo(f"  {start.split('|')[0]}:")
         result = run_tagged(request.tags)
         checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-        permissions = checks.get("cloudwatch_permissions")
-        if permissions is not None and not permissions.passed:
-            click.echo(
-                f"  check cloudwatch_permissions FAILED ({permissions.severity.value}): "
-                f"{permissions.description}"
-            )
+        permissions = checks.get("cloudwatch_permissions", permissions)
+    if permissions is not None and not permissions.passed:
+        click.echo(
+            f"Check cloudwatch_permissions FAILED ({permissions.severity.value}): "
+            f"{permissions.description}"
+        )
 
 
 class _EchoAlerts(AlertResource):

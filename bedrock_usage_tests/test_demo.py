@@ -15,7 +15,10 @@ def test_the_demo_tells_the_story_and_runs_twice(tmp_path):
     assert first.returncode == 0, first.stderr
     out = first.stdout
     assert "verified eu-west-1: CloudWatch AWS/Bedrock readable" in out
-    assert "check cloudwatch_permissions FAILED (ERROR): demo-prod (111122223333) eu-west-1" in out
+    assert (
+        "Check cloudwatch_permissions FAILED (ERROR): 1 region(s) cannot be read. demo-prod "
+        "(111122223333) eu-west-1: AccessDenied." in out
+    )
     assert (
         "ALERT bedrock_usage: demo-prod (account 111122223333) cannot read CloudWatch in "
         "eu-west-1: AccessDenied" in out
