@@ -170,3 +170,13 @@ def test_empty_region_reads_nothing_and_succeeds(aws, reader):
     fetch = fetch_region(session_for(reader), "ap-south-1", DayRange(days_ago(3), days_ago(1)))
     assert fetch.ok
     assert isinstance(fetch.datapoints, pd.DataFrame) and fetch.datapoints.empty
+
+
+def test_declared_model_ids_are_always_read(aws, reader, monkeypatch):
+    application_profile = "abc123def456"
+    seed_daily(aws, "Invocations", application_profile, {days_ago(30): 6})
+    seed_daily(aws, "Invocations", None, {days_ago(30): 6})
+    monkeypatch.setenv("BEDROCK_USAGE_EXTRA_MODEL_IDS", f" {application_profile} ,")
+    fetch = fetch_region(session_for(reader), "us-east-1", DayRange(days_ago(30), days_ago(30)))
+    assert _sums(fetch)[(application_profile, "Invocations")] == 6
+    assert fetch.models_found_in_catalog == set()

@@ -23,10 +23,14 @@ def inference_profile_prefixes() -> tuple[str, ...]:
     return tuple(_catalog()["inference_profile_prefixes"])
 
 
-def known_model_ids() -> list[str]:
-    """Foundation models, their geographic inference profiles, and any ids listed in
-    BEDROCK_USAGE_EXTRA_MODEL_IDS (comma-separated: custom or provisioned ARNs)."""
-    catalog = _catalog()
+def extra_model_ids() -> list[str]:
+    """Ids the user declared in BEDROCK_USAGE_EXTRA_MODEL_IDS (comma-separated: custom or
+    provisioned model ARNs, application profile ids): always read, like known models."""
     extra = [m.strip() for m in os.environ.get("BEDROCK_USAGE_EXTRA_MODEL_IDS", "").split(",")]
-    ids = catalog["foundation_models"] + catalog["inference_profiles"] + [m for m in extra if m]
-    return list(dict.fromkeys(ids))
+    return [m for m in extra if m]
+
+
+def known_model_ids() -> list[str]:
+    """Foundation models and their geographic inference profiles."""
+    catalog = _catalog()
+    return list(dict.fromkeys(catalog["foundation_models"] + catalog["inference_profiles"]))

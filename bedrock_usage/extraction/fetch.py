@@ -163,7 +163,7 @@ def fetch_region(
     fetch = RegionFetch(region, day_range, empty_datapoints())
     try:
         fetch.models_listed = reader.list_models()
-        models = sorted(fetch.models_listed | set(known_model_ids))
+        models = sorted(fetch.models_listed | set(known_model_ids) | set(catalog.extra_model_ids()))
         values = reader.read(series_for([None, *models]))
         gap_days = _unattributed_days(values, models, day_range)
         if gap_days:
