@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -87,3 +90,26 @@ def bedrock_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     monkeypatch.delenv("BEDROCK_USAGE_WAREHOUSE", raising=False)
     return home
+
+
+def hold_warehouse(path: Path, seconds: float = 60) -> subprocess.Popen:
+    """Another process holding the DuckDB file open, as an analyst's shell would."""
+    code = (
+        "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+        "time.sleep(float(sys.argv[2]))"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+@contextmanager
+def warehouse_held(path: Path) -> Iterator[subprocess.Popen]:
+    holder = hold_warehouse(path)
+    try:
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()

@@ -15,7 +15,7 @@ from bedrock_usage.days import utc_today
 from bedrock_usage.emulator.server import READ_ONLY_POLICY
 
 from .cli_helpers import run_cli
-from .conftest import ACCOUNT, OTHER_ACCOUNT, days_ago, midnight, seed_daily
+from .conftest import ACCOUNT, OTHER_ACCOUNT, days_ago, midnight, seed_daily, warehouse_held
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 
@@ -394,59 +394,23 @@ def test_doctor_reports_account_permissions_recent_models_and_errors(aws, reader
 
 
 def test_a_busy_warehouse_fails_the_sync_with_what_to_do(aws, reader, cli, home):
-    import subprocess
-    import sys
-
     assert (
         _connect(cli, reader, "prod", ACCOUNT, "us-east-1", "--backfill-days", "1").returncode == 0
     )
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-            "print('held', flush=True); time.sleep(60)",
-            str(home / "warehouse.duckdb"),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with warehouse_held(home / "warehouse.duckdb"):
         result = cli("sync", "prod", env={"BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS": "1"})
-    finally:
-        holder.kill()
-        holder.wait()
     assert result.returncode == 7
     assert str(home / "warehouse.duckdb") in result.stderr
     assert "close that session" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_connections_and_status_answer_while_the_warehouse_is_busy(aws, reader, cli, home):
-    import subprocess
-    import sys
-
     assert (
         _connect(cli, reader, "prod", ACCOUNT, "us-east-1", "--backfill-days", "1").returncode == 0
     )
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-            "print('held', flush=True); time.sleep(60)",
-            str(home / "warehouse.duckdb"),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with warehouse_held(home / "warehouse.duckdb"):
         listing = cli("connections", "--json")
         status = cli("status", "prod")
-    finally:
-        holder.kill()
-        holder.wait()
     assert listing.returncode == 0 and json.loads(listing.stdout)[0]["usage_rows"] is None
     assert "is busy" in listing.stderr
     assert status.returncode == 0 and "unavailable while the warehouse is busy" in status.stdout

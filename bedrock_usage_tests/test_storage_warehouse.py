@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from datetime import date, datetime
 
@@ -21,6 +19,8 @@ from bedrock_usage.storage.warehouse import (
     replace_datapoints,
     transaction,
 )
+
+from .conftest import hold_warehouse
 
 D1, D2, D3 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)
 FETCHED = datetime(2026, 11, 4)
@@ -153,22 +153,10 @@ def test_known_models_come_from_stored_datapoints(tmp_path):
         assert known_model_ids(con, "nobody") == {}
 
 
-def _hold_lock(path, seconds):
-    code = (
-        "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True);"
-        "time.sleep(float(sys.argv[2]))"
-    )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", code, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
-    )
-    assert holder.stdout.readline().strip() == "held"
-    return holder
-
-
 def test_a_busy_file_is_retried_then_reported_with_what_to_do(tmp_path, monkeypatch):
     path = tmp_path / "w.duckdb"
     _sync(path, [("us-east-1", {D1: 10}, DayRange(D1, D1))])
-    holder = _hold_lock(path, 30)
+    holder = hold_warehouse(path, 30)
     try:
         monkeypatch.setenv("BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS", "1")
         started = time.monotonic()
@@ -187,7 +175,7 @@ def test_a_busy_file_is_retried_then_reported_with_what_to_do(tmp_path, monkeypa
 def test_a_briefly_busy_file_is_written_once_free(tmp_path, monkeypatch):
     path = tmp_path / "w.duckdb"
     _sync(path, [("us-east-1", {D1: 10}, DayRange(D1, D1))])
-    holder = _hold_lock(path, 1)
+    holder = hold_warehouse(path, 1)
     monkeypatch.setenv("BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS", "30")
     _sync(path, [("us-east-1", {D1: 12}, DayRange(D1, D1))])
     holder.wait()
