@@ -31,7 +31,7 @@ from .emulator.demo_data import DEMO_ACCOUNTS, seed_demo_history
 from .emulator.server import AccessKeyPair, Emulator
 from .extraction.fetch import RegionFetch
 from .settings import home, warehouse_path
-from .storage.warehouse import open_warehouse
+from .storage.warehouse import open_warehouse, snapshot_path
 
 DEMO_CONNECTIONS = {"demo-prod": "111122223333", "demo-research": "444455556666"}
 DEMO_USER = "bedrock-usage-readonly"
@@ -189,10 +189,11 @@ def _print_summary(warehouse) -> None:
             f"{health.failure_next_action}\n"
             f"({DENIED[1]}'s earlier rows are kept; 'bedrock-usage status {DENIED[0]}' shows it.)"
         )
+    snapshot = snapshot_path(warehouse)
     click.echo(
         "\nNext steps:\n"
-        f"  1. Query the table (DuckDB file {warehouse}):\n"
-        f"     .venv/bin/python -c \"import duckdb; print(duckdb.connect('{warehouse}', "
+        f"  1. Query the table in the analysts' copy, refreshed after every sync ({snapshot}):\n"
+        f"     .venv/bin/python -c \"import duckdb; print(duckdb.connect('{snapshot}', "
         "read_only=True).sql('SELECT model_provider, sum(input_tokens) AS input_tokens FROM "
         "bedrock_usage_daily GROUP BY ALL ORDER BY 2 DESC'))\"\n"
         "  2. Open the Dagster UI on the same state and emulator (partitions, the failed check, "

@@ -1,7 +1,8 @@
 """One sync: read a connection's regions from CloudWatch, store the answers, and
 rebuild the daily usage rows from them.
 
-The CLI calls `sync_usage`; the Dagster assets call its two halves (`fetch_regions` +
+`sync_usage` does a whole sync in one call (a notebook, the benchmark); the Dagster
+assets, which the CLI and the schedule run, call its halves (`fetch_regions` +
 `store_fetches` for the raw data points, `rebuild_usage` for the daily table), so a
 day and a year-long backfill go through the same code. Each region is read on its own:
 one region's failure is reported and leaves that region's stored rows untouched,
@@ -25,6 +26,7 @@ from .extraction.fetch import RegionFetch, fetch_region
 from .storage.warehouse import (
     known_model_ids,
     open_warehouse,
+    publish_snapshot,
     rebuild_usage,
     replace_datapoints,
     transaction,
@@ -124,7 +126,11 @@ def sync_usage(
     fetches = fetch_regions(target, day_range, known, on_region_done)
     usage = pd.DataFrame()
     if any(f.ok for f in fetches):
-        with open_warehouse(warehouse_path) as connection, transaction(connection):
-            store_fetches(connection, target.connection_id, target.account_id, fetches, synced_at)
-            usage = rebuild_usage(connection, target.connection_id, day_range)
+        with open_warehouse(warehouse_path) as connection:
+            with transaction(connection):
+                store_fetches(
+                    connection, target.connection_id, target.account_id, fetches, synced_at
+                )
+                usage = rebuild_usage(connection, target.connection_id, day_range)
+            publish_snapshot(connection, warehouse_path)
     return SyncResult(target.connection_id, target.account_id, day_range, synced_at, fetches, usage)

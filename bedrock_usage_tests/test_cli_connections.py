@@ -276,8 +276,9 @@ def test_disconnect_with_purge_deletes_usage(aws, reader, cli, home):
     )
     result = cli("disconnect", "prod", "--purge-usage")
     assert result.returncode == 0 and "Purged 1 usage rows" in result.stdout
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM bedrock_usage_daily").fetchone() == (0,)
+    for name in ("warehouse.duckdb", "warehouse.snapshot.duckdb"):
+        with duckdb.connect(str(home / name), read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM bedrock_usage_daily").fetchone() == (0,)
 
 
 def test_every_command_has_help(cli):
@@ -408,6 +409,15 @@ def test_connections_and_status_answer_while_the_warehouse_is_busy(aws, reader, 
     assert (
         _connect(cli, reader, "prod", ACCOUNT, "us-east-1", "--backfill-days", "1").returncode == 0
     )
+    seed_daily(aws, "Invocations", HAIKU, {days_ago(1): 5})
+    assert cli("sync", "prod").returncode == 0
+    with warehouse_held(home / "warehouse.duckdb"):
+        listing = cli("connections", "--json")
+        status = cli("status", "prod")
+    # Read from the analysts' snapshot, so they neither wait nor block the writer.
+    assert listing.returncode == 0 and json.loads(listing.stdout)[0]["usage_rows"] == 1
+    assert status.returncode == 0 and HAIKU in status.stdout
+    (home / "warehouse.snapshot.duckdb").unlink()
     with warehouse_held(home / "warehouse.duckdb"):
         listing = cli("connections", "--json")
         status = cli("status", "prod")

@@ -14,7 +14,12 @@ import dagster as dg
 from ..connections import service
 from ..extraction.errors import FailureKind
 from ..extraction.fetch import RegionFetch
-from ..storage.warehouse import WarehouseBusyError, rebuild_usage, transaction
+from ..storage.warehouse import (
+    WarehouseBusyError,
+    publish_snapshot,
+    rebuild_usage,
+    transaction,
+)
 from .checks import (
     PERMISSION_CHECK,
     USAGE_CHECKS,
@@ -160,6 +165,7 @@ def bedrock_usage_daily(
                         tokens[column] += int(usage[column].sum()) if len(usage) else 0
                     models.update(usage.model_id)
             check_results = usage_check_results(connection, windows, state_store.get())
+            snapshot = publish_snapshot(connection, warehouse.database)
     except WarehouseBusyError as error:
         raise _busy(error) from None
     return dg.MaterializeResult(
@@ -167,6 +173,7 @@ def bedrock_usage_daily(
             "rows_by_region": dg.MetadataValue.json(rows_by_region),
             "rows": sum(rows_by_region.values()),
             "models": dg.MetadataValue.json(sorted(models)),
+            "analysts_snapshot": dg.MetadataValue.path(str(snapshot)),
             **tokens,
         },
         check_results=check_results,

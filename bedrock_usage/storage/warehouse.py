@@ -186,22 +186,56 @@ def known_model_ids(
     return known
 
 
+def snapshot_path(warehouse: Path | str) -> Path:
+    """Where analysts read: BEDROCK_USAGE_SNAPSHOT, or <warehouse>.snapshot.duckdb."""
+    configured = os.environ.get("BEDROCK_USAGE_SNAPSHOT")
+    warehouse = Path(warehouse)
+    return (
+        Path(configured)
+        if configured
+        else warehouse.with_name(f"{warehouse.stem}.snapshot{warehouse.suffix}")
+    )
+
+
+def publish_snapshot(connection: duckdb.DuckDBPyConnection, warehouse: Path | str) -> Path:
+    """Copy the warehouse, as committed, to the analysts' snapshot file and swap it in
+    atomically. A reader holding the old snapshot keeps reading it and never blocks the
+    pipeline, which a reader of the warehouse itself would."""
+    target = snapshot_path(warehouse)
+    staging = target.with_name(f"{target.name}.tmp")
+    for leftover in (staging, staging.with_name(f"{staging.name}.wal")):
+        leftover.unlink(missing_ok=True)
+    database = connection.execute("SELECT current_database()").fetchone()[0]
+    quoted = str(staging).replace("'", "''")
+    connection.execute(f"ATTACH '{quoted}' AS analysts_snapshot")
+    try:
+        connection.execute(f'COPY FROM DATABASE "{database}" TO analysts_snapshot')
+    finally:
+        connection.execute("DETACH analysts_snapshot")
+    os.replace(staging, target)
+    return target
+
+
 def purge_connection(path: Path | str, connection_id: str) -> int:
     """Delete every stored row of a connection; returns the usage rows deleted."""
     if not Path(path).exists():
         return 0
-    with open_warehouse(path) as connection, transaction(connection):
-        deleted = connection.execute(
-            "SELECT count(*) FROM bedrock_usage_daily WHERE connection_id = ?", [connection_id]
-        ).fetchone()[0]
-        for table in ("bedrock_usage_daily", "cloudwatch_daily_datapoints"):
-            connection.execute(f"DELETE FROM {table} WHERE connection_id = ?", [connection_id])
+    with open_warehouse(path) as connection:
+        with transaction(connection):
+            deleted = connection.execute(
+                "SELECT count(*) FROM bedrock_usage_daily WHERE connection_id = ?",
+                [connection_id],
+            ).fetchone()[0]
+            for table in ("bedrock_usage_daily", "cloudwatch_daily_datapoints"):
+                connection.execute(f"DELETE FROM {table} WHERE connection_id = ?", [connection_id])
+        publish_snapshot(connection, path)
     return deleted
 
 
 def usage_rows(path: Path | str, connection_id: str | None = None, since=None) -> pd.DataFrame:
-    """Usage rows and token sums per connection, account, region and model (read-only,
-    waiting at most a few seconds for a busy file)."""
+    """Usage rows and token sums per connection, account, region and model, read from the
+    analysts' snapshot when there is one (so asking never blocks a sync), else from the
+    warehouse read-only, waiting at most a few seconds for a busy file."""
     columns = [
         "connection_id",
         "account_id",
@@ -214,6 +248,8 @@ def usage_rows(path: Path | str, connection_id: str | None = None, since=None) -
         "output_tokens",
         "invocations",
     ]
+    if snapshot_path(path).exists():
+        path = snapshot_path(path)
     if not Path(path).exists():
         return pd.DataFrame(columns=columns)
     query = (
