@@ -198,18 +198,21 @@ def snapshot_path(warehouse: Path | str) -> Path:
 
 
 def publish_snapshot(connection: duckdb.DuckDBPyConnection, warehouse: Path | str) -> Path:
-    """Copy the warehouse, as committed, to the analysts' snapshot file and swap it in
-    atomically. A reader holding the old snapshot keeps reading it and never blocks the
+    """Copy `bedrock_usage_daily`, as committed, to the analysts' snapshot file and swap
+    it in atomically. A reader holding the old snapshot keeps reading it and never blocks the
     pipeline, which a reader of the warehouse itself would."""
     target = snapshot_path(warehouse)
     staging = target.with_name(f"{target.name}.tmp")
     for leftover in (staging, staging.with_name(f"{staging.name}.wal")):
         leftover.unlink(missing_ok=True)
-    database = connection.execute("SELECT current_database()").fetchone()[0]
     quoted = str(staging).replace("'", "''")
     connection.execute(f"ATTACH '{quoted}' AS analysts_snapshot")
     try:
-        connection.execute(f'COPY FROM DATABASE "{database}" TO analysts_snapshot')
+        # The usage table only: the raw data points are ten times larger and for audit.
+        connection.execute(
+            "CREATE TABLE analysts_snapshot.bedrock_usage_daily AS "
+            "SELECT * FROM bedrock_usage_daily ORDER BY usage_date, connection_id, region, model_id"
+        )
     finally:
         connection.execute("DETACH analysts_snapshot")
     os.replace(staging, target)
