@@ -52,13 +52,6 @@ class CallLog:
             if op == operation and account_id in (None, account) and region in (None, reg)
         )
 
-    def metrics(self, account_id: str | None = None, region: str | None = None) -> int:
-        return sum(
-            n
-            for (op, account, reg), n in self.metrics_requested.items()
-            if op == "GetMetricData" and account_id in (None, account) and region in (None, reg)
-        )
-
     def reset(self) -> None:
         self.calls.clear()
         self.metrics_requested.clear()

@@ -60,10 +60,6 @@ DEMO_ACCOUNTS = {
 }
 
 
-def demo_regions(account_id: str) -> tuple[str, ...]:
-    return tuple(DEMO_ACCOUNTS[account_id])
-
-
 def _hourly_rhythm(hours: np.ndarray) -> np.ndarray:
     """Busier on weekdays and during the working day (UTC)."""
     moments = hours.astype("datetime64[h]")

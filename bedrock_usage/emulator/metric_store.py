@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -269,9 +269,3 @@ def _epoch_seconds(timestamps: Sequence[datetime] | np.ndarray) -> np.ndarray:
         ],
         dtype=np.int64,
     )
-
-
-def utc_midnight(day_offset: int = 0) -> datetime:
-    """00:00Z of today plus `day_offset` days."""
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return today + timedelta(days=day_offset)
