@@ -2,7 +2,7 @@
 
 Exit codes: 0 ok; 1 failed; 2 bad input; 3 verification failed (nothing stored);
 4 no such connection; 5 name or account already connected; 6 sync finished with
-failed regions; 7 the DuckDB file stayed busy.
+failed regions; 7 the DuckDB file stayed busy; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -44,6 +44,10 @@ def handles_errors(command: Callable) -> Callable:
             _fail(str(error), ExitCode.WAREHOUSE_BUSY)
         except SecretKeyError as error:
             _fail(str(error), ExitCode.FAILED)
+        except KeyboardInterrupt:
+            # Connections are stored only after verification and every write is one
+            # transaction, so an interruption leaves the previous state intact.
+            _fail("Interrupted: nothing half-done was kept; run the command again.", 130)
 
     return wrapper
 
