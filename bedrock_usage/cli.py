@@ -18,15 +18,14 @@ from pathlib import Path
 import click
 
 from .connections import service
-from .connections.credentials import AuthSpec, session_for, stored_auth
+from .connections.credentials import AuthSpec
+from .connections.doctor import diagnose
 from .connections.secrets import SecretKeyError
 from .connections.service import ExitCode, UserError
 from .connections.store import StateStore
-from .connections.verify import REGION_INVOCATIONS, check_region
 from .days import DayRangeError, parse_day, readable_range, utc_today
-from .extraction.aws import cloudwatch_client, sts_client
 from .extraction.errors import RegionFailure
-from .extraction.fetch import RegionFetch, list_bedrock_models
+from .extraction.fetch import RegionFetch
 from .settings import warehouse_path
 from .storage.warehouse import WarehouseBusyError, usage_rows
 
@@ -441,71 +440,48 @@ def rotate(name, access_key_id, role_arn, external_id, profile):
 @handles_errors
 def doctor(name):
     """Run the troubleshooting checks against AWS and say what was found."""
-    store = StateStore()
-    connection = service.get_connection(name, store)
+    diagnosis = diagnose(name)
+    connection = diagnosis.connection
     click.echo(f"Checking '{name}' (account {connection.account_id}):")
-    auth = stored_auth(connection)
-    try:
-        session = session_for(auth)
-        identity = sts_client(session, connection.regions[0]).get_caller_identity()
-        matches = identity["Account"] == connection.account_id
-        click.echo(
-            f"- The key belongs to account {identity['Account']} ({identity['Arn']}): "
-            + (
-                "as expected."
-                if matches
-                else f"NOT {connection.account_id}. Rotate in a key of the right account."
-            )
-        )
-    except Exception as error:  # noqa: BLE001 - classified; programming errors re-raised
-        failure = service.session_failure(auth, error)
+    if diagnosis.credentials_failure:
+        failure = diagnosis.credentials_failure
         click.echo(
             f"- The credentials were refused: {failure.code}: {failure.message} "
             f"Next: {failure.next_action}"
         )
-        return
-    for region in connection.regions:
-        failure = check_region(session, region)
-        if failure:
+    else:
+        click.echo(
+            f"- The key belongs to account {diagnosis.key_account} ({diagnosis.key_arn}): "
+            + (
+                "as expected."
+                if diagnosis.key_matches_account
+                else f"NOT {connection.account_id}. Rotate in a key of the right account."
+            )
+        )
+    for finding in diagnosis.regions:
+        if finding.failure:
             click.echo(
-                f"- {region}: cannot read CloudWatch: {failure.code}. Next: {failure.next_action}"
+                f"- {finding.region}: cannot read CloudWatch: {finding.failure.code}. "
+                f"Next: {finding.failure.next_action}"
             )
             continue
-        models, newest = _recent_activity(session, region)
         click.echo(
-            f"- {region}: CloudWatch readable; models with usage in the last two weeks: "
-            f"{', '.join(sorted(models)) or 'none'}"
+            f"- {finding.region}: CloudWatch readable; models with usage in the last two "
+            f"weeks: {', '.join(sorted(finding.recent_models)) or 'none'}"
         )
+        newest = finding.newest_datapoint
         if newest is None:
             click.echo("    no Bedrock data point in the last 24 hours")
         else:
-            age = datetime.now(UTC) - newest
+            minutes = int((datetime.now(UTC) - newest).total_seconds() // 60)
             click.echo(
-                f"    newest data point {newest:%Y-%m-%d %H:%M}Z, "
-                f"{int(age.total_seconds() // 60)} minutes ago (CloudWatch delay)"
+                f"    newest data point {newest:%Y-%m-%d %H:%M}Z, {minutes} minutes ago "
+                "(CloudWatch delay)"
             )
-    errors = [e for e in store.events(name, limit=50) if e.outcome != "ok"][:5]
+    errors = diagnosis.recent_errors
     click.echo("- Recent errors in the event log:" + ("" if errors else " none"))
     for event in errors:
         click.echo(_event_line(event))
-
-
-def _recent_activity(session, region) -> tuple[set[str], datetime | None]:
-    """Models ListMetrics shows (two weeks), and the newest 5-minute slot with data."""
-    client = cloudwatch_client(session, region)
-    models, _ = list_bedrock_models(client)
-    # Buckets start at StartTime: align it to 5 minutes so each bucket is a clock slot.
-    now = datetime.now(UTC)
-    end = now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0)
-    end += timedelta(minutes=5)
-    response = client.get_metric_data(
-        MetricDataQueries=[REGION_INVOCATIONS.query("newest", period=300)],
-        StartTime=end - timedelta(hours=24),
-        EndTime=end,
-        ScanBy="TimestampDescending",
-    )
-    stamps = response["MetricDataResults"][0]["Timestamps"]
-    return models, (stamps[0] if stamps else None)
 
 
 @main.command()

@@ -1,0 +1,82 @@
+"""The troubleshooting checks, run against AWS: whose key it is, what each region lets
+it read, which models had usage lately, how old the newest data point is (CloudWatch's
+delay), and the recent errors in the event log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import boto3
+
+from ..extraction.aws import cloudwatch_client, sts_client
+from ..extraction.errors import RegionFailure, classify
+from ..extraction.fetch import list_bedrock_models
+from .credentials import session_for, stored_auth
+from .service import get_connection, session_failure
+from .store import Connection, Event, StateStore
+from .verify import REGION_INVOCATIONS, check_region
+
+
+@dataclass
+class RegionFinding:
+    region: str
+    failure: RegionFailure | None = None
+    recent_models: set[str] = field(default_factory=set)
+    newest_datapoint: datetime | None = None
+
+
+@dataclass
+class Diagnosis:
+    connection: Connection
+    key_account: str | None = None
+    key_arn: str | None = None
+    credentials_failure: RegionFailure | None = None
+    regions: list[RegionFinding] = field(default_factory=list)
+    recent_errors: list[Event] = field(default_factory=list)
+
+    @property
+    def key_matches_account(self) -> bool:
+        return self.key_account == self.connection.account_id
+
+
+def diagnose(name: str, store: StateStore | None = None) -> Diagnosis:
+    store = store or StateStore()
+    connection = get_connection(name, store)
+    diagnosis = Diagnosis(connection)
+    diagnosis.recent_errors = [e for e in store.events(name, limit=50) if e.outcome != "ok"][:5]
+    auth = stored_auth(connection)
+    try:
+        session = session_for(auth)
+        identity = sts_client(session, connection.regions[0]).get_caller_identity()
+    except Exception as error:  # noqa: BLE001 - classified; programming errors re-raised
+        diagnosis.credentials_failure = session_failure(auth, error)
+        return diagnosis
+    diagnosis.key_account, diagnosis.key_arn = identity["Account"], identity["Arn"]
+    for region in connection.regions:
+        finding = RegionFinding(region, failure=check_region(session, region))
+        if finding.failure is None:
+            try:
+                finding.recent_models, finding.newest_datapoint = _recent_activity(session, region)
+            except Exception as error:  # noqa: BLE001 - classified; programming errors re-raised
+                finding.failure = classify(region, error)
+        diagnosis.regions.append(finding)
+    return diagnosis
+
+
+def _recent_activity(session: boto3.Session, region: str) -> tuple[set[str], datetime | None]:
+    """Models ListMetrics shows (two weeks), and the newest 5-minute slot with data."""
+    client = cloudwatch_client(session, region)
+    models, _ = list_bedrock_models(client)
+    # Buckets start at StartTime: align it to 5 minutes so each bucket is a clock slot.
+    now = datetime.now(UTC)
+    end = now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0)
+    end += timedelta(minutes=5)
+    response = client.get_metric_data(
+        MetricDataQueries=[REGION_INVOCATIONS.query("newest", period=300)],
+        StartTime=end - timedelta(hours=24),
+        EndTime=end,
+        ScanBy="TimestampDescending",
+    )
+    stamps = response["MetricDataResults"][0]["Timestamps"]
+    return models, (stamps[0] if stamps else None)
