@@ -60,7 +60,7 @@ def cloudwatch_datapoints(
 
     Reads only the AWS/Bedrock namespace with ListMetrics and GetMetricData, one call
     spanning all the run's days. A region that cannot be read keeps its earlier rows and
-    fails the `cloudwatch_readable` check with the reason and the fix; when every region
+    fails the `cloudwatch_permissions` check with the reason and the fix; when every region
     fails, the run fails with the same explanation."""
     store = state_store.get()
     fetches_by_connection: dict[str, list[RegionFetch]] = {}
