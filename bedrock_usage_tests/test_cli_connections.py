@@ -456,3 +456,36 @@ def test_a_wrong_external_id_is_refused_by_the_roles_trust_policy(aws, cli, home
     assert "AccessDenied" in result.stderr and "sts:AssumeRole" in result.stderr
     assert "--external-id matches its sts:ExternalId condition" in result.stderr
     assert _stored_connections(home) == []
+
+
+def test_a_role_can_be_assumed_with_the_ambient_credentials(aws, cli, home):
+    assumer = aws.create_reader(
+        ACCOUNT,
+        "assumer",
+        policy={
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}],
+        },
+    )
+    role_arn = aws.create_role(OTHER_ACCOUNT, "bedrock-read", ACCOUNT)
+    ambient = {
+        "AWS_ACCESS_KEY_ID": assumer.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": assumer.secret_access_key,
+    }
+    result = cli(
+        "connect",
+        "research",
+        "--account-id",
+        OTHER_ACCOUNT,
+        "--regions",
+        "us-east-1",
+        "--role-arn",
+        role_arn,
+        "--no-sync",
+        env=ambient,
+    )
+    assert result.returncode == 0, result.stderr
+    [(_, account, _, ciphertext)] = _stored_connections(home)
+    assert account == OTHER_ACCOUNT and ciphertext is None
+    assert cli("sync", "research", env=ambient).returncode == 0
+    assert cli("sync", "research").returncode == 6  # without ambient credentials
