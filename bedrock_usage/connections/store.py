@@ -121,6 +121,11 @@ class Event:
     next_action: str | None
 
 
+# Files whose schema this process has already ensured (each open would otherwise
+# re-run the DDL under a write lock).
+_SCHEMA_READY: set[Path] = set()
+
+
 def state_path() -> Path:
     return home() / STATE_FILE_NAME
 
@@ -138,7 +143,9 @@ class StateStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA secure_delete=ON")
             db.execute("PRAGMA busy_timeout=30000")
-            db.executescript(SCHEMA)
+            if self.path not in _SCHEMA_READY:
+                db.executescript(SCHEMA)
+                _SCHEMA_READY.add(self.path)
             yield db
         finally:
             db.close()
