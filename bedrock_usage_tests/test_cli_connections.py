@@ -298,8 +298,9 @@ def test_every_command_has_help(cli):
         assert result.returncode == 0 and "Usage:" in result.stdout
 
 
-def test_a_role_in_another_account_can_be_assumed_with_the_stored_key(aws, cli, home):
-    assumer = aws.create_reader(
+def _assumer(aws):
+    """A user in ACCOUNT that may call sts:AssumeRole and nothing else."""
+    return aws.create_reader(
         ACCOUNT,
         "assumer",
         policy={
@@ -307,6 +308,10 @@ def test_a_role_in_another_account_can_be_assumed_with_the_stored_key(aws, cli, 
             "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}],
         },
     )
+
+
+def test_a_role_in_another_account_can_be_assumed_with_the_stored_key(aws, cli, home):
+    assumer = _assumer(aws)
     role_arn = aws.create_role(OTHER_ACCOUNT, "bedrock-read", ACCOUNT, external_id="ext-1")
     seed_daily(aws, "Invocations", HAIKU, {days_ago(1): 4}, account=OTHER_ACCOUNT)
     result = cli(
@@ -427,14 +432,7 @@ def test_connections_and_status_answer_while_the_warehouse_is_busy(aws, reader, 
 
 
 def test_a_wrong_external_id_is_refused_by_the_roles_trust_policy(aws, cli, home):
-    assumer = aws.create_reader(
-        ACCOUNT,
-        "assumer",
-        policy={
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}],
-        },
-    )
+    assumer = _assumer(aws)
     role_arn = aws.create_role(OTHER_ACCOUNT, "bedrock-read", ACCOUNT, external_id="ext-1")
     result = cli(
         "connect",
@@ -459,14 +457,7 @@ def test_a_wrong_external_id_is_refused_by_the_roles_trust_policy(aws, cli, home
 
 
 def test_a_role_can_be_assumed_with_the_ambient_credentials(aws, cli, home):
-    assumer = aws.create_reader(
-        ACCOUNT,
-        "assumer",
-        policy={
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}],
-        },
-    )
+    assumer = _assumer(aws)
     role_arn = aws.create_role(OTHER_ACCOUNT, "bedrock-read", ACCOUNT)
     ambient = {
         "AWS_ACCESS_KEY_ID": assumer.access_key_id,

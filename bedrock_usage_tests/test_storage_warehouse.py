@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import date, datetime
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -186,36 +187,19 @@ def test_a_briefly_busy_file_is_written_once_free(tmp_path, monkeypatch):
 def test_analysts_read_a_snapshot_that_never_blocks_a_write(tmp_path):
     path = tmp_path / "w.duckdb"
     snapshot = tmp_path / "w.snapshot.duckdb"
-    with open_warehouse(path) as con:
-        with transaction(con):
-            replace_datapoints(
-                con,
-                "acme",
-                "111122223333",
-                "us-east-1",
-                DayRange(D1, D1),
-                _points({D1: 10}),
-                FETCHED,
-            )
-            rebuild_usage(con, "acme", DayRange(D1, D1))
-        assert publish_snapshot(con, path) == snapshot
+
+    def sync_and_publish(tokens: int) -> Path:
+        _sync(path, [("us-east-1", {D1: tokens}, DayRange(D1, D1))])
+        with open_warehouse(path, timeout=1) as con:
+            return publish_snapshot(con, path)
+
+    assert sync_and_publish(10) == snapshot
     assert _tokens(snapshot) == {("2026-11-01", "us-east-1"): 10}
     with duckdb.connect(str(snapshot), read_only=True) as analyst:  # an open session
-        with open_warehouse(path, timeout=1) as con:
-            with transaction(con):
-                replace_datapoints(
-                    con,
-                    "acme",
-                    "111122223333",
-                    "us-east-1",
-                    DayRange(D1, D1),
-                    _points({D1: 12}),
-                    FETCHED,
-                )
-                rebuild_usage(con, "acme", DayRange(D1, D1))
-            publish_snapshot(con, path)
-        assert (
-            analyst.execute("SELECT sum(input_tokens) FROM bedrock_usage_daily").fetchone()[0] == 10
-        )  # the session keeps the copy it opened
+        sync_and_publish(12)
+        # the session keeps the copy it opened
+        assert analyst.execute("SELECT sum(input_tokens) FROM bedrock_usage_daily").fetchone() == (
+            10,
+        )
     assert _tokens(snapshot) == {("2026-11-01", "us-east-1"): 12}
     assert not list(tmp_path.glob("*.tmp*"))
