@@ -310,11 +310,9 @@ def _assumer(aws):
     )
 
 
-def test_a_role_in_another_account_can_be_assumed_with_the_stored_key(aws, cli, home):
-    assumer = _assumer(aws)
-    role_arn = aws.create_role(OTHER_ACCOUNT, "bedrock-read", ACCOUNT, external_id="ext-1")
-    seed_daily(aws, "Invocations", HAIKU, {days_ago(1): 4}, account=OTHER_ACCOUNT)
-    result = cli(
+def _connect_role(cli, assumer, role_arn, *extra):
+    """Connect OTHER_ACCOUNT through `role_arn`, assumed with the assumer's stored key."""
+    return cli(
         "connect",
         "research",
         "--account-id",
@@ -325,12 +323,16 @@ def test_a_role_in_another_account_can_be_assumed_with_the_stored_key(aws, cli, 
         assumer.access_key_id,
         "--role-arn",
         role_arn,
-        "--external-id",
-        "ext-1",
-        "--backfill-days",
-        "2",
+        *extra,
         secret=assumer.secret_access_key,
     )
+
+
+def test_a_role_in_another_account_can_be_assumed_with_the_stored_key(aws, cli, home):
+    assumer = _assumer(aws)
+    role_arn = aws.create_role(OTHER_ACCOUNT, "bedrock-read", ACCOUNT, external_id="ext-1")
+    seed_daily(aws, "Invocations", HAIKU, {days_ago(1): 4}, account=OTHER_ACCOUNT)
+    result = _connect_role(cli, assumer, role_arn, "--external-id", "ext-1", "--backfill-days", "2")
     assert result.returncode == 0, result.stderr
     listing = json.loads(cli("connections", "--json").stdout)
     assert listing[0]["auth_method"] == "role" and listing[0]["usage_rows"] == 1
@@ -434,22 +436,7 @@ def test_connections_and_status_answer_while_the_warehouse_is_busy(aws, reader, 
 def test_a_wrong_external_id_is_refused_by_the_roles_trust_policy(aws, cli, home):
     assumer = _assumer(aws)
     role_arn = aws.create_role(OTHER_ACCOUNT, "bedrock-read", ACCOUNT, external_id="ext-1")
-    result = cli(
-        "connect",
-        "research",
-        "--account-id",
-        OTHER_ACCOUNT,
-        "--regions",
-        "us-east-1",
-        "--access-key-id",
-        assumer.access_key_id,
-        "--role-arn",
-        role_arn,
-        "--external-id",
-        "wrong",
-        "--no-sync",
-        secret=assumer.secret_access_key,
-    )
+    result = _connect_role(cli, assumer, role_arn, "--external-id", "wrong", "--no-sync")
     assert result.returncode == 3
     assert "AccessDenied" in result.stderr and "sts:AssumeRole" in result.stderr
     assert "--external-id matches its sts:ExternalId condition" in result.stderr
