@@ -12,6 +12,7 @@ while the others are written.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,12 +79,19 @@ def now_utc() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
 
+WarehouseOpener = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+
+
 def fetch_regions(
     target: SyncTarget,
     day_range: DayRange,
-    known: dict[str, set[str]],
+    open_connection: WarehouseOpener,
     on_region_done: Callable[[RegionFetch], None] | None = None,
 ) -> list[RegionFetch]:
+    """Read every region of `target`, including the models stored for it before (they
+    may be idle for longer than ListMetrics can see)."""
+    with open_connection() as connection:
+        known = known_model_ids(connection, target.connection_id)
     fetches = []
     for region in target.regions:
         fetch = fetch_region(target.session, region, day_range, known.get(region, ()))
@@ -121,9 +129,9 @@ def sync_usage(
     on_region_done: Callable[[RegionFetch], None] | None = None,
 ) -> SyncResult:
     synced_at = now_utc()
-    with open_warehouse(warehouse_path) as connection:
-        known = known_model_ids(connection, target.connection_id)
-    fetches = fetch_regions(target, day_range, known, on_region_done)
+    fetches = fetch_regions(
+        target, day_range, lambda: open_warehouse(warehouse_path), on_region_done
+    )
     usage = pd.DataFrame()
     if any(f.ok for f in fetches):
         with open_warehouse(warehouse_path) as connection:

@@ -7,19 +7,16 @@ AWS, verifies before storing, and stores nothing when anything fails.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-
-import duckdb
 
 from ..days import DayRange, readable_range, utc_today
 from ..extraction.errors import FailureKind, RegionFailure, classify
 from ..extraction.fetch import RegionFetch, empty_datapoints
 from ..settings import warehouse_path
-from ..storage.warehouse import known_model_ids, purge_connection, transaction
-from ..sync import SyncTarget, fetch_regions, now_utc, store_fetches
+from ..storage.warehouse import purge_connection, transaction
+from ..sync import SyncTarget, WarehouseOpener, fetch_regions, now_utc, store_fetches
 from . import secrets
 from .credentials import AuthSpec, session_for, stored_auth
 from .store import Connection, StateStore, now_iso
@@ -214,9 +211,6 @@ def initial_sync_range(connection: Connection) -> DayRange:
     return readable_range(yesterday - timedelta(days=connection.backfill_days - 1), yesterday)
 
 
-WarehouseOpener = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
-
-
 def claim_initial_sync(name: str, store: StateStore | None = None) -> bool:
     """Take the initial sync of a new connection, atomically: the CLI and the sensor may
     both try, and exactly one wins."""
@@ -264,12 +258,10 @@ def _fetch(connection, day_range, open_connection, on_region_done) -> list[Regio
             if on_region_done:
                 on_region_done(fetch)
         return fetches
-    with open_connection() as warehouse:
-        known = known_model_ids(warehouse, connection.connection_id)
     target = SyncTarget(
         connection.connection_id, connection.account_id, connection.regions, session
     )
-    return fetch_regions(target, day_range, known, on_region_done)
+    return fetch_regions(target, day_range, open_connection, on_region_done)
 
 
 def _record_sync(store: StateStore, connection: Connection, fetches: list[RegionFetch]) -> None:
