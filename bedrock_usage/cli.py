@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
+import sqlite3
 import sys
 import warnings
 from collections.abc import Callable
@@ -16,17 +18,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
+import duckdb
 
-from .connections import service
+from . import settings
+from .connections import attempts, service
 from .connections.credentials import AuthSpec
 from .connections.doctor import diagnose
 from .connections.secrets import SecretKeyError
 from .connections.service import ExitCode, UserError
 from .connections.store import StateStore
 from .days import DayRangeError, parse_day, readable_range, utc_today
-from .extraction.errors import RegionFailure
+from .extraction.errors import FailureKind, RegionFailure
 from .extraction.fetch import RegionFetch
-from .settings import warehouse_path
+from .settings import SettingsError, state_path, warehouse_path
 from .storage.warehouse import WarehouseBusyError, usage_rows
 
 
@@ -34,10 +38,11 @@ def handles_errors(command: Callable) -> Callable:
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
+            settings.check_all()
             return command(*args, **kwargs)
         except UserError as error:
             _fail(str(error), error.exit_code)
-        except DayRangeError as error:
+        except (DayRangeError, SettingsError) as error:
             _fail(str(error), ExitCode.USAGE)
         except WarehouseBusyError as error:
             _fail(str(error), ExitCode.WAREHOUSE_BUSY)
@@ -46,9 +51,39 @@ def handles_errors(command: Callable) -> Callable:
         except KeyboardInterrupt:
             # Connections are stored only after verification and every write is one
             # transaction, so an interruption leaves the previous state intact.
-            _fail("Interrupted: nothing half-done was kept; run the command again.", 130)
+            _fail(INTERRUPTED, ExitCode.INTERRUPTED)
+        except sqlite3.Error as error:
+            _fail(
+                f"The state store {state_path()} cannot be used: {error}. If the disk is full "
+                "or read-only, free space or fix its permissions; if the file is damaged, "
+                "restore it from a backup (it holds the connections).",
+                ExitCode.FAILED,
+            )
+        except duckdb.Error as error:
+            _fail(
+                f"A DuckDB file could not be used: {error}. If the disk is full, free space "
+                "and run again; if the warehouse or its analysts' copy is damaged, move it "
+                "aside and sync again (the analysts' copy is rebuilt on the next sync).",
+                ExitCode.FAILED,
+            )
+        except OSError as error:
+            _fail(
+                f"{error.strerror or error}: {error.filename or ''}. Check free space and "
+                "permissions there, or point BEDROCK_USAGE_HOME elsewhere.",
+                ExitCode.FAILED,
+            )
 
     return wrapper
+
+
+INTERRUPTED = "Interrupted: nothing half-done was kept; run the command again."
+INTERRUPT_ERRORS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt"}
+
+
+def _sigterm_as_interrupt(signum, frame) -> None:
+    # A container stop or `kill` ends the command like Ctrl-C: rolled back, recorded,
+    # exit 130 (Dagster maps SIGTERM to its interrupt during a run).
+    raise KeyboardInterrupt
 
 
 def _fail(message: str, code: int) -> None:
@@ -121,16 +156,18 @@ def with_auth_options(command: Callable) -> Callable:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bedrock_usage")
 def main() -> None:
-    # Dagster's beta and supersession notices are for developers of this project, not for
-    # the people running it.
-    warnings.filterwarnings("ignore", module=r"dagster\..*")
-    warnings.filterwarnings("ignore", category=UserWarning, message=r".*Beta.*")
     """Amazon Bedrock usage from CloudWatch metrics into a daily DuckDB table.
 
     State (connections, encrypted credentials, event log) lives in BEDROCK_USAGE_HOME
     (default ./.bedrock_usage); usage in its warehouse.duckdb, or BEDROCK_USAGE_WAREHOUSE.
     """
+    # Dagster's beta and supersession notices are for developers of this project, not for
+    # the people running it.
+    warnings.filterwarnings("ignore", module=r"dagster\..*")
+    warnings.filterwarnings("ignore", category=UserWarning, message=r".*Beta.*")
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
 
 
 @main.command()
@@ -214,8 +251,13 @@ def _run_sync(name: str, day_range, tags: dict[str, str] | None = None) -> None:
         f"Dagster run {result.run_id}: {'succeeded' if result.success else 'FAILED'}; "
         f"{rows} usage rows in {warehouse_path()}."
     )
+    failures = result.get_step_failure_events()
+    if any(
+        f.step_failure_data.error and f.step_failure_data.error.cls_name in INTERRUPT_ERRORS
+        for f in failures
+    ):
+        raise KeyboardInterrupt
     if not result.success:
-        failures = result.get_step_failure_events()
         message = (
             failures[0].step_failure_data.error.message.strip()
             if failures and failures[0].step_failure_data.error
@@ -225,7 +267,8 @@ def _run_sync(name: str, day_range, tags: dict[str, str] | None = None) -> None:
         if user_data and "warehouse_busy" in user_data.metadata:
             code = ExitCode.WAREHOUSE_BUSY
         else:
-            code = ExitCode.PARTIAL_SYNC if fetches else ExitCode.FAILED
+            # 6 whenever a region could not be read (all of them included), else 1.
+            code = ExitCode.PARTIAL_SYNC if any(not f.ok for f in fetches) else ExitCode.FAILED
         raise UserError(f"The sync of '{name}' failed: {message}", code)
     if any(not f.ok for f in fetches):
         sys.exit(ExitCode.PARTIAL_SYNC)
@@ -250,6 +293,7 @@ def _usage_or_none(connection_id, since):
 def list_connections(as_json):
     """Every connection: account, regions, state, last successful sync, usage rows."""
     store = StateStore()
+    attempts.reap(store)
     rows = _usage_or_none(None, None)
     listing = []
     for connection in store.all():
@@ -286,24 +330,26 @@ def list_connections(as_json):
 
 
 def _state(connection, health) -> dict:
-    failing = {r: h for r, h in health.items() if h.needs_attention and r in connection.regions}
-    if failing:
-        reason = "; ".join(f"{r}: {h.failure_code} ({h.failure_kind})" for r, h in failing.items())
-        return {"state": "needs attention", "reason": reason}
-    if connection.sync_started_at:
-        return {"state": "syncing", "reason": f"since {connection.sync_started_at}"}
-    return {"state": "connected", "reason": None}
+    state, reason = service.connection_state(connection, health, StateStore())
+    return {"state": state, "reason": reason}
 
 
 @main.command()
 @click.argument("name")
-@click.option("--days", default=7, show_default=True, help="Recent days of usage to show.")
+@click.option(
+    "--days",
+    default=7,
+    show_default=True,
+    type=click.IntRange(1, 455),
+    help="Recent days of usage to show (CloudWatch keeps 455).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handles_errors
 def status(name, days, as_json):
     """A connection's health: state, last sync per region, recent usage per region and
     model, and recent events (errors first, with what to do)."""
     store = StateStore()
+    attempts.reap(store, only=name)
     connection = service.get_connection(name, store)
     health = store.region_health(name)
     since = utc_today() - timedelta(days=days)
@@ -445,10 +491,12 @@ def doctor(name):
     click.echo(f"Checking '{name}' (account {connection.account_id}):")
     if diagnosis.credentials_failure:
         failure = diagnosis.credentials_failure
-        click.echo(
-            f"- The credentials were refused: {failure.code}: {failure.message} "
-            f"Next: {failure.next_action}"
+        what = (
+            "AWS could not be reached"
+            if failure.kind is FailureKind.NETWORK
+            else "The credentials were refused"
         )
+        click.echo(f"- {what}: {failure.code}: {failure.message} Next: {failure.next_action}")
     else:
         click.echo(
             f"- The key belongs to account {diagnosis.key_account} ({diagnosis.key_arn}): "
@@ -482,11 +530,13 @@ def doctor(name):
     click.echo("- Recent errors in the event log:" + ("" if errors else " none"))
     for event in errors:
         click.echo(_event_line(event))
+    if not diagnosis.ok:
+        sys.exit(ExitCode.FAILED)
 
 
 @main.command()
 @click.argument("name", required=False)
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
 @handles_errors
 def events(name, limit):
     """The integration event log: verifications and syncs per region, newest first."""
@@ -512,6 +562,21 @@ def disconnect(name, purge_usage):
     else:
         click.echo("Its usage history stays in the warehouse (--purge-usage deletes it).")
     click.echo("To remove provider-side access too, delete the IAM user or its access key in AWS.")
+
+
+@main.command()
+@handles_errors
+def scrub():
+    """Wipe deleted credentials from the state store's free pages and write-ahead log now.
+
+    'disconnect' does this itself; run it when disconnect said another process kept the
+    state store open."""
+    if not StateStore().scrub(timeout=settings.lock_timeout_seconds()):
+        raise UserError(
+            f"Another process still holds a read transaction on {state_path()}: close it "
+            "(a sqlite3 shell, a stuck command) and run 'bedrock-usage scrub' again."
+        )
+    click.echo(f"{state_path()}: deleted data wiped; the write-ahead log is empty.")
 
 
 @main.command()

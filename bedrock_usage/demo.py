@@ -30,8 +30,8 @@ from .defs.sensors import permission_failure_sensor
 from .emulator.demo_data import DEMO_ACCOUNTS, seed_demo_history
 from .emulator.server import AccessKeyPair, Emulator
 from .extraction.fetch import RegionFetch
-from .settings import home, warehouse_path
-from .storage.warehouse import open_warehouse, snapshot_path
+from .settings import home, snapshot_path, warehouse_path
+from .storage.warehouse import open_warehouse
 
 DEMO_CONNECTIONS = {"demo-prod": "111122223333", "demo-research": "444455556666"}
 DEMO_USER = "bedrock-usage-readonly"

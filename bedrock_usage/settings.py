@@ -1,17 +1,192 @@
-"""Where bedrock_usage keeps its files: everything under BEDROCK_USAGE_HOME."""
+"""Every setting bedrock_usage reads from the environment, in one place, validated.
+
+Each reader refuses a bad value with `SettingsError`: one line that names the setting,
+the value and what it should be, raised before anything is read or written. `check_all`
+runs every check at once; the CLI calls it before any command and each Dagster run
+before it touches AWS or DuckDB.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlparse
+
+DEFAULT_HOME = ".bedrock_usage"
+STATE_FILE_NAME = "state.sqlite3"
+KEY_FILE_NAME = "secret.key"
+DEFAULT_LOCK_TIMEOUT_SECONDS = 120.0
+DEFAULT_LOOKBACK_DAYS = 2
+DEFAULT_RECONCILE_TOLERANCE = 0.01
+RETRY_MODES = ("standard", "adaptive", "legacy")
+
+
+class SettingsError(ValueError):
+    """A setting in the environment has a value bedrock_usage cannot use."""
+
+    def __init__(self, name: str, value: str, expected: str) -> None:
+        super().__init__(f"{name}={value!r} is not usable: {expected}. Fix or unset it.")
+        self.name = name
+
+
+def _raw(name: str) -> str | None:
+    value = os.environ.get(name)
+    return None if value is None else value.strip()
 
 
 def home() -> Path:
-    """BEDROCK_USAGE_HOME, by default ./.bedrock_usage."""
-    return Path(os.environ.get("BEDROCK_USAGE_HOME", ".bedrock_usage")).resolve()
+    """BEDROCK_USAGE_HOME, by default ./.bedrock_usage: a directory (created when missing)."""
+    raw = _raw("BEDROCK_USAGE_HOME")
+    if raw == "":
+        raise SettingsError(
+            "BEDROCK_USAGE_HOME", "", "an empty value would write into the current directory"
+        )
+    path = Path(raw or DEFAULT_HOME).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise SettingsError("BEDROCK_USAGE_HOME", str(path), "it is a file, not a directory")
+    return path
+
+
+def state_path() -> Path:
+    return home() / STATE_FILE_NAME
+
+
+def key_file_path() -> Path:
+    return home() / KEY_FILE_NAME
+
+
+def dagster_home() -> Path:
+    raw = _raw("DAGSTER_HOME")
+    path = Path(raw).expanduser().resolve() if raw else home() / "dagster"
+    if path.exists() and not path.is_dir():
+        raise SettingsError("DAGSTER_HOME", str(path), "it is a file, not a directory")
+    return path
 
 
 def warehouse_path() -> Path:
-    """The analysts' DuckDB file: BEDROCK_USAGE_WAREHOUSE, or warehouse.duckdb in home."""
-    configured = os.environ.get("BEDROCK_USAGE_WAREHOUSE")
-    return Path(configured).resolve() if configured else home() / "warehouse.duckdb"
+    """The DuckDB warehouse: BEDROCK_USAGE_WAREHOUSE, or warehouse.duckdb in home."""
+    raw = _raw("BEDROCK_USAGE_WAREHOUSE")
+    if raw == "":
+        raise SettingsError("BEDROCK_USAGE_WAREHOUSE", "", "name a file, or unset it")
+    path = Path(raw).expanduser().resolve() if raw else home() / "warehouse.duckdb"
+    _refuse_own_files("BEDROCK_USAGE_WAREHOUSE", path)
+    if path.is_dir():
+        raise SettingsError("BEDROCK_USAGE_WAREHOUSE", str(path), "it is a directory, not a file")
+    return path
+
+
+def snapshot_path(warehouse: Path | str | None = None) -> Path:
+    """The analysts' copy of `warehouse`: BEDROCK_USAGE_SNAPSHOT, or
+    <warehouse>.snapshot.duckdb. It is replaced after every sync, so it may be no file
+    that holds anything else."""
+    warehouse = Path(warehouse).resolve() if warehouse else warehouse_path()
+    raw = _raw("BEDROCK_USAGE_SNAPSHOT")
+    if raw == "":
+        raise SettingsError("BEDROCK_USAGE_SNAPSHOT", "", "name a file, or unset it")
+    if not raw:
+        return warehouse.with_name(f"{warehouse.stem}.snapshot{warehouse.suffix}")
+    path = Path(raw).expanduser().resolve()
+    if path.is_dir():
+        raise SettingsError("BEDROCK_USAGE_SNAPSHOT", str(path), "it is a directory, not a file")
+    _refuse_own_files("BEDROCK_USAGE_SNAPSHOT", path)
+    if path in (warehouse, Path(f"{warehouse}.wal")):
+        raise SettingsError(
+            "BEDROCK_USAGE_SNAPSHOT",
+            str(path),
+            "it is the warehouse itself, which it would replace",
+        )
+    return path
+
+
+def _refuse_own_files(name: str, path: Path) -> None:
+    """The state store, the key and DAGSTER_HOME belong to bedrock_usage alone."""
+    own = {state_path(), key_file_path()}
+    own |= {Path(f"{state_path()}{suffix}") for suffix in ("-wal", "-shm", "-journal")}
+    if path in own:
+        raise SettingsError(name, str(path), "it is one of bedrock_usage's own state files")
+    if path.is_relative_to(dagster_home()):
+        raise SettingsError(name, str(path), "it is inside DAGSTER_HOME, which Dagster owns")
+
+
+def _number(name: str, default: float, low: float, high: float, kind=float) -> float:
+    raw = _raw(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high or value != value:
+        noun = "a whole number" if kind is int else "a number"
+        raise SettingsError(name, raw, f"use {noun} from {low:g} to {high:g}")
+    return value
+
+
+def lock_timeout_seconds() -> float:
+    """How long a write waits for a busy warehouse file before giving up."""
+    return _number("BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS", DEFAULT_LOCK_TIMEOUT_SECONDS, 0, 86_400)
+
+
+def lookback_days() -> int:
+    """Days before yesterday that the schedule and `sync` re-read, for late data."""
+    return int(_number("BEDROCK_USAGE_LOOKBACK_DAYS", DEFAULT_LOOKBACK_DAYS, 0, 60, int))
+
+
+def reconcile_tolerance() -> float:
+    """Share by which models and the region total may differ before a WARN."""
+    return _number("BEDROCK_USAGE_RECONCILE_TOLERANCE", DEFAULT_RECONCILE_TOLERANCE, 0, 1)
+
+
+def extra_model_ids() -> list[str]:
+    """Model ids to read in every region although no listing shows them."""
+    raw = _raw("BEDROCK_USAGE_EXTRA_MODEL_IDS") or ""
+    return [m.strip() for m in raw.split(",") if m.strip()]
+
+
+def secret_key() -> str | None:
+    return _raw("BEDROCK_USAGE_SECRET_KEY") or None
+
+
+def slack_channel() -> str | None:
+    return _raw("BEDROCK_USAGE_SLACK_CHANNEL") or None
+
+
+def aws_retry_mode() -> str:
+    mode = _raw("AWS_RETRY_MODE") or "standard"
+    if mode not in RETRY_MODES:
+        raise SettingsError("AWS_RETRY_MODE", mode, f"use one of {', '.join(RETRY_MODES)}")
+    return mode
+
+
+def aws_max_attempts() -> int | None:
+    if not _raw("AWS_MAX_ATTEMPTS"):
+        return None
+    return int(_number("AWS_MAX_ATTEMPTS", 3, 1, 20, int))
+
+
+def check_aws_endpoints() -> None:
+    """AWS_ENDPOINT_URL and its per-service variants must be http(s) URLs."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CLOUDWATCH", "AWS_ENDPOINT_URL_STS"):
+        raw = _raw(name)
+        if raw is None:
+            continue
+        parsed = urlparse(raw)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise SettingsError(name, raw, "use a URL such as https://monitoring.example.com")
+        try:
+            parsed.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise SettingsError(name, raw, "the port is not a number") from None
+
+
+def check_all() -> None:
+    """Every setting at once, before anything runs."""
+    home()
+    dagster_home()
+    snapshot_path()
+    lock_timeout_seconds()
+    lookback_days()
+    reconcile_tolerance()
+    aws_retry_mode()
+    aws_max_attempts()
+    check_aws_endpoints()

@@ -10,13 +10,8 @@ from pathlib import Path
 CLI = shutil.which("bedrock-usage") or str(Path(os.sys.executable).parent / "bedrock-usage")
 
 
-def run_cli(
-    args: list[str],
-    home: Path,
-    endpoint: str,
-    stdin: str | None = None,
-    extra_env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess:
+def cli_env(home: Path, endpoint: str, extra_env: dict[str, str] | None = None) -> dict:
+    """The environment of a user's shell: this home, the emulator, no ambient AWS."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -32,10 +27,20 @@ def run_cli(
             **(extra_env or {}),
         }
     )
+    return env
+
+
+def run_cli(
+    args: list[str],
+    home: Path,
+    endpoint: str,
+    stdin: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [CLI, *args],
         input=stdin if stdin is not None else "",
-        env=env,
+        env=cli_env(home, endpoint, extra_env),
         capture_output=True,
         text=True,
         timeout=120,

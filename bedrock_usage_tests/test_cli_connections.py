@@ -206,7 +206,8 @@ def test_a_sync_with_a_denied_region_flags_it_and_keeps_its_rows(aws, reader, cl
     status = json.loads(cli("status", "prod", "--json").stdout)
     failing = {r["region"]: r["failure"] for r in status["regions"]}
     assert failing["eu-west-1"]["code"] == "AccessDenied" and failing["us-east-1"] is None
-    assert status["events"][0]["outcome"] == "failed"
+    newest = [(e["action"], e["outcome"], e["error_code"]) for e in status["events"][:2]]
+    assert newest == [("sync", "partial", None), ("fetch", "failed", "AccessDenied")]
     assert [u["invocations"] for u in status["usage"]] == [5]
     aws.allow_region(reader, "eu-west-1")
     assert cli("sync", "prod").returncode == 0

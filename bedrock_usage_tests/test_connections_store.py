@@ -16,7 +16,6 @@ def _connection(name="prod", account="111122223333"):
         profile=None,
         backfill_days=30,
         initial_sync="pending",
-        sync_started_at=None,
         created_at="t",
         updated_at="t",
     )

@@ -39,6 +39,15 @@ class Diagnosis:
     def key_matches_account(self) -> bool:
         return self.key_account == self.connection.account_id
 
+    @property
+    def ok(self) -> bool:
+        """Every check passed: the key is the account's and every region is readable."""
+        return (
+            self.credentials_failure is None
+            and self.key_matches_account
+            and all(finding.failure is None for finding in self.regions)
+        )
+
 
 def diagnose(name: str, store: StateStore | None = None) -> Diagnosis:
     store = store or StateStore()

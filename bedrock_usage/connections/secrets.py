@@ -14,9 +14,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from ..settings import home
-
-KEY_FILE_NAME = "secret.key"
+from .. import settings
+from .store import StateStore
 
 
 class SecretKeyError(RuntimeError):
@@ -28,13 +27,13 @@ def _fernet() -> Fernet:
 
 
 def _key() -> bytes:
-    configured = os.environ.get("BEDROCK_USAGE_SECRET_KEY")
+    configured = settings.secret_key()
     if configured:
         key = configured.encode()
         source = "BEDROCK_USAGE_SECRET_KEY"
     else:
         key = _key_file_key()
-        source = str(home() / KEY_FILE_NAME)
+        source = str(settings.key_file_path())
     try:
         Fernet(key)
     except ValueError:
@@ -47,9 +46,16 @@ def _key() -> bytes:
 
 
 def _key_file_key() -> bytes:
-    path: Path = home() / KEY_FILE_NAME
+    path: Path = settings.key_file_path()
     if path.exists():
         return path.read_bytes().strip()
+    if StateStore().has_secrets():
+        # A new key could never decrypt what the old one encrypted.
+        raise SecretKeyError(
+            f"The encryption key file {path} is missing, but the state store holds secrets "
+            "encrypted with it. Restore the file (or set BEDROCK_USAGE_SECRET_KEY to the key), "
+            "or, if the key is lost, disconnect and reconnect each connection that stores a key."
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     key = Fernet.generate_key()
     # O_EXCL: two processes creating the key at once must not end up with two keys.

@@ -11,15 +11,16 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+from .. import settings
 from ..days import DayRange, readable_range, utc_today
 from ..extraction.errors import FailureKind, RegionFailure, classify
 from ..extraction.fetch import RegionFetch, empty_datapoints
 from ..settings import warehouse_path
-from ..storage.warehouse import purge_connection, transaction
+from ..storage.warehouse import purge_connection, stored_connection_rows, transaction
 from ..sync import SyncTarget, WarehouseOpener, fetch_regions, now_utc, store_fetches
-from . import secrets
+from . import attempts, secrets
 from .credentials import AuthSpec, session_for, stored_auth
-from .store import Connection, StateStore, now_iso
+from .store import Connection, RegionHealth, StateStore, now_iso
 from .validation import (
     InvalidInput,
     check_access_key_id,
@@ -31,7 +32,6 @@ from .validation import (
 from .verify import Verification, verify_access
 
 DEFAULT_BACKFILL_DAYS = 30
-DEFAULT_LOOKBACK_DAYS = 2
 
 
 class ExitCode:
@@ -45,6 +45,7 @@ class ExitCode:
     CONFLICT = 5
     PARTIAL_SYNC = 6
     WAREHOUSE_BUSY = 7
+    INTERRUPTED = 130
 
 
 class UserError(Exception):
@@ -140,7 +141,6 @@ def connect(
         **_stored_credentials(auth),
         backfill_days=backfill_days,
         initial_sync="skipped" if sync_later else "pending",
-        sync_started_at=None,
         created_at=created,
         updated_at=created,
     )
@@ -200,10 +200,11 @@ def get_connection(name: str, store: StateStore | None = None) -> Connection:
     return connection
 
 
-def default_sync_range(lookback_days: int = DEFAULT_LOOKBACK_DAYS) -> DayRange:
+def default_sync_range(lookback_days: int | None = None) -> DayRange:
     """Yesterday and the `lookback_days` before it, so late CloudWatch data is picked up."""
     yesterday = utc_today() - timedelta(days=1)
-    return readable_range(yesterday - timedelta(days=lookback_days), yesterday)
+    lookback = settings.lookback_days() if lookback_days is None else lookback_days
+    return readable_range(yesterday - timedelta(days=lookback), yesterday)
 
 
 def initial_sync_range(connection: Connection) -> DayRange:
@@ -223,22 +224,34 @@ def fetch_and_store(
     open_connection: WarehouseOpener,
     store: StateStore | None = None,
     on_region_done: Callable[[RegionFetch], None] | None = None,
+    run_id: str | None = None,
 ) -> tuple[Connection, list[RegionFetch]]:
-    """Read a connection's regions for `day_range` and replace their stored data points,
-    recording each region's outcome in the event log and its health (a failed region
-    needs attention until a later success). The usage rows are rebuilt separately."""
+    """Begin a sync attempt: read a connection's regions for `day_range` and replace
+    their stored data points, recording each region's outcome in the event log and its
+    health (a failed region needs attention until a later success). The usage rows are
+    rebuilt separately (`rebuild_and_publish`), which ends the attempt."""
     store = store or StateStore()
     connection = get_connection(name, store)
-    store.update(name, sync_started_at=now_iso())
-    try:
-        fetches = _fetch(connection, day_range, open_connection, on_region_done)
-        if any(f.ok for f in fetches):
-            with open_connection() as warehouse, transaction(warehouse):
-                store_fetches(warehouse, name, connection.account_id, fetches, now_utc())
-    finally:
-        store.update(name, sync_started_at=None)
-    _record_sync(store, connection, fetches)
+    attempts.begin(store, name, run_id, day_range)
+    fetches = _fetch(connection, day_range, open_connection, on_region_done)
+    store.set_phase(name, attempts.WRITING, [f.region for f in fetches if not f.ok])
+    if any(f.ok for f in fetches):
+        with open_connection() as warehouse, transaction(warehouse):
+            # The warehouse lock orders this write and a purge: after a purge committed,
+            # nothing of the connection may be written again.
+            ensure_still_connected(store, connection)
+            store_fetches(warehouse, name, connection.account_id, fetches, now_utc())
+    _record_fetches(store, connection, fetches)
     return connection, fetches
+
+
+def ensure_still_connected(store: StateStore, connection: Connection) -> None:
+    current = store.get(connection.connection_id)
+    if current is None or current.created_at != connection.created_at:
+        raise UserError(
+            f"'{connection.connection_id}' was disconnected while it synced: nothing of it was "
+            "written."
+        )
 
 
 def _fetch(connection, day_range, open_connection, on_region_done) -> list[RegionFetch]:
@@ -264,13 +277,15 @@ def _fetch(connection, day_range, open_connection, on_region_done) -> list[Regio
     return fetch_regions(target, day_range, open_connection, on_region_done)
 
 
-def _record_sync(store: StateStore, connection: Connection, fetches: list[RegionFetch]) -> None:
+def _record_fetches(
+    store: StateStore, connection: Connection, fetches: list[RegionFetch]
+) -> None:
     name = connection.connection_id
     for fetch in fetches:
         if fetch.failure is None:
             store.record_region_success(name, fetch.region, str(fetch.day_range.last))
             store.log_event(
-                name, "sync", "ok", f"{fetch.day_range}: {fetch.summary()}", region=fetch.region
+                name, "fetch", "ok", f"{fetch.day_range}: {fetch.summary()}", region=fetch.region
             )
         else:
             failure = fetch.failure
@@ -284,7 +299,7 @@ def _record_sync(store: StateStore, connection: Connection, fetches: list[Region
             )
             store.log_event(
                 name,
-                "sync",
+                "fetch",
                 "failed",
                 f"{fetch.day_range}: {failure.message}",
                 region=fetch.region,
@@ -292,10 +307,32 @@ def _record_sync(store: StateStore, connection: Connection, fetches: list[Region
                 failure_kind=str(failure.kind),
                 next_action=failure.next_action,
             )
-    if connection.initial_sync in ("pending", "running"):
-        # A failed initial sync is not retried by the sensor (it would loop while the
-        # permission is missing): the schedule and `bedrock-usage sync` cover it.
-        store.update(name, initial_sync="done" if any(f.ok for f in fetches) else "failed")
+
+
+def connection_state(
+    connection: Connection, health: dict[str, RegionHealth], store: StateStore
+) -> tuple[str, str | None]:
+    """What `connections` and `status` show: a state and why. Call `attempts.reap`
+    first, so no connection stays "syncing" after its process died."""
+    failing = {r: h for r, h in health.items() if h.needs_attention and r in connection.regions}
+    if failing:
+        reason = "; ".join(f"{r}: {h.failure_code} ({h.failure_kind})" for r, h in failing.items())
+        return "needs attention", reason
+    attempt = store.attempt(connection.connection_id)
+    if attempt is not None:
+        return "syncing", f"{attempt.day_range}, {attempt.phase}, since {attempt.started_at}"
+    if connection.initial_sync == "failed":
+        return "needs attention", (
+            "the initial sync failed; run it again with 'bedrock-usage sync "
+            f"{connection.connection_id} --start {initial_sync_range(connection).first}'"
+        )
+    if connection.initial_sync == "pending":
+        return "connected", (
+            "initial sync pending: the Dagster daemon's sensor starts it, or run "
+            f"'bedrock-usage sync {connection.connection_id} --start "
+            f"{initial_sync_range(connection).first}'"
+        )
+    return "connected", None
 
 
 def edit_regions(
@@ -347,11 +384,27 @@ def disconnect(
     warehouse: Path | None = None,
 ) -> int:
     """Delete the stored credentials now; usage history stays unless `purge_usage`.
-    Returns the usage rows purged."""
+    Returns the usage rows purged.
+
+    With `purge_usage`, the warehouse is taken first: if it stays busy nothing is
+    deleted, credentials included. Once taken, no sync can write for the connection
+    again (see `ensure_still_connected`). A purge interrupted after the credentials
+    went is completed by running the same command again."""
     store = store or StateStore()
-    get_connection(name, store)
-    store.remove(name)
-    purged = purge_connection(warehouse or warehouse_path(), name) if purge_usage else 0
+    path = warehouse or warehouse_path()
+    connection = store.get(name)
+    if connection is None:
+        if purge_usage and stored_connection_rows(path, name):
+            purged = purge_connection(path, name)
+            store.log_event(name, "disconnect", "ok", f"{purged} usage rows purged")
+            return purged
+        get_connection(name, store)
+    if purge_usage:
+        purged = purge_connection(path, name, before_delete=lambda: store.remove(name))
+    else:
+        purged = 0
+        store.remove(name)
+    _scrub_ciphertext(store, connection)
     store.log_event(
         name,
         "disconnect",
@@ -359,3 +412,23 @@ def disconnect(
         "credentials deleted" + (f"; {purged} usage rows purged" if purge_usage else ""),
     )
     return purged
+
+
+def _scrub_ciphertext(store: StateStore, connection: Connection) -> None:
+    """Return only once no file of the state store holds the secret's ciphertext."""
+    store.scrub(timeout=settings.lock_timeout_seconds())
+    if not connection.secret_ciphertext:
+        return
+    needle = connection.secret_ciphertext.encode()
+    holding = [
+        path
+        for path in sorted(store.path.parent.glob(f"{store.path.name}*"))
+        if path.is_file() and needle in path.read_bytes()
+    ]
+    if holding:
+        raise UserError(
+            f"The credentials of '{connection.connection_id}' are deleted, but their "
+            f"encrypted copy still lies in {', '.join(map(str, holding))}: another process "
+            "keeps the state store open in a read transaction (a sqlite3 shell, a stuck "
+            "command). Close it, then run 'bedrock-usage scrub' to wipe it."
+        )

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..settings import home
-
-STATE_FILE_NAME = "state.sqlite3"
+from ..processes import ProcessId, this_process
+from ..settings import state_path
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS connections (
@@ -34,7 +34,6 @@ CREATE TABLE IF NOT EXISTS connections (
     profile TEXT,
     backfill_days INTEGER NOT NULL,
     initial_sync TEXT NOT NULL,
-    sync_started_at TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
@@ -63,6 +62,17 @@ CREATE TABLE IF NOT EXISTS events (
     next_action TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_connection ON events (connection_id, event_id);
+CREATE TABLE IF NOT EXISTS sync_attempts (
+    connection_id TEXT PRIMARY KEY,
+    run_id TEXT,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    process_started TEXT,
+    phase TEXT NOT NULL,
+    day_range TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    failed_regions TEXT
+);
 """
 
 
@@ -85,7 +95,6 @@ class Connection:
     profile: str | None
     backfill_days: int
     initial_sync: str  # "pending", "running", "done", "failed", "skipped"
-    sync_started_at: str | None
     created_at: str
     updated_at: str
 
@@ -108,6 +117,25 @@ class RegionHealth:
 
 
 @dataclass(frozen=True)
+class SyncAttempt:
+    """A sync that began and has not ended: running, or its process died."""
+
+    connection_id: str
+    run_id: str | None
+    host: str
+    pid: int
+    process_started: str | None
+    phase: str  # "fetching", "writing data points", "rebuilding usage", "publishing"
+    day_range: str
+    started_at: str
+    failed_regions: str | None  # comma-separated, once the fetch has ended
+
+    @property
+    def process(self) -> ProcessId:
+        return ProcessId(self.host, self.pid, self.process_started)
+
+
+@dataclass(frozen=True)
 class Event:
     event_id: int
     at: str
@@ -124,10 +152,6 @@ class Event:
 # Files whose schema this process has already ensured (each open would otherwise
 # re-run the DDL under a write lock).
 _SCHEMA_READY: set[Path] = set()
-
-
-def state_path() -> Path:
-    return home() / STATE_FILE_NAME
 
 
 class StateStore:
@@ -205,21 +229,105 @@ class StateStore:
         if "secret_ciphertext" in changes:
             self.scrub()
 
-    def remove(self, connection_id: str) -> None:
-        """Delete the connection and its credentials now, leaving no trace on disk. The
-        event log stays, as history."""
-        with self.transaction() as db:
-            db.execute("DELETE FROM connections WHERE connection_id = ?", [connection_id])
-            db.execute("DELETE FROM region_health WHERE connection_id = ?", [connection_id])
-        self.scrub()
+    def has_secrets(self) -> bool:
+        if not self.path.exists():
+            return False
+        with self._db() as db:
+            row = db.execute(
+                "SELECT count(*) FROM connections WHERE secret_ciphertext IS NOT NULL"
+            ).fetchone()
+        return row[0] > 0
 
-    def scrub(self) -> None:
+    def remove(self, connection_id: str) -> None:
+        """Delete the connection and its credentials. The event log stays, as history;
+        `scrub` then wipes the deleted bytes from disk."""
+        with self.transaction() as db:
+            for table in ("connections", "region_health", "sync_attempts"):
+                db.execute(f"DELETE FROM {table} WHERE connection_id = ?", [connection_id])
+
+    def scrub(self, timeout: float = 30.0) -> bool:
         """Push every change into the main file and empty the WAL: with secure_delete on,
-        no freed page keeps an old secret."""
+        no freed page keeps an old secret. A reader in another process that holds an old
+        snapshot pins the WAL; this retries until `timeout` and returns whether the WAL
+        could be emptied."""
+        deadline = time.monotonic() + timeout
         with self._db() as db:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             db.execute("VACUUM")
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            while True:
+                busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                if not busy or time.monotonic() > deadline:
+                    return not busy
+                time.sleep(0.2)
+
+    # Sync attempts ----------------------------------------------------------------
+
+    def begin_attempt(
+        self, connection_id: str, run_id: str | None, day_range: str, phase: str
+    ) -> SyncAttempt | None:
+        """Record that this process syncs `connection_id` now. Returns the attempt it
+        replaces when that one never ended (its process died), so it can be reported."""
+        me = this_process()
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT * FROM sync_attempts WHERE connection_id = ?", [connection_id]
+            ).fetchone()
+            db.execute(
+                "INSERT OR REPLACE INTO sync_attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                [connection_id, run_id, me.host, me.pid, me.started, phase, day_range, now_iso()],
+            )
+        previous = SyncAttempt(**dict(row)) if row else None
+        if previous and (previous.process == me or previous.run_id == run_id):
+            return None
+        return previous
+
+    def set_phase(
+        self, connection_id: str, phase: str, failed_regions: list[str] | None = None
+    ) -> None:
+        me = this_process()
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE sync_attempts SET phase = ?, "
+                "failed_regions = coalesce(?, failed_regions) "
+                "WHERE connection_id = ? AND pid = ? AND host = ?",
+                [
+                    phase,
+                    None if failed_regions is None else ",".join(failed_regions),
+                    connection_id,
+                    me.pid,
+                    me.host,
+                ],
+            )
+
+    def end_attempt(self, connection_id: str) -> None:
+        me = this_process()
+        with self.transaction() as db:
+            db.execute(
+                "DELETE FROM sync_attempts WHERE connection_id = ? AND pid = ? AND host = ?",
+                [connection_id, me.pid, me.host],
+            )
+
+    def attempts(self) -> list[SyncAttempt]:
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM sync_attempts ORDER BY connection_id").fetchall()
+        return [SyncAttempt(**dict(row)) for row in rows]
+
+    def attempt(self, connection_id: str) -> SyncAttempt | None:
+        with self._db() as db:
+            row = db.execute(
+                "SELECT * FROM sync_attempts WHERE connection_id = ?", [connection_id]
+            ).fetchone()
+        return SyncAttempt(**dict(row)) if row else None
+
+    def abandon_attempt(self, attempt: SyncAttempt) -> bool:
+        """Drop an attempt whose process is gone; False if another process took over."""
+        with self.transaction() as db:
+            dropped = db.execute(
+                "DELETE FROM sync_attempts WHERE connection_id = ? AND pid = ? AND host = ? "
+                "AND started_at = ?",
+                [attempt.connection_id, attempt.pid, attempt.host, attempt.started_at],
+            ).rowcount
+        return dropped == 1
 
     def claim_initial_sync(self, connection_id: str) -> bool:
         with self.transaction() as db:
@@ -244,14 +352,14 @@ class StateStore:
             db.execute(
                 """
                 INSERT INTO region_health (connection_id, region, last_success_at, last_synced_day)
-                VALUES (?, ?, ?, ?)
+                SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM connections WHERE connection_id = ?)
                 ON CONFLICT (connection_id, region) DO UPDATE SET
                     last_success_at = excluded.last_success_at,
                     last_synced_day = max(coalesce(last_synced_day, ''), excluded.last_synced_day),
                     failure_kind = NULL, failure_code = NULL, failure_message = NULL,
                     failure_next_action = NULL, failed_at = NULL
                 """,
-                [connection_id, region, now_iso(), last_day],
+                [connection_id, region, now_iso(), last_day, connection_id],
             )
 
     def record_region_failure(
@@ -262,14 +370,15 @@ class StateStore:
                 """
                 INSERT INTO region_health (connection_id, region, failure_kind, failure_code,
                                            failure_message, failure_next_action, failed_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
+                SELECT ?, ?, ?, ?, ?, ?, ?
+                WHERE EXISTS (SELECT 1 FROM connections WHERE connection_id = ?)
                 ON CONFLICT (connection_id, region) DO UPDATE SET
                     failure_kind = excluded.failure_kind, failure_code = excluded.failure_code,
                     failure_message = excluded.failure_message,
                     failure_next_action = excluded.failure_next_action,
                     failed_at = excluded.failed_at
                 """,
-                [connection_id, region, kind, code, message, next_action, now_iso()],
+                [connection_id, region, kind, code, message, next_action, now_iso(), connection_id],
             )
 
     def log_event(
@@ -317,7 +426,11 @@ class StateStore:
         return [Event(**dict(row)) for row in rows]
 
 
+_CONNECTION_FIELDS = {f.name for f in fields(Connection)}
+
+
 def _connection(row: sqlite3.Row) -> Connection:
-    values = dict(row)
+    # Stores written before version 0.2 have a sync_started_at column; it is not read.
+    values = {k: v for k, v in dict(row).items() if k in _CONNECTION_FIELDS}
     values["regions"] = tuple(json.loads(values["regions"]))
     return Connection(**values)

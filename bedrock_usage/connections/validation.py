@@ -10,10 +10,12 @@ import botocore.session
 
 # A connection id becomes a Dagster dynamic partition key: `|`, `,`, `[` and `]` would
 # break multi-partition keys and ranges, so only a short slug is allowed.
-CONNECTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
-ACCOUNT_ID = re.compile(r"^\d{12}$")
-ACCESS_KEY_ID = re.compile(r"^(AKIA|ASIA)[A-Z0-9]{12,124}$")
-ROLE_ARN = re.compile(r"^arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+# Always matched whole (fullmatch): `$` would accept a trailing newline, and `\d`
+# non-ASCII digits.
+CONNECTION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+ACCOUNT_ID = re.compile(r"[0-9]{12}")
+ACCESS_KEY_ID = re.compile(r"(AKIA|ASIA)[A-Z0-9]{12,124}")
+ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}")
 
 
 class InvalidInput(ValueError):
@@ -21,9 +23,9 @@ class InvalidInput(ValueError):
 
 
 def check_connection_id(name: str) -> str:
-    if not CONNECTION_ID.match(name):
+    if not CONNECTION_ID.fullmatch(name):
         raise InvalidInput(
-            f"'{name}' cannot name a connection: use 1-63 letters, digits, '-' or '_', starting "
+            f"{name!r} cannot name a connection: use 1-63 letters, digits, '-' or '_', starting "
             "with a letter or digit (it becomes a Dagster partition key, where '|', ',', '[' "
             "and ']' break)."
         )
@@ -31,16 +33,16 @@ def check_connection_id(name: str) -> str:
 
 
 def check_account_id(account_id: str) -> str:
-    if not ACCOUNT_ID.match(account_id):
+    if not ACCOUNT_ID.fullmatch(account_id):
         raise InvalidInput(
-            f"'{account_id}' is not an AWS account id: it is 12 digits, as shown at the top "
+            f"{account_id!r} is not an AWS account id: it is 12 digits, as shown at the top "
             "right of the AWS console (e.g. 123456789012)."
         )
     return account_id
 
 
 def check_access_key_id(access_key_id: str) -> str:
-    if not ACCESS_KEY_ID.match(access_key_id):
+    if not ACCESS_KEY_ID.fullmatch(access_key_id):
         raise InvalidInput(
             "The access key id is malformed: it starts with AKIA (or ASIA for temporary "
             "keys) followed by upper-case letters and digits, 20 characters in all. Copy it "
@@ -50,7 +52,7 @@ def check_access_key_id(access_key_id: str) -> str:
 
 
 def check_role_arn(role_arn: str) -> str:
-    if not ROLE_ARN.match(role_arn):
+    if not ROLE_ARN.fullmatch(role_arn):
         raise InvalidInput(
             f"'{role_arn}' is not an IAM role ARN: write arn:aws:iam::123456789012:role/NAME."
         )

@@ -7,11 +7,14 @@ explicit transactions (the stock DuckDB IO manager fails on these partitions), i
 the "duckdb" concurrency pool: one writer at a time.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 
-from ..connections import service
+from .. import settings
+from ..connections import attempts, service
+from ..connections.secrets import SecretKeyError
 from ..extraction.errors import FailureKind
 from ..extraction.fetch import RegionFetch
 from ..storage.warehouse import (
@@ -28,9 +31,11 @@ from .checks import (
 )
 from .partitions import usage_partitions, windows_by_connection
 from .resources import StateStoreResource, WarehouseResource
+from .run_health import POOL, tag_run_process
 
 GROUP = "bedrock_usage"
-POOL = "duckdb"
+FAILED_REGIONS_TAG = "bedrock_usage/failed_regions"
+INTERRUPTS = (KeyboardInterrupt, dg.DagsterExecutionInterruptedError)
 
 # In-process listeners (the CLI's progress display) told as each region finishes.
 region_listeners: list[Callable[[RegionFetch], None]] = []
@@ -62,39 +67,56 @@ def cloudwatch_datapoints(
     spanning all the run's days. A region that cannot be read keeps its earlier rows and
     fails the `cloudwatch_permissions` check with the reason and the fix; when every region
     fails, the run fails with the same explanation."""
+    tag_run_process(context.instance, context.run_id)
     store = state_store.get()
+    windows = windows_by_connection(context.partition_keys)
     fetches_by_connection: dict[str, list[RegionFetch]] = {}
     accounts: dict[str, str] = {}
-    for connection_id, day_range in windows_by_connection(context.partition_keys).items():
-        context.log.info(f"Reading {connection_id} for {day_range}")
-        try:
+    with _as_failure(), attempts.recorded(store, windows, INTERRUPTS):
+        settings.check_all()
+        for connection_id, day_range in windows.items():
+            context.log.info(f"Reading {connection_id} for {day_range}")
             connection, fetches = service.fetch_and_store(
-                connection_id, day_range, warehouse.get_connection, store, _notify
+                connection_id, day_range, warehouse.get_connection, store, _notify, context.run_id
             )
-        except service.UserError as error:
-            raise dg.Failure(description=str(error)) from None
-        except WarehouseBusyError as error:
-            raise _busy(error) from None
-        accounts[connection_id] = connection.account_id
-        fetches_by_connection[connection_id] = fetches
-        for fetch in fetches:
-            if fetch.failure:
-                context.log.error(f"{connection_id} {fetch.failure.describe()}")
-    all_fetches = [f for fetches in fetches_by_connection.values() for f in fetches]
-    if all_fetches and not any(f.ok for f in all_fetches):
-        raise dg.Failure(
-            description="No region could be read:\n"
-            + "\n".join(f.failure.describe() for f in all_fetches),
-            metadata=_fetch_metadata(fetches_by_connection, accounts),
-        )
+            accounts[connection_id] = connection.account_id
+            fetches_by_connection[connection_id] = fetches
+            for fetch in fetches:
+                if fetch.failure:
+                    context.log.error(f"{connection_id} {fetch.failure.describe()}")
+        failed = [
+            f"{connection_id}/{f.region}"
+            for connection_id, fetches in fetches_by_connection.items()
+            for f in fetches
+            if not f.ok
+        ]
+        if failed:
+            # The runs list shows the tag: a run that could not read a region is not
+            # a plain success.
+            context.instance.add_run_tags(context.run_id, {FAILED_REGIONS_TAG: ",".join(failed)})
+        all_fetches = [f for fetches in fetches_by_connection.values() for f in fetches]
+        if all_fetches and not any(f.ok for f in all_fetches):
+            raise dg.Failure(
+                description="No region could be read:\n"
+                + "\n".join(f.failure.describe() for f in all_fetches),
+                metadata=_fetch_metadata(fetches_by_connection, accounts),
+            )
     return dg.MaterializeResult(
         metadata=_fetch_metadata(fetches_by_connection, accounts),
         check_results=[permission_check_result(store)],
     )
 
 
-def _busy(error: WarehouseBusyError) -> dg.Failure:
-    return dg.Failure(description=str(error), metadata={"warehouse_busy": True})
+@contextmanager
+def _as_failure() -> Iterator[None]:
+    """Errors a user can act on end the step as a Failure with the message alone (no
+    traceback); a busy warehouse is marked so the CLI exits with its own code."""
+    try:
+        yield
+    except WarehouseBusyError as error:
+        raise dg.Failure(description=str(error), metadata={"warehouse_busy": True}) from None
+    except (service.UserError, settings.SettingsError, SecretKeyError) as error:
+        raise dg.Failure(description=str(error)) from None
 
 
 def _fetch_metadata(fetches_by_connection, accounts) -> dict[str, object]:
@@ -150,24 +172,33 @@ def bedrock_usage_daily(
     Rebuilt from `cloudwatch_daily_datapoints` without calling AWS. Only series with
     exactly the ModelId dimension count per model; usage in the region total that no
     model explains is one '(unattributed)' row, so sums never double count."""
+    store = state_store.get()
     windows = windows_by_connection(context.partition_keys)
     rows_by_region: dict[str, int] = {}
     tokens: dict[str, int] = {"input_tokens": 0, "output_tokens": 0}
     models: set[str] = set()
-    try:
+    with _as_failure(), attempts.recorded(store, windows, INTERRUPTS):
+        for connection_id in windows:
+            store.set_phase(connection_id, attempts.REBUILDING)
         with warehouse.get_connection() as connection:
             with transaction(connection):
                 for connection_id, day_range in windows.items():
+                    if store.get(connection_id) is None:
+                        context.log.warning(f"{connection_id} was disconnected: not rebuilt.")
+                        continue
                     usage = rebuild_usage(connection, connection_id, day_range)
                     for region, count in usage.groupby("region").size().items():
                         rows_by_region[f"{connection_id}/{region}"] = int(count)
                     for column in tokens:
                         tokens[column] += int(usage[column].sum()) if len(usage) else 0
                     models.update(usage.model_id)
-            check_results = usage_check_results(connection, windows, state_store.get())
+            # Committed: the analysts' copy is refreshed before any check can fail the step.
+            for connection_id in windows:
+                store.set_phase(connection_id, attempts.PUBLISHING)
             snapshot = publish_snapshot(connection, warehouse.database)
-    except WarehouseBusyError as error:
-        raise _busy(error) from None
+            check_results = usage_check_results(connection, windows, store)
+        for connection_id, day_range in windows.items():
+            _finish_attempt(store, connection_id, day_range, rows_by_region)
     return dg.MaterializeResult(
         metadata={
             "rows_by_region": dg.MetadataValue.json(rows_by_region),
@@ -178,6 +209,23 @@ def bedrock_usage_daily(
         },
         check_results=check_results,
     )
+
+
+def _finish_attempt(store, connection_id: str, day_range, rows_by_region) -> None:
+    attempt = store.attempt(connection_id)
+    failed = attempt.failed_regions if attempt else None
+    rows = sum(n for key, n in rows_by_region.items() if key.startswith(f"{connection_id}/"))
+    message = f"{day_range}: {rows} usage rows written"
+    if failed:
+        attempts.finish(
+            store,
+            connection_id,
+            attempts.Outcome.PARTIAL,
+            f"{message}; regions not read: {failed}",
+            next_action=f"See the failed regions' events: bedrock-usage status {connection_id}.",
+        )
+    else:
+        attempts.finish(store, connection_id, attempts.Outcome.OK, message)
 
 
 defs = dg.Definitions(assets=[cloudwatch_datapoints, bedrock_usage_daily])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import dagster as dg
@@ -12,10 +11,10 @@ from ..connections.store import StateStore
 from ..days import DayRange, utc_today
 from ..extraction.errors import FailureKind
 from ..extraction.metrics import COUNT_COLUMNS
+from ..settings import reconcile_tolerance
 from ..shaping.daily import TOTAL
 
 FRESHNESS_DAYS = 2
-DEFAULT_RECONCILE_TOLERANCE = 0.01
 
 PERMISSION_CHECK = dg.AssetCheckSpec(
     "cloudwatch_permissions",
@@ -150,10 +149,6 @@ def _no_negative_counts(connection, windows) -> dg.AssetCheckResult:
             "cloudwatch_daily_datapoints for these days and re-materialize."
         ),
     )
-
-
-def reconcile_tolerance() -> float:
-    return float(os.environ.get("BEDROCK_USAGE_RECONCILE_TOLERANCE", DEFAULT_RECONCILE_TOLERANCE))
 
 
 def _totals_reconcile(connection, windows) -> dg.AssetCheckResult:

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from . import assets, jobs, schedules, sensors
+from . import assets, jobs, run_health, schedules, sensors
 from .alerts import alert_resource
 from .resources import default_resources
 
@@ -11,5 +11,11 @@ defs = dg.Definitions.merge(
     jobs.defs,
     schedules.defs,
     sensors.defs,
-    dg.Definitions(resources={**default_resources(), "alerts": alert_resource()}),
+    run_health.defs,
+    dg.Definitions(
+        resources={**default_resources(), "alerts": alert_resource()},
+        # Both assets run in the run's own process, one after the other (they share one
+        # DuckDB slot anyway): a run is one process whose death `run_health` can see.
+        executor=dg.in_process_executor,
+    ),
 )

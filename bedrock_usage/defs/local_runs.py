@@ -8,12 +8,13 @@ from pathlib import Path
 
 import dagster as dg
 
+from .. import settings
 from ..days import DayRange
-from ..settings import home
 from .alerts import alert_resource
 from .assets import bedrock_usage_daily, cloudwatch_datapoints
 from .partitions import CONNECTION_DIMENSION, range_tags
 from .resources import default_resources
+from .run_health import process_tags, wait_for_slot
 
 # The CLI prints its own account of the run; the events stay in the instance for the UI.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -22,7 +23,7 @@ QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 def dagster_home() -> Path:
     """DAGSTER_HOME, by default BEDROCK_USAGE_HOME/dagster, with the project's
     dagster.yaml (the DuckDB concurrency pool) when it has none."""
-    path = Path(os.environ.get("DAGSTER_HOME") or home() / "dagster").resolve()
+    path = settings.dagster_home()
     path.mkdir(parents=True, exist_ok=True)
     config = path / "dagster.yaml"
     if not config.exists():
@@ -52,12 +53,16 @@ def run_sync(
 
 
 def run_tagged(tags: dict[str, str]) -> dg.ExecuteInProcessResult:
-    """Materialize both assets for the partitions a schedule or sensor's tags name."""
+    """Materialize both assets for the partitions a schedule or sensor's tags name, once
+    the DuckDB slot is free (a run whose process died is reaped first; a live holder is
+    waited for, sleeping, up to BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS)."""
+    dagster = instance()
+    wait_for_slot(dagster, settings.lock_timeout_seconds())
     return dg.materialize(
         [cloudwatch_datapoints, bedrock_usage_daily],
-        instance=instance(),
+        instance=dagster,
         resources={**default_resources(), "alerts": alert_resource()},
-        tags=tags,
+        tags={**tags, **process_tags()},
         run_config=QUIET_LOGS,
         raise_on_error=False,
     )

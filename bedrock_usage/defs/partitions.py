@@ -51,3 +51,15 @@ def range_tags(connection_id: str, day_range: DayRange) -> dict[str, str]:
         "dagster/asset_partition_range_start": partition_key(connection_id, str(day_range.first)),
         "dagster/asset_partition_range_end": partition_key(connection_id, str(day_range.last)),
     }
+
+
+def connection_of(tags: dict[str, str]) -> str | None:
+    """The connection a run targets, read from its partition tags."""
+    if f"dagster/partition/{CONNECTION_DIMENSION}" in tags:
+        return tags[f"dagster/partition/{CONNECTION_DIMENSION}"]
+    key = tags.get("dagster/asset_partition_range_start") or tags.get("dagster/partition")
+    if not key:
+        return None
+    return usage_partitions.get_partition_key_from_str(key).keys_by_dimension[
+        CONNECTION_DIMENSION
+    ]

@@ -1,18 +1,13 @@
 """The daily schedule: after 00:00 UTC, yesterday plus a look-back for late data."""
 
-import os
 from datetime import timedelta
 
 import dagster as dg
 
-from ..connections.service import DEFAULT_LOOKBACK_DAYS
 from ..days import DayRange
+from ..settings import lookback_days
 from .jobs import sync_job
 from .partitions import CONNECTION_DIMENSION, range_tags
-
-
-def lookback_days() -> int:
-    return int(os.environ.get("BEDROCK_USAGE_LOOKBACK_DAYS", DEFAULT_LOOKBACK_DAYS))
 
 
 @dg.schedule(

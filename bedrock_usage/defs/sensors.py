@@ -35,8 +35,9 @@ def connection_partitions_sensor(
             connection_partitions.build_delete_request(sorted(existing - wanted))
         )
     run_requests = [
+        # No run key: the claim in the state store already makes it once per attempt, and
+        # an initial sync whose process died goes back to pending to be run again.
         dg.RunRequest(
-            run_key=f"initial-sync:{c.connection_id}:{c.created_at}",
             tags={
                 **range_tags(c.connection_id, initial_sync_range(c)),
                 "bedrock_usage/initial_sync": c.connection_id,
@@ -96,7 +97,7 @@ def permission_failure_sensor(
                     )
     flagged = set(cursor["flagged"])
     for event in sorted(events, key=lambda e: e.event_id):
-        if event.action != "sync" or event.region is None:
+        if event.action != "fetch" or event.region is None:
             continue
         key = f"{event.connection_id}/{event.region}"
         if event.outcome == "failed" and event.failure_kind in FLAGGED_KINDS:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,6 +68,9 @@ class EmulatorState:
     page_limit: int = MAX_DATAPOINTS_PER_RESPONSE
     # Responses to throttle next, per region, to exercise client retries.
     throttle_next: Counter = field(default_factory=Counter)
+    # Seconds each CloudWatch request takes, as a slow network would: tests stop a sync
+    # while it waits for AWS.
+    latency_seconds: float = 0.0
     _pages: OrderedDict = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -109,6 +113,8 @@ def call_action(self: CloudWatchResponse):
         _throttle_if_asked(self.region)
     except AwsError as error:
         return error_response(self, error)
+    if STATE.latency_seconds:
+        time.sleep(STATE.latency_seconds)
     try:
         return _ORIGINAL_CALL_ACTION(self)
     except AwsError as error:

@@ -84,6 +84,7 @@ class Emulator:
         STATE.log.reset()
         STATE.forget_pages()
         STATE.throttle_next.clear()
+        STATE.latency_seconds = 0.0
         STATE.page_limit = cloudwatch_api.MAX_DATAPOINTS_PER_RESPONSE
         moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
         ActionAuthenticatorMixin.request_count = 0
@@ -99,6 +100,10 @@ class Emulator:
     def advance_clock(self, days: int) -> None:
         """Let time pass for CloudWatch: data ages (ListMetrics' two weeks, retention)."""
         STATE.store.clock_offset_seconds += days * 86_400
+
+    def slow_down(self, seconds: float) -> None:
+        """Make every CloudWatch request take `seconds` (0 restores full speed)."""
+        STATE.latency_seconds = seconds
 
     def throttle(self, region: str, responses: int) -> None:
         """Throttle the next `responses` CloudWatch requests in `region`."""

@@ -7,7 +7,6 @@ AWS_MAX_ATTEMPTS and AWS_RETRY_MODE are honoured as boto3 documents them.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -15,6 +14,8 @@ import boto3
 import botocore.session
 from botocore.config import Config
 from botocore.utils import parse_timestamp
+
+from .. import settings
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,10 @@ class AwsKeys:
 
 
 def client_config() -> Config:
-    retries: dict[str, object] = {"mode": os.environ.get("AWS_RETRY_MODE", "standard")}
-    if os.environ.get("AWS_MAX_ATTEMPTS"):
-        retries["total_max_attempts"] = int(os.environ["AWS_MAX_ATTEMPTS"])
+    retries: dict[str, object] = {"mode": settings.aws_retry_mode()}
+    max_attempts = settings.aws_max_attempts()
+    if max_attempts:
+        retries["total_max_attempts"] = max_attempts
     return Config(retries=retries, connect_timeout=10, read_timeout=60)
 
 

@@ -8,9 +8,10 @@ no known model accounts for, these ids are probed to find it.
 from __future__ import annotations
 
 import json
-import os
 from functools import cache
 from importlib import resources
+
+from ..settings import extra_model_ids as declared_model_ids
 
 
 @cache
@@ -26,8 +27,7 @@ def inference_profile_prefixes() -> tuple[str, ...]:
 def extra_model_ids() -> list[str]:
     """Ids the user declared in BEDROCK_USAGE_EXTRA_MODEL_IDS (comma-separated: custom or
     provisioned model ARNs, application profile ids): always read, like known models."""
-    extra = [m.strip() for m in os.environ.get("BEDROCK_USAGE_EXTRA_MODEL_IDS", "").split(",")]
-    return [m for m in extra if m]
+    return declared_model_ids()
 
 
 def known_model_ids() -> list[str]:

@@ -13,9 +13,12 @@ from enum import StrEnum
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectionError,
+    HTTPClientError,
     NoCredentialsError,
     PartialCredentialsError,
     ProfileNotFound,
+    SSLError,
 )
 
 CREDENTIAL_CODES = {
@@ -42,6 +45,7 @@ class FailureKind(StrEnum):
     PERMISSION = "permission"
     CREDENTIALS = "credentials"
     THROTTLING = "throttling"
+    NETWORK = "network"
     OTHER = "other"
 
 
@@ -60,9 +64,14 @@ NEXT_ACTIONS = {
         "CloudWatch kept throttling after retries. Sync again later, or raise the "
         "GetMetricData rate quota (Service Quotas, code 'monitoring') for {region}."
     ),
+    FailureKind.NETWORK: (
+        "AWS could not be reached for {region} (no connection, DNS, timeout, TLS): check "
+        "this machine's network, proxy (HTTPS_PROXY), CA bundle (AWS_CA_BUNDLE) and "
+        "AWS_ENDPOINT_URL, then sync again. The credentials were not judged."
+    ),
     FailureKind.OTHER: (
-        "Check network access to AWS from this machine for {region} (proxy, CA bundle, "
-        "AWS_ENDPOINT_URL) and sync again."
+        "AWS answered with an unexpected error for {region}; sync again, and if it "
+        "persists, check AWS Health for CloudWatch in that region."
     ),
 }
 
@@ -102,6 +111,8 @@ def classify(region: str, error: Exception) -> RegionFailure:
         else:
             kind = FailureKind.OTHER
         return RegionFailure(region, kind, code, message)
+    if isinstance(error, HTTPClientError | SSLError | ConnectionError):
+        return RegionFailure(region, FailureKind.NETWORK, type(error).__name__, str(error))
     if isinstance(error, BotoCoreError):
         return RegionFailure(region, FailureKind.OTHER, type(error).__name__, str(error))
     raise error

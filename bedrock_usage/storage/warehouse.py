@@ -11,10 +11,11 @@ calling AWS again.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ import duckdb
 import pandas as pd
 
 from ..days import DayRange
+from ..settings import lock_timeout_seconds, snapshot_path
 from ..shaping.daily import TOTAL, USAGE_COLUMNS, shape_daily_usage
 from .schema import ensure_schema
 
@@ -37,15 +39,10 @@ RAW_COLUMNS = [
     "value",
     "fetched_at",
 ]
-DEFAULT_LOCK_TIMEOUT_SECONDS = 120.0
 
 
 class WarehouseBusyError(RuntimeError):
     """Another process holds the DuckDB file for longer than we wait."""
-
-
-def lock_timeout_seconds() -> float:
-    return float(os.environ.get("BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS", DEFAULT_LOCK_TIMEOUT_SECONDS))
 
 
 @contextmanager
@@ -124,15 +121,24 @@ def replace_datapoints(
         region=region,
         fetched_at=fetched_at,
     ).reindex(columns=RAW_COLUMNS)
-    # A registered frame lives until the connection closes; unregistering inside an
-    # aborted transaction would raise and hide the real error, so each name is unique.
-    view = f"datapoints_{connection_id}_{region}".replace("-", "_")
-    connection.register(view, rows)
-    connection.execute(
-        f"INSERT INTO cloudwatch_daily_datapoints ({', '.join(RAW_COLUMNS)}) "
-        f"SELECT {', '.join(RAW_COLUMNS)} FROM {view}"
-    )
+    _insert_frame(connection, "cloudwatch_daily_datapoints", RAW_COLUMNS, rows)
     return len(rows)
+
+
+_frame_names = itertools.count()
+
+
+def _insert_frame(
+    connection: duckdb.DuckDBPyConnection, table: str, columns: list[str], frame: pd.DataFrame
+) -> None:
+    """Append `frame` to `table`. A registered frame lives until the connection closes;
+    unregistering inside an aborted transaction would raise and hide the real error, so
+    each gets a fresh name of our own (never a user's text: names are not parameters)."""
+    name = f"frame_{next(_frame_names)}"
+    connection.register(name, frame)
+    connection.execute(
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM {name}"
+    )
 
 
 def rebuild_usage(
@@ -162,11 +168,8 @@ def rebuild_usage(
         "DELETE FROM bedrock_usage_daily WHERE connection_id = ? AND usage_date BETWEEN ? AND ?",
         [connection_id, day_range.first, day_range.last],
     )
-    view = f"usage_{connection_id}".replace("-", "_")
-    connection.register(view, usage.reindex(columns=USAGE_COLUMNS))
-    connection.execute(
-        f"INSERT INTO bedrock_usage_daily ({', '.join(USAGE_COLUMNS)}) "
-        f"SELECT {', '.join(USAGE_COLUMNS)} FROM {view}"
+    _insert_frame(
+        connection, "bedrock_usage_daily", USAGE_COLUMNS, usage.reindex(columns=USAGE_COLUMNS)
     )
     return usage
 
@@ -184,17 +187,6 @@ def known_model_ids(
     for region, model_id in rows:
         known.setdefault(region, set()).add(model_id)
     return known
-
-
-def snapshot_path(warehouse: Path | str) -> Path:
-    """Where analysts read: BEDROCK_USAGE_SNAPSHOT, or <warehouse>.snapshot.duckdb."""
-    configured = os.environ.get("BEDROCK_USAGE_SNAPSHOT")
-    warehouse = Path(warehouse)
-    return (
-        Path(configured)
-        if configured
-        else warehouse.with_name(f"{warehouse.stem}.snapshot{warehouse.suffix}")
-    )
 
 
 def publish_snapshot(connection: duckdb.DuckDBPyConnection, warehouse: Path | str) -> Path:
@@ -219,11 +211,30 @@ def publish_snapshot(connection: duckdb.DuckDBPyConnection, warehouse: Path | st
     return target
 
 
-def purge_connection(path: Path | str, connection_id: str) -> int:
-    """Delete every stored row of a connection; returns the usage rows deleted."""
+def stored_connection_rows(path: Path | str, connection_id: str) -> int:
+    """Raw and usage rows stored for a connection (0 when there is no warehouse)."""
     if not Path(path).exists():
         return 0
     with open_warehouse(path) as connection:
+        return connection.execute(
+            "SELECT (SELECT count(*) FROM bedrock_usage_daily WHERE connection_id = $id) + "
+            "(SELECT count(*) FROM cloudwatch_daily_datapoints WHERE connection_id = $id)",
+            {"id": connection_id},
+        ).fetchone()[0]
+
+
+def purge_connection(
+    path: Path | str, connection_id: str, before_delete: Callable[[], None] | None = None
+) -> int:
+    """Delete every stored row of a connection; returns the usage rows deleted.
+    `before_delete` runs once the warehouse is held (a busy file raises before it)."""
+    if not Path(path).exists():
+        if before_delete:
+            before_delete()
+        return 0
+    with open_warehouse(path) as connection:
+        if before_delete:
+            before_delete()
         with transaction(connection):
             deleted = connection.execute(
                 "SELECT count(*) FROM bedrock_usage_daily WHERE connection_id = ?",

@@ -1,0 +1,242 @@
+"""Killed, interrupted and overlapping syncs, with real processes and real signals: the
+next sync is never blocked, every number stays exact, and the event log says what
+happened."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from .cli_helpers import CLI, cli_env, run_cli
+from .conftest import ACCOUNT, days_ago, seed_daily
+
+REPO = Path(__file__).resolve().parents[1]
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
+REGIONS = "us-east-1,eu-west-1"
+# Truth in the emulator: per day, a model and the region total, in both regions.
+TRUTH = {days_ago(3): 300, days_ago(2): 200, days_ago(1): 100}
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def connected(aws, reader, home):
+    for region in REGIONS.split(","):
+        for model in (HAIKU, None):
+            seed_daily(aws, "InputTokenCount", model, TRUTH, region=region)
+    result = run_cli(
+        ["connect", "prod", "--account-id", ACCOUNT, "--regions", REGIONS, "--no-sync",
+         "--access-key-id", reader.access_key_id],
+        home, aws.endpoint_url, reader.secret_access_key + "\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return aws
+
+
+def start_paused(point: str, args: list[str], home: Path, endpoint: str, tmp_path: Path):
+    """Start the real CLI, frozen at `point`; returns it once it got there."""
+    marker = tmp_path / f"paused-{point}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bedrock_usage_tests.paused_cli", point, str(marker), "--", *args],
+        env=cli_env(home, endpoint),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 90
+    while not marker.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"never reached {point}"
+        time.sleep(0.1)
+    return process
+
+
+def kill_9(process: subprocess.Popen) -> None:
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def usage_by_region(home: Path) -> dict[str, int]:
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "SELECT region, sum(input_tokens)::BIGINT FROM bedrock_usage_daily "
+            "WHERE connection_id = 'prod' GROUP BY ALL"
+        ).fetchall()
+    return dict(rows)
+
+
+def snapshot_total(home: Path) -> int:
+    with duckdb.connect(str(home / "warehouse.snapshot.duckdb"), read_only=True) as con:
+        query = "SELECT sum(input_tokens)::BIGINT FROM bedrock_usage_daily"
+        return con.execute(query).fetchone()[0]
+
+
+def events(home: Path, action: str = "sync") -> list[tuple[str, str]]:
+    with sqlite3.connect(home / "state.sqlite3") as db:
+        return db.execute(
+            "SELECT outcome, message FROM events WHERE action = ? ORDER BY event_id", [action]
+        ).fetchall()
+
+
+def run_statuses(home: Path) -> list[str]:
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    with dg.DagsterInstance.get() as instance:
+        return [r.dagster_run.status.value for r in instance.get_run_records()]
+
+
+def sync_window() -> list[str]:
+    return ["sync", "prod", "--start", str(days_ago(3)), "--end", str(days_ago(1))]
+
+
+EXPECTED = {"us-east-1": 600, "eu-west-1": 600}
+PHASES = {
+    "fetch": "fetching from CloudWatch",
+    "raw-write": "writing data points",
+    "between-assets": "rebuilding usage",
+    "usage-write": "rebuilding usage",
+    "publish": "publishing the analysts' copy",
+}
+
+
+@pytest.mark.parametrize("point", list(PHASES))
+def test_a_sync_killed_at_any_point_blocks_nothing_and_the_next_one_is_exact(
+    connected, home, tmp_path, point
+):
+    paused = start_paused(point, sync_window(), home, connected.endpoint_url, tmp_path)
+    kill_9(paused)
+    started = time.monotonic()
+    result = run_cli(sync_window(), home, connected.endpoint_url)
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 60
+    assert usage_by_region(home) == EXPECTED
+    assert snapshot_total(home) == 1200
+    outcomes = events(home)
+    assert outcomes[0][0] == "killed" and PHASES[point] in outcomes[0][1]
+    assert outcomes[-1][0] == "ok"
+    # The killed run is failed in Dagster (its slot freed), the new one succeeded.
+    assert sorted(run_statuses(home)) == ["FAILURE", "SUCCESS"]
+
+
+def test_a_killed_initial_sync_goes_back_to_pending_and_status_says_so(
+    aws, reader, home, tmp_path
+):
+    seed_daily(aws, "InputTokenCount", HAIKU, TRUTH)
+    seed_daily(aws, "InputTokenCount", None, TRUTH)
+    connect = ["connect", "prod", "--account-id", ACCOUNT, "--regions", "us-east-1",
+               "--backfill-days", "5", "--access-key-id", reader.access_key_id]  # fmt: skip
+    marker = tmp_path / "paused"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bedrock_usage_tests.paused_cli", "fetch", str(marker), "--",
+         *connect],
+        env=cli_env(home, aws.endpoint_url), cwd=REPO, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    process.stdin.write(reader.secret_access_key + "\n")
+    process.stdin.close()
+    deadline = time.monotonic() + 90
+    while not marker.exists():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    kill_9(process)
+    status = run_cli(["status", "prod"], home, aws.endpoint_url)
+    assert "initial sync pending" in status.stdout
+    assert f"--start {days_ago(5)}" in status.stdout
+    assert events(home)[0][0] == "killed"
+    result = run_cli(["sync", "prod", "--start", str(days_ago(5))], home, aws.endpoint_url)
+    assert result.returncode == 0, result.stderr
+    assert usage_by_region(home) == {"us-east-1": 600}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_sync_stops_within_10s_rolls_back_and_exits_130(
+    connected, home, signum
+):
+    connected.slow_down(2)
+    process = subprocess.Popen(
+        [CLI, *sync_window()], env=cli_env(home, connected.endpoint_url),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    _wait_for_phase(home, "fetching from CloudWatch", process)
+    time.sleep(1)
+    sent = time.monotonic()
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=30)
+    assert time.monotonic() - sent < 10
+    assert process.returncode == 130, stderr
+    assert "Interrupted" in stderr and "Traceback" not in stderr
+    assert events(home)[-1][0] == "interrupted"
+    assert not (home / "warehouse.duckdb").exists() or usage_by_region(home) == {}
+    connected.slow_down(0)
+    assert run_cli(sync_window(), home, connected.endpoint_url).returncode == 0
+    assert usage_by_region(home) == EXPECTED
+    assert "STARTED" not in run_statuses(home)
+
+
+def _wait_for_phase(home: Path, phase: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            with sqlite3.connect(home / "state.sqlite3") as db:
+                if db.execute("SELECT 1 FROM sync_attempts WHERE phase = ?", [phase]).fetchone():
+                    return
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"never reached {phase}")
+
+
+def test_a_second_sync_waits_asleep_for_a_live_one_then_names_it(connected, home, tmp_path):
+    holder = start_paused("raw-write", sync_window(), home, connected.endpoint_url, tmp_path)
+    try:
+        before = os.times()
+        waiter = run_cli(
+            sync_window(), home, connected.endpoint_url,
+            extra_env={"BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS": "8"},
+        )  # fmt: skip
+        after = os.times()
+    finally:
+        kill_9(holder)
+    assert waiter.returncode == 7, waiter.stderr
+    assert "connection 'prod'" in waiter.stderr and "Terminate" in waiter.stderr
+    # It slept: far less CPU than the 8 s it waited (a spinning wait burns all of it).
+    cpu = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
+    assert cpu < 7
+    assert run_cli(sync_window(), home, connected.endpoint_url).returncode == 0
+    assert usage_by_region(home) == EXPECTED
+
+
+def test_a_purge_during_a_sync_keeps_every_row_of_the_connection_out(connected, home):
+    assert run_cli(sync_window(), home, connected.endpoint_url).returncode == 0
+    connected.slow_down(1.5)
+    process = subprocess.Popen(
+        [CLI, *sync_window()], env=cli_env(home, connected.endpoint_url),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    _wait_for_phase(home, "fetching from CloudWatch", process)
+    purge = run_cli(["disconnect", "prod", "--purge-usage"], home, connected.endpoint_url)
+    assert purge.returncode == 0, purge.stderr
+    assert "Purged 6 usage rows" in purge.stdout
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert "disconnected while it synced" in stderr
+    assert usage_by_region(home) == {}
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM cloudwatch_daily_datapoints").fetchone() == (0,)
+    with sqlite3.connect(home / "state.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM region_health").fetchone() == (0,)
