@@ -19,6 +19,8 @@ DEFAULT_LOCK_TIMEOUT_SECONDS = 120.0
 DEFAULT_LOOKBACK_DAYS = 2
 DEFAULT_RECONCILE_TOLERANCE = 0.01
 RETRY_MODES = ("standard", "adaptive", "legacy")
+# What a Dagster instance keeps in DAGSTER_HOME.
+DAGSTER_OWN = {"dagster.yaml", "storage", "history", "schedules", "logs", ".telemetry", ".nux"}
 
 
 class SettingsError(ValueError):
@@ -104,8 +106,9 @@ def _refuse_own_files(name: str, path: Path) -> None:
     own |= {Path(f"{state_path()}{suffix}") for suffix in ("-wal", "-shm", "-journal")}
     if path in own:
         raise SettingsError(name, str(path), "it is one of bedrock_usage's own state files")
-    if path.is_relative_to(dagster_home()):
-        raise SettingsError(name, str(path), "it is inside DAGSTER_HOME, which Dagster owns")
+    dagster = dagster_home()
+    if path.is_relative_to(dagster) and path.relative_to(dagster).parts[0] in DAGSTER_OWN:
+        raise SettingsError(name, str(path), "it is one of the Dagster instance's own files")
 
 
 def _number(name: str, default: float, low: float, high: float, kind=float) -> float:
@@ -168,7 +171,7 @@ def check_aws_endpoints() -> None:
     """AWS_ENDPOINT_URL and its per-service variants must be http(s) URLs."""
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CLOUDWATCH", "AWS_ENDPOINT_URL_STS"):
         raw = _raw(name)
-        if raw is None:
+        if not raw:
             continue
         parsed = urlparse(raw)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:

@@ -391,7 +391,7 @@ def test_doctor_reports_account_permissions_recent_models_and_errors(aws, reader
     aws.deny_region(reader, "eu-west-1")
     assert cli("sync", "prod").returncode == 6
     result = cli("doctor", "prod")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # a check failed: eu-west-1
     out = result.stdout
     assert f"belongs to account {ACCOUNT}" in out and "as expected" in out
     assert (
@@ -399,7 +399,7 @@ def test_doctor_reports_account_permissions_recent_models_and_errors(aws, reader
     )
     assert f"newest data point {utc_today():%Y-%m-%d} 00:00Z" in out
     assert "eu-west-1: cannot read CloudWatch: AccessDenied" in out
-    assert "Recent errors in the event log:" in out and "sync failed AccessDenied" in out
+    assert "Recent errors in the event log:" in out and "fetch failed AccessDenied" in out
 
 
 def test_a_busy_warehouse_fails_the_sync_with_what_to_do(aws, reader, cli, home):

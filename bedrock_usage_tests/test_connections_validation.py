@@ -50,3 +50,17 @@ def test_role_arns_are_checked():
     assert check_role_arn(arn) == arn
     with pytest.raises(InvalidInput, match="role ARN"):
         check_role_arn("arn:aws:iam::123456789012:user/someone")
+
+
+@pytest.mark.parametrize("name", ["prod\n", "prod\r\n", "pröd"])
+def test_a_name_with_a_trailing_newline_or_foreign_letters_is_refused(name):
+    with pytest.raises(InvalidInput, match="partition key"):
+        check_connection_id(name)
+
+
+@pytest.mark.parametrize(
+    "account_id", ["123456789012\n", "١٢٣٤٥٦٧٨٩٠١٢", "１２３４５６７８９０１２"]
+)
+def test_an_account_id_with_a_newline_or_non_ascii_digits_is_refused(account_id):
+    with pytest.raises(InvalidInput, match="12 digits"):
+        check_account_id(account_id)

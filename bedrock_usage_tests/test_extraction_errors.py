@@ -46,7 +46,7 @@ def test_missing_credentials_and_network_errors_are_classified():
     assert missing_profile.kind is FailureKind.CREDENTIALS
     assert "profile" in missing_profile.next_action
     network = classify("us-east-1", EndpointConnectionError(endpoint_url="http://x"))
-    assert network.kind is FailureKind.OTHER and "us-east-1" in network.next_action
+    assert network.kind is FailureKind.NETWORK and "us-east-1" in network.next_action
 
 
 def test_a_permission_failure_names_the_policy_and_the_region():

@@ -67,7 +67,7 @@ def cloudwatch_datapoints(
     spanning all the run's days. A region that cannot be read keeps its earlier rows and
     fails the `cloudwatch_permissions` check with the reason and the fix; when every region
     fails, the run fails with the same explanation."""
-    tag_run_process(context.instance, context.run_id)
+    tag_run_process(context.instance, context.run.run_id)
     store = state_store.get()
     windows = windows_by_connection(context.partition_keys)
     fetches_by_connection: dict[str, list[RegionFetch]] = {}
@@ -77,7 +77,7 @@ def cloudwatch_datapoints(
         for connection_id, day_range in windows.items():
             context.log.info(f"Reading {connection_id} for {day_range}")
             connection, fetches = service.fetch_and_store(
-                connection_id, day_range, warehouse.get_connection, store, _notify, context.run_id
+                connection_id, day_range, warehouse.get_connection, store, _notify, context.run.run_id
             )
             accounts[connection_id] = connection.account_id
             fetches_by_connection[connection_id] = fetches
@@ -93,7 +93,7 @@ def cloudwatch_datapoints(
         if failed:
             # The runs list shows the tag: a run that could not read a region is not
             # a plain success.
-            context.instance.add_run_tags(context.run_id, {FAILED_REGIONS_TAG: ",".join(failed)})
+            context.instance.add_run_tags(context.run.run_id, {FAILED_REGIONS_TAG: ",".join(failed)})
         all_fetches = [f for fetches in fetches_by_connection.values() for f in fetches]
         if all_fetches and not any(f.ok for f in all_fetches):
             raise dg.Failure(

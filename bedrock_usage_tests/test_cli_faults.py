@@ -1,0 +1,151 @@
+"""Faults an operator meets, through the real console script: each is one clear line
+with what to do, exits non-zero, and loses nothing."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from .cli_helpers import run_cli
+from .conftest import ACCOUNT, days_ago, seed_daily, warehouse_held
+
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def cli(aws, home):
+    def run(*args: str, env: dict | None = None, secret: str | None = None):
+        return run_cli(list(args), home, aws.endpoint_url, secret, env)
+
+    return run
+
+
+@pytest.fixture
+def synced(aws, reader, cli):
+    seed_daily(aws, "InputTokenCount", HAIKU, {days_ago(1): 40})
+    seed_daily(aws, "InputTokenCount", None, {days_ago(1): 40})
+    result = cli(
+        "connect", "prod", "--account-id", ACCOUNT, "--regions", "us-east-1",
+        "--backfill-days", "3", "--access-key-id", reader.access_key_id,
+        secret=reader.secret_access_key + "\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return reader
+
+
+def _raw_points(home: Path) -> int:
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute("SELECT count(*) FROM cloudwatch_daily_datapoints").fetchone()[0]
+
+
+@pytest.mark.parametrize("target", ["warehouse.duckdb", "state.sqlite3"])
+def test_a_snapshot_path_on_our_own_files_is_refused_and_nothing_is_replaced(
+    synced, cli, home, target
+):
+    points = _raw_points(home)
+    result = cli("sync", "prod", env={"BEDROCK_USAGE_SNAPSHOT": str(home / target)})
+    assert result.returncode == 2
+    assert "BEDROCK_USAGE_SNAPSHOT" in result.stderr and "Traceback" not in result.stderr
+    assert _raw_points(home) == points
+    assert cli("connections").returncode == 0
+
+
+def test_a_purge_that_cannot_get_the_warehouse_deletes_nothing(synced, cli, home):
+    with warehouse_held(home / "warehouse.duckdb"):
+        result = cli(
+            "disconnect", "prod", "--purge-usage", env={"BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS": "1"}
+        )
+    assert result.returncode == 7
+    assert cli("status", "prod").returncode == 0  # still connected, credentials kept
+    result = cli("disconnect", "prod", "--purge-usage")
+    assert result.returncode == 0 and "Purged 1 usage rows" in result.stdout
+    assert _raw_points(home) == 0
+
+
+def test_disconnect_with_a_reader_open_returns_only_once_no_file_holds_the_ciphertext(
+    synced, cli, home
+):
+    with sqlite3.connect(home / "state.sqlite3") as db:
+        [(ciphertext,)] = db.execute("SELECT secret_ciphertext FROM connections").fetchall()
+    reader_code = (
+        "import sqlite3, sys, time; db = sqlite3.connect(sys.argv[1], isolation_level=None);"
+        "db.execute('BEGIN'); db.execute('SELECT * FROM connections').fetchall();"
+        "print('reading', flush=True); time.sleep(60)"
+    )
+    reader = subprocess.Popen(
+        [sys.executable, "-c", reader_code, str(home / "state.sqlite3")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert reader.stdout.readline().strip() == "reading"
+        result = cli("disconnect", "prod", env={"BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS": "2"})
+        holding = [
+            path for path in home.rglob("*")
+            if path.is_file() and ciphertext.encode() in path.read_bytes()
+        ]  # fmt: skip
+    finally:
+        reader.kill()
+        reader.wait()
+    # Either it is gone from every file while the reader is still open, or the command
+    # says it is not and what to do.
+    if result.returncode == 0:
+        assert holding == []
+    else:
+        assert result.returncode == 1 and "bedrock-usage scrub" in result.stderr
+    assert ciphertext not in result.stdout + result.stderr
+    assert cli("scrub").returncode == 0
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert ciphertext.encode() not in path.read_bytes(), path
+
+
+def test_a_missing_key_file_with_stored_secrets_is_an_error_not_a_new_key(synced, cli, home):
+    (home / "secret.key").unlink()
+    result = cli("sync", "prod")
+    assert result.returncode == 1
+    assert "secret.key is missing" in result.stderr and "Traceback" not in result.stderr
+    assert not (home / "secret.key").exists()
+
+
+def test_a_damaged_state_store_is_named_without_a_traceback(synced, cli, home):
+    (home / "state.sqlite3").write_bytes(b"not a database" * 100)
+    for path in home.glob("state.sqlite3-*"):
+        path.unlink()
+    result = cli("connections")
+    assert result.returncode == 1
+    assert "state store" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [("status", "prod", "--days", "100000000"), ("events", "--limit", str(10**30))]
+)
+def test_out_of_range_numbers_are_refused(synced, cli, args):
+    result = cli(*args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_an_empty_or_file_home_is_refused(cli, home, tmp_path):
+    assert cli("connections", env={"BEDROCK_USAGE_HOME": ""}).returncode == 2
+    (tmp_path / "a-file").write_text("")
+    result = cli("connections", env={"BEDROCK_USAGE_HOME": str(tmp_path / "a-file")})
+    assert result.returncode == 2 and "BEDROCK_USAGE_HOME" in result.stderr
+
+
+def test_doctor_fails_on_a_failed_check_and_names_network_errors(aws, synced, cli):
+    aws.deny_region(synced, "us-east-1")
+    result = cli("doctor", "prod")
+    assert result.returncode == 1 and "cannot read CloudWatch" in result.stdout
+    unreachable = cli("doctor", "prod", env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert unreachable.returncode == 1
+    assert "AWS could not be reached" in unreachable.stdout
+    assert "credentials were refused" not in unreachable.stdout

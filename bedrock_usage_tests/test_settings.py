@@ -1,0 +1,65 @@
+"""Settings are checked before anything runs: a bad value is one line naming it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bedrock_usage import settings
+from bedrock_usage.settings import SettingsError
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("BEDROCK_USAGE_HOME", str(tmp_path / "home"))
+    for name in ("DAGSTER_HOME", "BEDROCK_USAGE_WAREHOUSE", "BEDROCK_USAGE_SNAPSHOT"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path / "home"
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["warehouse.duckdb", "warehouse.duckdb.wal", "state.sqlite3", "state.sqlite3-wal",
+     "secret.key", "dagster/dagster.yaml"],
+)  # fmt: skip
+def test_a_snapshot_path_on_a_file_of_our_own_is_refused(home, monkeypatch, target):
+    monkeypatch.setenv("BEDROCK_USAGE_SNAPSHOT", str(home / target))
+    with pytest.raises(SettingsError, match="BEDROCK_USAGE_SNAPSHOT"):
+        settings.check_all()
+
+
+def test_the_default_and_a_separate_snapshot_path_are_accepted(home, monkeypatch, tmp_path):
+    assert settings.snapshot_path() == home / "warehouse.snapshot.duckdb"
+    monkeypatch.setenv("BEDROCK_USAGE_SNAPSHOT", str(tmp_path / "analysts.duckdb"))
+    assert settings.snapshot_path() == tmp_path / "analysts.duckdb"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS", "soon"),
+        ("BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS", "-1"),
+        ("BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS", "nan"),
+        ("BEDROCK_USAGE_LOOKBACK_DAYS", "2.5"),
+        ("BEDROCK_USAGE_RECONCILE_TOLERANCE", "5%"),
+        ("BEDROCK_USAGE_RECONCILE_TOLERANCE", "2"),
+        ("AWS_MAX_ATTEMPTS", "0"),
+        ("AWS_RETRY_MODE", "aggressive"),
+        ("AWS_ENDPOINT_URL", "localhost:4566"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:port"),
+        ("BEDROCK_USAGE_HOME", ""),
+    ],
+)
+def test_a_bad_value_names_the_setting(home, monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as raised:
+        settings.check_all()
+    assert raised.value.name == name and "\n" not in str(raised.value)
+
+
+def test_a_home_that_is_a_file_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("BEDROCK_USAGE_HOME", str(tmp_path / "file"))
+    with pytest.raises(SettingsError, match="is a file"):
+        settings.check_all()
