@@ -130,9 +130,7 @@ def test_a_sync_killed_at_any_point_blocks_nothing_and_the_next_one_is_exact(
     assert sorted(run_statuses(home)) == ["FAILURE", "SUCCESS"]
 
 
-def test_a_killed_initial_sync_goes_back_to_pending_and_status_says_so(
-    aws, reader, home, tmp_path
-):
+def test_a_killed_initial_sync_goes_back_to_pending_and_status_says_so(aws, reader, home, tmp_path):
     seed_daily(aws, "InputTokenCount", HAIKU, TRUTH)
     seed_daily(aws, "InputTokenCount", None, TRUTH)
     connect = ["connect", "prod", "--account-id", ACCOUNT, "--regions", "us-east-1",
@@ -161,9 +159,7 @@ def test_a_killed_initial_sync_goes_back_to_pending_and_status_says_so(
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupted_sync_stops_within_10s_rolls_back_and_exits_130(
-    connected, home, signum
-):
+def test_an_interrupted_sync_stops_within_10s_rolls_back_and_exits_130(connected, home, signum):
     connected.slow_down(2)
     process = subprocess.Popen(
         [CLI, *sync_window()], env=cli_env(home, connected.endpoint_url),

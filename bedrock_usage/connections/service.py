@@ -277,9 +277,7 @@ def _fetch(connection, day_range, open_connection, on_region_done) -> list[Regio
     return fetch_regions(target, day_range, open_connection, on_region_done)
 
 
-def _record_fetches(
-    store: StateStore, connection: Connection, fetches: list[RegionFetch]
-) -> None:
+def _record_fetches(store: StateStore, connection: Connection, fetches: list[RegionFetch]) -> None:
     name = connection.connection_id
     for fetch in fetches:
         if fetch.failure is None:

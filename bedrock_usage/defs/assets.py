@@ -77,7 +77,12 @@ def cloudwatch_datapoints(
         for connection_id, day_range in windows.items():
             context.log.info(f"Reading {connection_id} for {day_range}")
             connection, fetches = service.fetch_and_store(
-                connection_id, day_range, warehouse.get_connection, store, _notify, context.run.run_id
+                connection_id,
+                day_range,
+                warehouse.get_connection,
+                store,
+                _notify,
+                context.run.run_id,
             )
             accounts[connection_id] = connection.account_id
             fetches_by_connection[connection_id] = fetches
@@ -93,7 +98,9 @@ def cloudwatch_datapoints(
         if failed:
             # The runs list shows the tag: a run that could not read a region is not
             # a plain success.
-            context.instance.add_run_tags(context.run.run_id, {FAILED_REGIONS_TAG: ",".join(failed)})
+            context.instance.add_run_tags(
+                context.run.run_id, {FAILED_REGIONS_TAG: ",".join(failed)}
+            )
         all_fetches = [f for fetches in fetches_by_connection.values() for f in fetches]
         if all_fetches and not any(f.ok for f in all_fetches):
             raise dg.Failure(

@@ -60,6 +60,4 @@ def connection_of(tags: dict[str, str]) -> str | None:
     key = tags.get("dagster/asset_partition_range_start") or tags.get("dagster/partition")
     if not key:
         return None
-    return usage_partitions.get_partition_key_from_str(key).keys_by_dimension[
-        CONNECTION_DIMENSION
-    ]
+    return usage_partitions.get_partition_key_from_str(key).keys_by_dimension[CONNECTION_DIMENSION]

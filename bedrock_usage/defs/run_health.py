@@ -147,9 +147,7 @@ def dead_run_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     reaped = reap_dead_runs(context.instance)
     for run_id in reaped:
         context.log.warning(f"Run {run_id}: its process is gone; marked failed, slot freed.")
-    return dg.SkipReason(
-        f"Marked {len(reaped)} dead run(s) failed." if reaped else "No dead runs."
-    )
+    return dg.SkipReason(f"Marked {len(reaped)} dead run(s) failed." if reaped else "No dead runs.")
 
 
 defs = dg.Definitions(sensors=[dead_run_sensor])
