@@ -25,9 +25,9 @@ from .connections import attempts, service
 from .connections.credentials import AuthSpec
 from .connections.doctor import diagnose
 from .connections.secrets import SecretKeyError
-from .connections.service import ExitCode, UserError
 from .connections.store import StateStore
 from .days import DayRangeError, parse_day, readable_range, utc_today
+from .errors import ExitCode, UserError
 from .extraction.errors import FailureKind, RegionFailure
 from .extraction.fetch import RegionFetch
 from .settings import SettingsError, state_path, warehouse_path

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import click
 
-from .connections.service import UserError
 from .defs.local_runs import dagster_home
 from .demo import demo_state_path, start_demo_emulator
+from .errors import UserError
 
 
 def run_ui(port: int, workspace: Path) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .. import settings
 from ..days import DayRange, readable_range, utc_today
+from ..errors import ExitCode, UserError
 from ..extraction.errors import FailureKind, RegionFailure, classify
 from ..extraction.fetch import RegionFetch, empty_datapoints
 from ..settings import warehouse_path
@@ -32,28 +33,6 @@ from .validation import (
 from .verify import Verification, verify_access
 
 DEFAULT_BACKFILL_DAYS = 30
-
-
-class ExitCode:
-    """Exit codes of the bedrock-usage command (documented in README.md)."""
-
-    OK = 0
-    FAILED = 1
-    USAGE = 2
-    VERIFICATION_FAILED = 3
-    NOT_FOUND = 4
-    CONFLICT = 5
-    PARTIAL_SYNC = 6
-    WAREHOUSE_BUSY = 7
-    INTERRUPTED = 130
-
-
-class UserError(Exception):
-    """A mistake or a failure the user can act on: the message says what to do."""
-
-    def __init__(self, message: str, exit_code: int = ExitCode.FAILED) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 class VerificationFailed(UserError):

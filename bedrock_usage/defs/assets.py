@@ -15,7 +15,7 @@ import dagster as dg
 from .. import settings
 from ..connections import attempts, service
 from ..connections.secrets import SecretKeyError
-from ..extraction.errors import FailureKind
+from ..errors import UserError
 from ..extraction.fetch import RegionFetch
 from ..storage.warehouse import (
     WarehouseBusyError,
@@ -122,7 +122,7 @@ def _as_failure() -> Iterator[None]:
         yield
     except WarehouseBusyError as error:
         raise dg.Failure(description=str(error), metadata={"warehouse_busy": True}) from None
-    except (service.UserError, settings.SettingsError, SecretKeyError) as error:
+    except (UserError, settings.SettingsError, SecretKeyError) as error:
         raise dg.Failure(description=str(error)) from None
 
 
@@ -150,11 +150,7 @@ def _fetch_metadata(fetches_by_connection, accounts) -> dict[str, object]:
             sorted({m for f in fetches for m in f.datapoints.model_id.dropna().unique()})
         ),
         "regions_failed": dg.MetadataValue.json(failed),
-        "permission_failures": sum(
-            1
-            for f in fetches
-            if f.failure and f.failure.kind in (FailureKind.PERMISSION, FailureKind.CREDENTIALS)
-        ),
+        "permission_failures": sum(1 for f in fetches if f.failure and f.failure.kind.is_access),
     }
 
 

@@ -67,9 +67,7 @@ def permission_check_result(store: StateStore) -> dg.AssetCheckResult:
         for region, health in store.region_health(connection.connection_id).items()
         if health.needs_attention and region in connection.regions
     ]
-    blocking = [
-        f for f in failures if f["kind"] in (FailureKind.PERMISSION, FailureKind.CREDENTIALS)
-    ]
+    blocking = [f for f in failures if FailureKind(f["kind"]).is_access]
     worst = (blocking or failures or [{}])[0]
     return dg.AssetCheckResult(
         check_name=PERMISSION_CHECK.name,

@@ -18,8 +18,8 @@ from dagster._core.execution.plan.instance_concurrency_context import (
 )
 
 from ..connections import attempts
-from ..connections.service import ExitCode, UserError
 from ..connections.store import StateStore
+from ..errors import ExitCode, UserError
 from ..processes import ProcessId, is_alive, this_process
 from .partitions import connection_of
 

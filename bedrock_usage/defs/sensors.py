@@ -5,13 +5,13 @@ import json
 import dagster as dg
 
 from ..connections.service import initial_sync_range
-from ..extraction.errors import FailureKind
+from ..extraction.errors import ACCESS_KINDS
 from .alerts import AlertResource
 from .jobs import sync_job
 from .partitions import CONNECTION_DIMENSION, connection_partitions, range_tags
 from .resources import StateStoreResource
 
-FLAGGED_KINDS = {str(FailureKind.PERMISSION), str(FailureKind.CREDENTIALS)}
+FLAGGED_KINDS = {str(kind) for kind in ACCESS_KINDS}
 
 
 @dg.sensor(job=sync_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)

@@ -48,6 +48,15 @@ class FailureKind(StrEnum):
     NETWORK = "network"
     OTHER = "other"
 
+    @property
+    def is_access(self) -> bool:
+        """Access was refused (a permission, or the credentials): only the account's
+        owner can fix it, so it is flagged to a person rather than retried."""
+        return self in ACCESS_KINDS
+
+
+ACCESS_KINDS = frozenset({FailureKind.PERMISSION, FailureKind.CREDENTIALS})
+
 
 NEXT_ACTIONS = {
     FailureKind.PERMISSION: (
