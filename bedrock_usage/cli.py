@@ -241,7 +241,7 @@ def _run_sync(name: str, day_range, tags: dict[str, str] | None = None) -> None:
         assets.region_listeners.remove(progress)
     rows = next(
         (
-            event.materialization.metadata["rows"].value
+            event.materialization.metadata["run_rows"].value
             for event in result.get_asset_materialization_events()
             if event.asset_key.path == ["bedrock_usage_daily"]
         ),

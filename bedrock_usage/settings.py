@@ -9,6 +9,7 @@ before it touches AWS or DuckDB.
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -18,6 +19,7 @@ KEY_FILE_NAME = "secret.key"
 DEFAULT_LOCK_TIMEOUT_SECONDS = 120.0
 DEFAULT_LOOKBACK_DAYS = 2
 DEFAULT_RECONCILE_TOLERANCE = 0.01
+DEFAULT_START_DATE = "2025-01-01"
 RETRY_MODES = ("standard", "adaptive", "legacy")
 # What a Dagster instance keeps in DAGSTER_HOME.
 DAGSTER_OWN = {"dagster.yaml", "storage", "history", "schedules", "logs", ".telemetry", ".nux"}
@@ -140,6 +142,16 @@ def reconcile_tolerance() -> float:
     return _number("BEDROCK_USAGE_RECONCILE_TOLERANCE", DEFAULT_RECONCILE_TOLERANCE, 0, 1)
 
 
+def start_date() -> date:
+    """The first day of the date partitions. Fixed, so the partition view does not move
+    every day; days older than CloudWatch's 455 days show but cannot be synced."""
+    raw = _raw("BEDROCK_USAGE_START_DATE") or DEFAULT_START_DATE
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise SettingsError("BEDROCK_USAGE_START_DATE", raw, "use a date as YYYY-MM-DD") from None
+
+
 def extra_model_ids() -> list[str]:
     """Model ids to read in every region although no listing shows them."""
     raw = _raw("BEDROCK_USAGE_EXTRA_MODEL_IDS") or ""
@@ -190,6 +202,7 @@ def check_all() -> None:
     lock_timeout_seconds()
     lookback_days()
     reconcile_tolerance()
+    start_date()
     aws_retry_mode()
     aws_max_attempts()
     check_aws_endpoints()

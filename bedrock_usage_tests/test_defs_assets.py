@@ -53,8 +53,18 @@ def test_a_year_backfill_is_one_run_with_the_fewest_calls(aws, reader, bedrock_h
     materializations = result.get_asset_materialization_events()
     assert len(materializations) == 2 * 365
     metadata = materializations[0].materialization.metadata
-    assert metadata["get_metric_data_calls"].value == 1
-    assert metadata["metrics_requested"].value == series
+    assert metadata["run_get_metric_data_calls"].value == 1
+    assert metadata["run_metrics_requested"].value == series
+    usage_metadata = next(
+        e.materialization.metadata
+        for e in materializations
+        if e.asset_key.path == ["bedrock_usage_daily"]
+    )
+    assert usage_metadata["dagster/row_count"].value == 730
+    assert usage_metadata["dagster/table_name"].value == "bedrock_usage_daily"
+    assert usage_metadata["run_rows"].value == 730
+    schema = usage_metadata["dagster/column_schema"].value
+    assert schema.columns[0].name == "usage_date" and schema.columns[0].description
     checks = _checks(result)
     assert all(check.passed for check in checks.values()), checks
 

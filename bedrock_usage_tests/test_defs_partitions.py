@@ -24,3 +24,10 @@ def test_range_tags_name_the_first_and_last_partition():
         "dagster/asset_partition_range_start": "prod|2026-11-20",
         "dagster/asset_partition_range_end": "prod|2026-11-22",
     }
+
+
+def test_the_day_dimension_starts_on_a_fixed_day_not_one_that_moves():
+    from bedrock_usage.defs.partitions import DATE_DIMENSION, usage_partitions
+
+    days = usage_partitions.get_partitions_def_for_dimension(DATE_DIMENSION)
+    assert days.start.date() == date(2025, 1, 1)

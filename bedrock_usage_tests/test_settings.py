@@ -49,6 +49,7 @@ def test_the_default_and_a_separate_snapshot_path_are_accepted(home, monkeypatch
         ("AWS_ENDPOINT_URL", "localhost:4566"),
         ("AWS_ENDPOINT_URL", "http://127.0.0.1:port"),
         ("BEDROCK_USAGE_HOME", ""),
+        ("BEDROCK_USAGE_START_DATE", "2025-13-01"),
     ],
 )
 def test_a_bad_value_names_the_setting(home, monkeypatch, name, value):

@@ -17,11 +17,13 @@ from ..connections import attempts, service
 from ..connections.secrets import SecretKeyError
 from ..errors import UserError
 from ..extraction.fetch import RegionFetch
+from ..storage.schema import USAGE_COLUMN_DOCS
 from ..storage.warehouse import (
     WarehouseBusyError,
     publish_snapshot,
     rebuild_usage,
     transaction,
+    usage_row_count,
 )
 from .checks import (
     PERMISSION_CHECK,
@@ -34,6 +36,14 @@ from .resources import StateStoreResource, WarehouseResource
 from .run_health import POOL, tag_run_process
 
 GROUP = "bedrock_usage"
+# Dagster's table metadata keys: the UI shows the table name, its columns and rows.
+USAGE_TABLE_METADATA = {
+    "dagster/table_name": "bedrock_usage_daily",
+    "dagster/column_schema": dg.TableSchema(
+        columns=[dg.TableColumn(name, type_, description) for name, type_, description in
+                 USAGE_COLUMN_DOCS]
+    ),  # fmt: skip
+}
 FAILED_REGIONS_TAG = "bedrock_usage/failed_regions"
 INTERRUPTS = (KeyboardInterrupt, dg.DagsterExecutionInterruptedError)
 
@@ -134,11 +144,20 @@ def _fetch_metadata(fetches_by_connection, accounts) -> dict[str, object]:
         for f in group
         if f.failure
     }
+    # One materialization per partition carries these; they describe the whole run (a
+    # backfill is one run), so each name says so.
     return {
-        "connections": dg.MetadataValue.json(accounts),
-        "get_metric_data_calls": sum(f.get_metric_data_calls for f in fetches),
-        "metrics_requested": sum(f.metrics_requested for f in fetches),
-        "datapoints_by_region": dg.MetadataValue.json(
+        "run_connections": dg.MetadataValue.json(accounts),
+        "run_days": dg.MetadataValue.json(
+            {
+                connection_id: str(group[0].day_range)
+                for connection_id, group in fetches_by_connection.items()
+                if group
+            }
+        ),  # fmt: skip
+        "run_get_metric_data_calls": sum(f.get_metric_data_calls for f in fetches),
+        "run_metrics_requested": sum(f.metrics_requested for f in fetches),
+        "run_datapoints_by_region": dg.MetadataValue.json(
             {
                 f"{connection_id}/{f.region}": len(f.datapoints)
                 for connection_id, group in fetches_by_connection.items()
@@ -146,11 +165,13 @@ def _fetch_metadata(fetches_by_connection, accounts) -> dict[str, object]:
                 if f.ok
             }
         ),
-        "models_seen": dg.MetadataValue.json(
+        "run_models_seen": dg.MetadataValue.json(
             sorted({m for f in fetches for m in f.datapoints.model_id.dropna().unique()})
         ),
-        "regions_failed": dg.MetadataValue.json(failed),
-        "permission_failures": sum(1 for f in fetches if f.failure and f.failure.kind.is_access),
+        "run_regions_failed": dg.MetadataValue.json(failed),
+        "run_permission_failures": sum(
+            1 for f in fetches if f.failure and f.failure.kind.is_access
+        ),
     }
 
 
@@ -162,6 +183,7 @@ def _fetch_metadata(fetches_by_connection, accounts) -> dict[str, object]:
     kinds={"pandas", "duckdb"},
     deps=[cloudwatch_datapoints],
     check_specs=USAGE_CHECKS,
+    metadata=USAGE_TABLE_METADATA,
 )
 def bedrock_usage_daily(
     context: dg.AssetExecutionContext,
@@ -199,16 +221,20 @@ def bedrock_usage_daily(
             for connection_id in windows:
                 store.set_phase(connection_id, attempts.PUBLISHING)
             snapshot = publish_snapshot(connection, warehouse.database)
+            table_rows = usage_row_count(connection)
             check_results = usage_check_results(connection, windows, store)
         for connection_id, day_range in windows.items():
             _finish_attempt(store, connection_id, day_range, rows_by_region)
     return dg.MaterializeResult(
         metadata={
-            "rows_by_region": dg.MetadataValue.json(rows_by_region),
-            "rows": sum(rows_by_region.values()),
-            "models": dg.MetadataValue.json(sorted(models)),
+            **USAGE_TABLE_METADATA,
+            "dagster/row_count": dg.MetadataValue.int(table_rows),
+            "run_days": dg.MetadataValue.json({c: str(d) for c, d in windows.items()}),
+            "run_rows_by_region": dg.MetadataValue.json(rows_by_region),
+            "run_rows": sum(rows_by_region.values()),
+            "run_models": dg.MetadataValue.json(sorted(models)),
             "analysts_snapshot": dg.MetadataValue.path(str(snapshot)),
-            **tokens,
+            **{f"run_{column}": total for column, total in tokens.items()},
         },
         check_results=check_results,
     )

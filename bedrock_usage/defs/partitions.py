@@ -1,7 +1,8 @@
 """Partitions: UTC days × connections.
 
-The day dimension starts at the oldest day CloudWatch can still answer in full (its
-455-day retention), so every partition shown can be materialized. The connection
+The day dimension starts at a fixed day (BEDROCK_USAGE_START_DATE, default 2025-01-01),
+so the partition view and its materialized partitions stay put from day to day; days
+older than CloudWatch's 455-day retention show but cannot be synced. The connection
 dimension follows the state store through `connection_partitions_sensor`.
 """
 
@@ -12,7 +13,8 @@ from datetime import date
 
 import dagster as dg
 
-from ..days import DayRange, oldest_readable_day
+from ..days import DayRange
+from ..settings import start_date
 
 CONNECTION_DIMENSION = "connection"
 DATE_DIMENSION = "date"
@@ -21,7 +23,7 @@ connection_partitions = dg.DynamicPartitionsDefinition(name=CONNECTION_DIMENSION
 usage_partitions = dg.MultiPartitionsDefinition(
     {
         DATE_DIMENSION: dg.DailyPartitionsDefinition(
-            start_date=oldest_readable_day().isoformat(), timezone="UTC"
+            start_date=start_date().isoformat(), timezone="UTC"
         ),
         CONNECTION_DIMENSION: connection_partitions,
     }

@@ -174,6 +174,10 @@ def rebuild_usage(
     return usage
 
 
+def usage_row_count(connection: duckdb.DuckDBPyConnection) -> int:
+    return connection.execute("SELECT count(*) FROM bedrock_usage_daily").fetchone()[0]
+
+
 def known_model_ids(
     connection: duckdb.DuckDBPyConnection, connection_id: str
 ) -> dict[str, set[str]]:
