@@ -1,5 +1,7 @@
-"""Benchmark: connections x regions x models x days through extraction, shaping and
-writing, against the emulator over HTTP. Prints measured figures; asserts nothing.
+"""Benchmark: connections x regions x models x days through the production sync path
+(each connection connected, then synced as a run of the code location's assets, as the
+CLI and the schedule do), against the emulator over HTTP. Prints measured figures;
+asserts nothing.
 
     .venv/bin/python benchmarks/ingestion.py --connections 10 --regions 4 --models 40 --days 365
 """
@@ -16,14 +18,15 @@ from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
 
+import duckdb
 import numpy as np
 
+from bedrock_usage.connections import service
+from bedrock_usage.connections.credentials import AuthSpec
 from bedrock_usage.days import readable_range, utc_today
 from bedrock_usage.emulator.server import Emulator
-from bedrock_usage.extraction.aws import AwsKeys, make_session
 from bedrock_usage.extraction.fetch import lower_bound_calls
 from bedrock_usage.extraction.metrics import USAGE_METRICS
-from bedrock_usage.sync import SyncTarget, sync_usage
 
 REGIONS = [
     "us-east-1",
@@ -60,6 +63,9 @@ def main() -> None:
 
     with Emulator() as aws, tempfile.TemporaryDirectory() as tmp:
         os.environ["AWS_ENDPOINT_URL"] = aws.endpoint_url
+        os.environ["BEDROCK_USAGE_HOME"] = tmp
+        os.environ["DAGSTER_HOME"] = str(Path(tmp) / "dagster")
+        from bedrock_usage.defs.local_runs import run_sync
         started = time.perf_counter()
         seeded = 0
         targets = []
@@ -83,22 +89,23 @@ def main() -> None:
                     aws.seed(account, region, "AWS/Bedrock", metric, None, timestamps, total)
                     seeded += len(timestamps) * (len(models) + 1)
             key = aws.create_reader(account)
-            session = make_session(AwsKeys(key.access_key_id, key.secret_access_key))
-            targets.append(SyncTarget(f"bench-{c}", account, tuple(regions), session))
+            auth = AuthSpec(key.access_key_id, key.secret_access_key)
+            service.connect(f"bench-{c}", account, ",".join(regions), auth, sync_later=True)
+            targets.append(f"bench-{c}")
         seed_seconds = time.perf_counter() - started
 
-        warehouse = Path(tmp) / "warehouse.duckdb"
+        aws.log.reset()
         started = time.perf_counter()
-        calls = metrics_requested = rows = bound = 0
-        for target in targets:
-            result = sync_usage(target, day_range, warehouse)
-            assert not result.failures, result.failures
-            calls += result.get_metric_data_calls
-            metrics_requested += result.metrics_requested
-            rows += result.rows_written
+        bound = 0
+        for name in targets:
+            assert run_sync(name, day_range).success
             series = (len(models) + 1) * len(USAGE_METRICS)
             bound += len(regions) * lower_bound_calls(series, day_range.days)
         sync_seconds = time.perf_counter() - started
+        calls = aws.log.count("GetMetricData")
+        metrics_requested = sum(aws.log.metrics_requested.values())
+        with duckdb.connect(str(Path(tmp) / "warehouse.duckdb"), read_only=True) as con:
+            rows = con.execute("SELECT count(*) FROM bedrock_usage_daily").fetchone()[0]
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     print(

@@ -10,9 +10,8 @@ import duckdb
 from ..connections.store import StateStore
 from ..days import DayRange, utc_today
 from ..extraction.errors import FailureKind
-from ..extraction.metrics import COUNT_COLUMNS
 from ..settings import reconcile_tolerance
-from ..shaping.daily import TOTAL
+from ..storage import quality
 
 FRESHNESS_DAYS = 2
 
@@ -102,21 +101,8 @@ def usage_check_results(
     ]
 
 
-def _window_filter(windows: dict[str, DayRange]) -> tuple[str, list[object]]:
-    clauses, params = [], []
-    for connection_id, day_range in windows.items():
-        clauses.append("(connection_id = ? AND usage_date BETWEEN ? AND ?)")
-        params += [connection_id, day_range.first, day_range.last]
-    return " OR ".join(clauses) or "FALSE", params
-
-
 def _unique_grain(connection, windows) -> dg.AssetCheckResult:
-    where, params = _window_filter(windows)
-    duplicates = connection.execute(
-        "SELECT count(*) FROM (SELECT usage_date, connection_id, region, model_id "
-        f"FROM bedrock_usage_daily WHERE {where} GROUP BY ALL HAVING count(*) > 1)",
-        params,
-    ).fetchone()[0]
+    duplicates = quality.duplicate_keys(connection, windows)
     return dg.AssetCheckResult(
         check_name="unique_grain",
         passed=duplicates == 0,
@@ -131,11 +117,7 @@ def _unique_grain(connection, windows) -> dg.AssetCheckResult:
 
 
 def _no_negative_counts(connection, windows) -> dg.AssetCheckResult:
-    where, params = _window_filter(windows)
-    condition = " OR ".join(f"{column} < 0" for column in COUNT_COLUMNS)
-    negatives = connection.execute(
-        f"SELECT count(*) FROM bedrock_usage_daily WHERE ({where}) AND ({condition})", params
-    ).fetchone()[0]
+    negatives = quality.rows_with_negative_counts(connection, windows)
     return dg.AssetCheckResult(
         check_name="no_negative_counts",
         passed=negatives == 0,
@@ -150,27 +132,8 @@ def _no_negative_counts(connection, windows) -> dg.AssetCheckResult:
 
 
 def _totals_reconcile(connection, windows) -> dg.AssetCheckResult:
-    where, params = _window_filter(windows)
     tolerance = reconcile_tolerance()
-    gaps = connection.execute(
-        f"""
-        WITH sums AS (
-            SELECT connection_id, region, usage_date, metric_name,
-                   sum(value) FILTER (WHERE model_id = ?) AS region_total,
-                   coalesce(sum(value) FILTER (WHERE model_id <> ?), 0) AS models_sum
-            FROM cloudwatch_daily_datapoints
-            WHERE ({where}) AND statistic = 'Sum' AND metric_name <> 'InvocationLatency'
-            GROUP BY ALL
-        )
-        SELECT connection_id, region, usage_date::VARCHAR AS usage_date, metric_name,
-               region_total, models_sum, models_sum - region_total AS gap
-        FROM sums
-        WHERE region_total IS NOT NULL
-          AND abs(models_sum - region_total) > ? * greatest(region_total, 1)
-        ORDER BY abs(models_sum - region_total) DESC
-        """,
-        [TOTAL, TOTAL, *params, tolerance],
-    ).df()
+    gaps = quality.total_gaps(connection, windows, tolerance)
     if gaps.empty:
         return dg.AssetCheckResult(
             check_name="totals_reconcile",

@@ -1,0 +1,68 @@
+"""Queries behind the data-quality checks, over the windows a run wrote.
+
+The Dagster checks (`defs/checks.py`) turn these numbers into pass or fail and advice.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+from ..days import DayRange
+from ..extraction.metrics import COUNT_COLUMNS
+from ..shaping.daily import TOTAL
+
+
+def _window_filter(windows: dict[str, DayRange]) -> tuple[str, list[object]]:
+    clauses, params = [], []
+    for connection_id, day_range in windows.items():
+        clauses.append("(connection_id = ? AND usage_date BETWEEN ? AND ?)")
+        params += [connection_id, day_range.first, day_range.last]
+    return " OR ".join(clauses) or "FALSE", params
+
+
+def duplicate_keys(con: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]) -> int:
+    """Keys of the usage grain that occur more than once."""
+    where, params = _window_filter(windows)
+    return con.execute(
+        "SELECT count(*) FROM (SELECT usage_date, connection_id, region, model_id "
+        f"FROM bedrock_usage_daily WHERE {where} GROUP BY ALL HAVING count(*) > 1)",
+        params,
+    ).fetchone()[0]
+
+
+def rows_with_negative_counts(
+    con: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]
+) -> int:
+    where, params = _window_filter(windows)
+    condition = " OR ".join(f"{column} < 0" for column in COUNT_COLUMNS)
+    return con.execute(
+        f"SELECT count(*) FROM bedrock_usage_daily WHERE ({where}) AND ({condition})", params
+    ).fetchone()[0]
+
+
+def total_gaps(
+    con: duckdb.DuckDBPyConnection, windows: dict[str, DayRange], tolerance: float
+) -> pd.DataFrame:
+    """(connection, region, day, metric) where the models' sum and the region total
+    differ by more than `tolerance`, largest first."""
+    where, params = _window_filter(windows)
+    return con.execute(
+        f"""
+        WITH sums AS (
+            SELECT connection_id, region, usage_date, metric_name,
+                   sum(value) FILTER (WHERE model_id = ?) AS region_total,
+                   coalesce(sum(value) FILTER (WHERE model_id <> ?), 0) AS models_sum
+            FROM cloudwatch_daily_datapoints
+            WHERE ({where}) AND statistic = 'Sum' AND metric_name <> 'InvocationLatency'
+            GROUP BY ALL
+        )
+        SELECT connection_id, region, usage_date::VARCHAR AS usage_date, metric_name,
+               region_total, models_sum, models_sum - region_total AS gap
+        FROM sums
+        WHERE region_total IS NOT NULL
+          AND abs(models_sum - region_total) > ? * greatest(region_total, 1)
+        ORDER BY abs(models_sum - region_total) DESC
+        """,
+        [TOTAL, TOTAL, *params, tolerance],
+    ).df()
