@@ -29,7 +29,7 @@ from .connections.store import StateStore
 from .days import DayRangeError, parse_day, readable_range, utc_today
 from .errors import ExitCode, UserError
 from .extraction.errors import FailureKind, RegionFailure
-from .extraction.fetch import RegionFetch
+from .extraction.fetch import FetchProgress, RegionFetch
 from .settings import SettingsError, state_path, warehouse_path
 from .storage.warehouse import WarehouseBusyError, usage_rows
 
@@ -168,6 +168,21 @@ def main() -> None:
     warnings.filterwarnings("ignore", module=r"dagster\..*")
     warnings.filterwarnings("ignore", category=UserWarning, message=r".*Beta.*")
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    context = click.get_current_context()
+    if context.invoked_subcommand not in ("demo", "ui", None) and _is_demo_home():
+        from .demo import demo_emulator_for_commands
+
+        emulator = demo_emulator_for_commands()
+        if emulator is not None:
+            click.echo("(This home was made by 'make demo': using its emulator.)", err=True)
+            context.call_on_close(emulator.stop)
+
+
+def _is_demo_home() -> bool:
+    try:
+        return settings.demo_state_path().exists()
+    except SettingsError:
+        return False  # the command reports the bad setting itself
 
 
 @main.command()
@@ -229,16 +244,21 @@ def _run_sync(name: str, day_range, tags: dict[str, str] | None = None) -> None:
     from .defs.local_runs import run_sync
 
     fetches: list[RegionFetch] = []
+    display = _ProgressDisplay()
 
-    def progress(fetch: RegionFetch) -> None:
+    def region_done(fetch: RegionFetch) -> None:
         fetches.append(fetch)
+        display.clear()
         _echo_region_synced(fetch)
 
-    assets.region_listeners.append(progress)
+    assets.region_listeners.append(region_done)
+    assets.progress_listeners.append(display.show)
     try:
         result = run_sync(name, day_range, tags)
     finally:
-        assets.region_listeners.remove(progress)
+        display.clear()
+        assets.region_listeners.remove(region_done)
+        assets.progress_listeners.remove(display.show)
     rows = next(
         (
             event.materialization.metadata["run_rows"].value
@@ -272,6 +292,31 @@ def _run_sync(name: str, day_range, tags: dict[str, str] | None = None) -> None:
         raise UserError(f"The sync of '{name}' failed: {message}", code)
     if any(not f.ok for f in fetches):
         sys.exit(ExitCode.PARTIAL_SYNC)
+
+
+class _ProgressDisplay:
+    """A region's reading as it goes: one line rewritten in a terminal, plain lines
+    (every call) in a log."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.shown = False
+
+    def show(self, progress: FetchProgress) -> None:
+        line = (
+            f"  {progress.region}: GetMetricData call {progress.calls}, "
+            f"{progress.metrics_requested:,} series x {progress.days} days read"
+        )
+        if self.tty:
+            click.echo(f"\r{line}\x1b[K", nl=False, err=True)
+            self.shown = True
+        else:
+            click.echo(line, err=True)
+
+    def clear(self) -> None:
+        if self.shown:
+            click.echo("\r\x1b[K", nl=False, err=True)
+            self.shown = False
 
 
 def _usage_or_none(connection_id, since):
@@ -483,10 +528,17 @@ def rotate(name, access_key_id, role_arn, external_id, profile):
 
 @main.command()
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handles_errors
-def doctor(name):
-    """Run the troubleshooting checks against AWS and say what was found."""
+def doctor(name, as_json):
+    """Run the troubleshooting checks against AWS and say what was found (exit 1 when a
+    check fails)."""
     diagnosis = diagnose(name)
+    if as_json:
+        click.echo(json.dumps(diagnosis.as_dict(), indent=2, default=str))
+        if not diagnosis.ok:
+            sys.exit(ExitCode.FAILED)
+        return
     connection = diagnosis.connection
     click.echo(f"Checking '{name}' (account {connection.account_id}):")
     if diagnosis.credentials_failure:
@@ -537,12 +589,17 @@ def doctor(name):
 @main.command()
 @click.argument("name", required=False)
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handles_errors
-def events(name, limit):
-    """The integration event log: verifications and syncs per region, newest first."""
+def events(name, limit, as_json):
+    """The integration event log, newest first: verifications, each region read (fetch)
+    and each sync's outcome."""
     if name:
         service.get_connection(name)
     found = StateStore().events(name, limit)
+    if as_json:
+        click.echo(json.dumps([e.__dict__ for e in found], indent=2))
+        return
     if not found:
         click.echo("No events yet.")
     for event in found:

@@ -23,24 +23,22 @@ from .connections.secrets import derive
 from .connections.store import StateStore
 from .defs import assets
 from .defs.alerts import AlertResource
+from .defs.jobs import CONNECTION_TAG
 from .defs.local_runs import instance, run_sync, run_tagged
+from .defs.partitions import CONNECTION_DIMENSION
 from .defs.resources import StateStoreResource
 from .defs.schedules import daily_usage_schedule
 from .defs.sensors import permission_failure_sensor
 from .emulator.demo_data import DEMO_ACCOUNTS, seed_demo_history
 from .emulator.server import AccessKeyPair, Emulator
 from .extraction.fetch import RegionFetch
-from .settings import home, snapshot_path, warehouse_path
+from .settings import demo_state_path, snapshot_path, warehouse_path
 from .storage.warehouse import open_warehouse
 
 DEMO_CONNECTIONS = {"demo-prod": "111122223333", "demo-research": "444455556666"}
 DEMO_USER = "bedrock-usage-readonly"
 DENIED = ("demo-prod", "eu-west-1")
 HISTORY_DAYS = 90
-
-
-def demo_state_path():
-    return home() / "demo.json"
 
 
 def start_demo_emulator(denied: list[list[str]] | None = None) -> tuple[Emulator, dict]:
@@ -85,11 +83,29 @@ def run_demo(days: int = 30) -> None:
 
 
 def _forget_previous_demo() -> None:
+    """A re-run starts clean: the warehouse, the state store and Dagster's history of
+    the demo's connections (runs, materializations, partitions) go together."""
     store = StateStore()
+    dagster = instance()
     for name in DEMO_CONNECTIONS:
         if store.get(name):
             service.disconnect(name, purge_usage=True, store=store)
+        for run in dagster.get_runs(dg.RunsFilter(tags={CONNECTION_TAG: name})):
+            dagster.delete_run(run.run_id)
+        if dagster.has_dynamic_partition(CONNECTION_DIMENSION, name):
+            dagster.delete_dynamic_partition(CONNECTION_DIMENSION, name)
     demo_state_path().unlink(missing_ok=True)
+
+
+def demo_emulator_for_commands() -> Emulator | None:
+    """In a home `make demo` made, the CLI's commands talk to the demo's emulator (with
+    its history, keys and withdrawn region) unless AWS_ENDPOINT_URL says otherwise."""
+    if not demo_state_path().exists() or os.environ.get("AWS_ENDPOINT_URL"):
+        return None
+    denied = json.loads(demo_state_path().read_text())["denied"]
+    aws, _ = start_demo_emulator(denied)
+    os.environ["AWS_ENDPOINT_URL"] = aws.endpoint_url
+    return aws
 
 
 def _connect_and_sync(name: str, key: AccessKeyPair, days: int) -> None:
@@ -110,7 +126,7 @@ def _connect_and_sync(name: str, key: AccessKeyPair, days: int) -> None:
     service.claim_initial_sync(name)
     day_range = service.initial_sync_range(connection)
     click.echo(f"  initial sync {day_range} as one Dagster run:")
-    result = run_sync(name, day_range, {"bedrock_usage/initial_sync": "demo"})
+    result = run_sync(name, day_range, {"bedrock_usage/initial_sync": "demo"}, trigger="demo")
     click.echo(f"  run {result.run_id[:8]} {'succeeded' if result.success else 'FAILED'}")
 
 
@@ -136,12 +152,15 @@ def _run_next_scheduled_day() -> None:
         instance=dagster, scheduled_execution_time=datetime.now(UTC)
     )
     requests = daily_usage_schedule(context)
-    click.echo(f"The daily schedule fires: {len(requests)} runs (yesterday + 2 look-back days).")
+    click.echo(
+        f"What the daily schedule runs at 00:30 UTC, run now: {len(requests)} runs (yesterday "
+        "+ 2 look-back days, tagged trigger=demo)."
+    )
     permissions = None
     for request in requests:
         start = request.tags["dagster/asset_partition_range_start"]
         click.echo(f"  {start.split('|')[0]}:")
-        result = run_tagged(request.tags)
+        result = run_tagged(request.tags, trigger="demo")
         checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
         permissions = checks.get("cloudwatch_permissions", permissions)
     if permissions is not None and not permissions.passed:
@@ -159,9 +178,11 @@ class _EchoAlerts(AlertResource):
 
 def _evaluate_permission_sensor(after_event_id: int) -> None:
     click.echo("The permission sensor looks at the event log:")
+    # Its cursor is in the state store: the daemon started by `make ui` goes on from
+    # here and does not alert again for the same failure.
+    StateStore().save_alert_cursor({"event_id": after_event_id, "flagged": []})
     context = dg.build_sensor_context(
         instance=instance(),
-        cursor=json.dumps({"event_id": after_event_id, "flagged": []}),
         resources={"state_store": StateStoreResource(), "alerts": _EchoAlerts()},
     )
     permission_failure_sensor(context)

@@ -59,6 +59,11 @@ def key_file_path() -> Path:
     return home() / KEY_FILE_NAME
 
 
+def demo_state_path() -> Path:
+    """Present when `make demo` made this home: its emulator's withdrawn regions."""
+    return home() / "demo.json"
+
+
 def dagster_home() -> Path:
     raw = _raw("DAGSTER_HOME")
     path = Path(raw).expanduser().resolve() if raw else home() / "dagster"

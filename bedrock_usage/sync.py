@@ -18,7 +18,7 @@ import boto3
 import duckdb
 
 from .days import DayRange
-from .extraction.fetch import RegionFetch, fetch_region
+from .extraction.fetch import ProgressListener, RegionFetch, fetch_region
 from .storage.warehouse import (
     known_model_ids,
     replace_datapoints,
@@ -48,6 +48,7 @@ def fetch_regions(
     day_range: DayRange,
     open_connection: WarehouseOpener,
     on_region_done: Callable[[RegionFetch], None] | None = None,
+    on_progress: ProgressListener | None = None,
 ) -> list[RegionFetch]:
     """Read every region of `target`, including the models stored for it before (they
     may be idle for longer than ListMetrics can see)."""
@@ -55,7 +56,7 @@ def fetch_regions(
         known = known_model_ids(connection, target.connection_id)
     fetches = []
     for region in target.regions:
-        fetch = fetch_region(target.session, region, day_range, known.get(region, ()))
+        fetch = fetch_region(target.session, region, day_range, known.get(region, ()), on_progress)
         fetches.append(fetch)
         if on_region_done:
             on_region_done(fetch)

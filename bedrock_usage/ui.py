@@ -8,7 +8,6 @@ demo withdrew still denied.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -20,8 +19,8 @@ from pathlib import Path
 import click
 
 from .defs.local_runs import dagster_home
-from .demo import demo_state_path, start_demo_emulator
 from .errors import UserError
+from .settings import demo_state_path
 
 
 def run_ui(port: int, workspace: Path) -> int:
@@ -29,9 +28,10 @@ def run_ui(port: int, workspace: Path) -> int:
         raise UserError(f"No {workspace.name} here: run 'make ui' from the project's root.")
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home())}
     emulator = None
-    if demo_state_path().exists() and "AWS_ENDPOINT_URL" not in os.environ:
-        denied = json.loads(demo_state_path().read_text())["denied"]
-        emulator, _ = start_demo_emulator(denied)
+    if demo_state_path().exists() and not os.environ.get("AWS_ENDPOINT_URL"):
+        from .demo import demo_emulator_for_commands
+
+        emulator = demo_emulator_for_commands()
         env["AWS_ENDPOINT_URL"] = emulator.endpoint_url
         click.echo(f"Demo emulator on {emulator.endpoint_url} (the demo's accounts and keys).")
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"

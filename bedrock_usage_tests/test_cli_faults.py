@@ -3,6 +3,7 @@ with what to do, exits non-zero, and loses nothing."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -145,7 +146,20 @@ def test_doctor_fails_on_a_failed_check_and_names_network_errors(aws, synced, cl
     aws.deny_region(synced, "us-east-1")
     result = cli("doctor", "prod")
     assert result.returncode == 1 and "cannot read CloudWatch" in result.stdout
+    report = cli("doctor", "prod", "--json")
+    assert report.returncode == 1
+    [region] = json.loads(report.stdout)["regions"]
+    assert region["failure"]["code"] == "AccessDenied" and region["failure"]["kind"] == "permission"
+    logged = json.loads(cli("events", "prod", "--json").stdout)
+    assert [(e["action"], e["outcome"]) for e in logged[:2]] == [("sync", "ok"), ("fetch", "ok")]
     unreachable = cli("doctor", "prod", env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
     assert unreachable.returncode == 1
     assert "AWS could not be reached" in unreachable.stdout
     assert "credentials were refused" not in unreachable.stdout
+
+
+def test_a_sync_shows_its_progress_call_by_call_as_plain_lines_in_a_log(synced, cli):
+    result = cli("sync", "prod")
+    assert result.returncode == 0, result.stderr
+    assert "us-east-1: GetMetricData call 1, " in result.stderr
+    assert "\r" not in result.stderr  # not a terminal: no rewritten lines

@@ -3,8 +3,6 @@ numbers in DuckDB, and checks that say what is wrong and what to do."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -124,29 +122,6 @@ def test_a_stale_connection_fails_the_freshness_check(aws, reader, bedrock_home)
     check = _checks(result)["fresh"]
     assert not check.passed
     assert check.metadata["stale_regions"].value == {"prod/us-east-1": str(old)}
-
-
-def test_definitions_validate_from_the_workspace(tmp_path):
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "definitions",
-            "validate",
-            "-w",
-            "workspace.yaml",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "DAGSTER_HOME": str(tmp_path),
-            "BEDROCK_USAGE_HOME": str(tmp_path / "home"),
-        },
-    )
-    assert result.returncode == 0, result.stderr
-    assert "Validation successful for code location bedrock_usage" in result.stdout + result.stderr
 
 
 def test_the_permission_check_stays_failed_until_the_region_reads_again(aws, reader, bedrock_home):

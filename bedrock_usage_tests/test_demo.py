@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+
+import dagster as dg
 import duckdb
 
 from bedrock_usage.days import utc_today
@@ -28,6 +31,19 @@ def test_the_demo_tells_the_story_and_runs_twice(tmp_path):
     second = run_cli(["demo", "--days", "7"], home, endpoint="")
     assert second.returncode == 0, second.stderr
     assert second.stdout.count("ALERT") == 1
+    # Dagster's history agrees with the warehouse: only the second demo's runs remain,
+    # each a run of the code location's job, tagged with its connection and trigger.
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    with dg.DagsterInstance.get() as dagster:
+        runs = dagster.get_runs()
+    assert {r.job_name for r in runs} == {"bedrock_usage_sync"}
+    assert sorted(r.tags["bedrock_usage/connection"] for r in runs) == [
+        "demo-prod", "demo-prod", "demo-research", "demo-research"
+    ]  # fmt: skip
+    assert {r.tags["bedrock_usage/trigger"] for r in runs} == {"demo"}
+    # README's commands work on the demo's state with no extra step.
+    assert run_cli(["doctor", "demo-research"], home, endpoint="").returncode == 0
+    assert run_cli(["sync", "demo-prod"], home, endpoint="").returncode == 6  # withdrawn region
 
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         rows = dict(

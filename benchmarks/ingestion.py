@@ -66,6 +66,7 @@ def main() -> None:
         os.environ["BEDROCK_USAGE_HOME"] = tmp
         os.environ["DAGSTER_HOME"] = str(Path(tmp) / "dagster")
         from bedrock_usage.defs.local_runs import run_sync
+
         started = time.perf_counter()
         seeded = 0
         targets = []

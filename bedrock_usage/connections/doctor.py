@@ -39,6 +39,31 @@ class Diagnosis:
     def key_matches_account(self) -> bool:
         return self.key_account == self.connection.account_id
 
+    def as_dict(self) -> dict:
+        """Everything found, for `doctor --json` (no secret: the connection's
+        credentials are not included)."""
+        return {
+            "name": self.connection.connection_id,
+            "account_id": self.connection.account_id,
+            "ok": self.ok,
+            "key_account": self.key_account,
+            "key_arn": self.key_arn,
+            "key_matches_account": self.key_matches_account,
+            "credentials_failure": _failure_dict(self.credentials_failure),
+            "regions": [
+                {
+                    "region": f.region,
+                    "failure": _failure_dict(f.failure),
+                    "recent_models": sorted(f.recent_models),
+                    "newest_datapoint": f.newest_datapoint.isoformat()
+                    if f.newest_datapoint
+                    else None,
+                }
+                for f in self.regions
+            ],
+            "recent_errors": [e.__dict__ for e in self.recent_errors],
+        }
+
     @property
     def ok(self) -> bool:
         """Every check passed: the key is the account's and every region is readable."""
@@ -89,3 +114,14 @@ def _recent_activity(session: boto3.Session, region: str) -> tuple[set[str], dat
     )
     stamps = response["MetricDataResults"][0]["Timestamps"]
     return models, (stamps[0] if stamps else None)
+
+
+def _failure_dict(failure: RegionFailure | None) -> dict | None:
+    if failure is None:
+        return None
+    return {
+        "kind": str(failure.kind),
+        "code": failure.code,
+        "message": failure.message,
+        "next_action": failure.next_action,
+    }

@@ -15,7 +15,7 @@ from .. import settings
 from ..days import DayRange, readable_range, utc_today
 from ..errors import ExitCode, UserError
 from ..extraction.errors import FailureKind, RegionFailure, classify
-from ..extraction.fetch import RegionFetch, empty_datapoints
+from ..extraction.fetch import ProgressListener, RegionFetch, empty_datapoints
 from ..settings import warehouse_path
 from ..storage.warehouse import purge_connection, stored_connection_rows, transaction
 from ..sync import SyncTarget, WarehouseOpener, fetch_regions, now_utc, store_fetches
@@ -204,6 +204,7 @@ def fetch_and_store(
     store: StateStore | None = None,
     on_region_done: Callable[[RegionFetch], None] | None = None,
     run_id: str | None = None,
+    on_progress: ProgressListener | None = None,
 ) -> tuple[Connection, list[RegionFetch]]:
     """Begin a sync attempt: read a connection's regions for `day_range` and replace
     their stored data points, recording each region's outcome in the event log and its
@@ -212,7 +213,7 @@ def fetch_and_store(
     store = store or StateStore()
     connection = get_connection(name, store)
     attempts.begin(store, name, run_id, day_range)
-    fetches = _fetch(connection, day_range, open_connection, on_region_done)
+    fetches = _fetch(connection, day_range, open_connection, on_region_done, on_progress)
     store.set_phase(name, attempts.WRITING, [f.region for f in fetches if not f.ok])
     if any(f.ok for f in fetches):
         with open_connection() as warehouse, transaction(warehouse):
@@ -233,7 +234,9 @@ def ensure_still_connected(store: StateStore, connection: Connection) -> None:
         )
 
 
-def _fetch(connection, day_range, open_connection, on_region_done) -> list[RegionFetch]:
+def _fetch(
+    connection, day_range, open_connection, on_region_done, on_progress
+) -> list[RegionFetch]:
     try:
         auth = stored_auth(connection)
     except secrets.SecretKeyError as error:
@@ -253,7 +256,7 @@ def _fetch(connection, day_range, open_connection, on_region_done) -> list[Regio
     target = SyncTarget(
         connection.connection_id, connection.account_id, connection.regions, session
     )
-    return fetch_regions(target, day_range, open_connection, on_region_done)
+    return fetch_regions(target, day_range, open_connection, on_region_done, on_progress)
 
 
 def _record_fetches(store: StateStore, connection: Connection, fetches: list[RegionFetch]) -> None:

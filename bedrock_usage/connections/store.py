@@ -62,6 +62,10 @@ CREATE TABLE IF NOT EXISTS events (
     next_action TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_connection ON events (connection_id, event_id);
+CREATE TABLE IF NOT EXISTS alert_cursor (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    cursor TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS sync_attempts (
     connection_id TEXT PRIMARY KEY,
     run_id TEXT,
@@ -259,6 +263,18 @@ class StateStore:
                 if not busy or time.monotonic() > deadline:
                     return not busy
                 time.sleep(0.2)
+
+    # The permission sensor's progress ------------------------------------------------
+
+    def alert_cursor(self) -> dict | None:
+        """The last event the permission sensor read and the regions it has flagged."""
+        with self._db() as db:
+            row = db.execute("SELECT cursor FROM alert_cursor").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def save_alert_cursor(self, cursor: dict) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO alert_cursor VALUES (1, ?)", [json.dumps(cursor)])
 
     # Sync attempts ----------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from .. import settings
 from ..connections import attempts, service
 from ..connections.secrets import SecretKeyError
 from ..errors import UserError
-from ..extraction.fetch import RegionFetch
+from ..extraction.fetch import FetchProgress, RegionFetch
 from ..storage.schema import USAGE_COLUMN_DOCS
 from ..storage.warehouse import (
     WarehouseBusyError,
@@ -40,8 +40,10 @@ GROUP = "bedrock_usage"
 USAGE_TABLE_METADATA = {
     "dagster/table_name": "bedrock_usage_daily",
     "dagster/column_schema": dg.TableSchema(
-        columns=[dg.TableColumn(name, type_, description) for name, type_, description in
-                 USAGE_COLUMN_DOCS]
+        columns=[
+            dg.TableColumn(name, type_, description)
+            for name, type_, description in USAGE_COLUMN_DOCS
+        ]
     ),  # fmt: skip
 }
 FAILED_REGIONS_TAG = "bedrock_usage/failed_regions"
@@ -51,9 +53,17 @@ INTERRUPTS = (KeyboardInterrupt, dg.DagsterExecutionInterruptedError)
 region_listeners: list[Callable[[RegionFetch], None]] = []
 
 
+progress_listeners: list[Callable[[FetchProgress], None]] = []
+
+
 def _notify(fetch: RegionFetch) -> None:
     for listener in region_listeners:
         listener(fetch)
+
+
+def _notify_progress(progress: FetchProgress) -> None:
+    for listener in progress_listeners:
+        listener(progress)
 
 
 @dg.asset(
@@ -93,6 +103,7 @@ def cloudwatch_datapoints(
                 store,
                 _notify,
                 context.run.run_id,
+                _notify_progress,
             )
             accounts[connection_id] = connection.account_id
             fetches_by_connection[connection_id] = fetches
@@ -220,7 +231,7 @@ def bedrock_usage_daily(
             # Committed: the analysts' copy is refreshed before any check can fail the step.
             for connection_id in windows:
                 store.set_phase(connection_id, attempts.PUBLISHING)
-            snapshot = publish_snapshot(connection, warehouse.database)
+            snapshot = publish_snapshot(connection, warehouse.path)
             table_rows = usage_row_count(connection)
             check_results = usage_check_results(connection, windows, store)
         for connection_id, day_range in windows.items():

@@ -1,20 +1,31 @@
-"""Running the assets in this process, recorded in the Dagster instance, so a sync
-started from the CLI shows in the UI's run history like a scheduled one."""
+"""Running the code location's job in this process, so a sync started from the CLI or
+the demo is a run of `bedrock_usage_sync` like a scheduled one: in the job's history
+and the Overview timeline, tagged with its connection and trigger, and re-executable
+from the UI (the run names the code location `bedrock_usage` of workspace.yaml)."""
 
 import os
 import shutil
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.repository_definition import SINGLETON_REPOSITORY_NAME
+from dagster._core.execution.api import execute_run
+from dagster._core.execution.job_execution_result import JobExecutionResult
+from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.remote_representation.code_location import InProcessCodeLocation
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._utils.hosted_user_process import recon_job_from_origin
 
 from .. import settings
 from ..days import DayRange
-from .alerts import alert_resource
-from .assets import bedrock_usage_daily, cloudwatch_datapoints
+from .jobs import CONNECTION_TAG, TRIGGER_TAG, sync_job
 from .partitions import CONNECTION_DIMENSION, range_tags
-from .resources import default_resources
 from .run_health import process_tags, wait_for_slot
+
+LOCATION_NAME = "bedrock_usage"  # as in workspace.yaml
+DEFINITIONS_MODULE = "bedrock_usage.defs.definitions"
 
 # The CLI prints its own account of the run; the events stay in the instance for the UI.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -45,24 +56,59 @@ def register_connection(dagster: dg.DagsterInstance, connection_id: str) -> None
 
 
 def run_sync(
-    connection_id: str, day_range: DayRange, tags: dict[str, str] | None = None
-) -> dg.ExecuteInProcessResult:
-    """Materialize both assets for one connection over `day_range`, as one run."""
+    connection_id: str,
+    day_range: DayRange,
+    tags: dict[str, str] | None = None,
+    trigger: str = "cli",
+) -> JobExecutionResult:
+    """Run `bedrock_usage_sync` for one connection over `day_range`, as one run."""
     register_connection(instance(), connection_id)
-    return run_tagged({**range_tags(connection_id, day_range), **(tags or {})})
+    return run_tagged(
+        {**range_tags(connection_id, day_range), CONNECTION_TAG: connection_id, **(tags or {})},
+        trigger,
+    )
 
 
-def run_tagged(tags: dict[str, str]) -> dg.ExecuteInProcessResult:
-    """Materialize both assets for the partitions a schedule or sensor's tags name, once
-    the DuckDB slot is free (a run whose process died is reaped first; a live holder is
-    waited for, sleeping, up to BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS)."""
+@cache
+def _code_location(dagster_home_path: str) -> InProcessCodeLocation:
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(module_name=DEFINITIONS_MODULE, working_directory=os.getcwd()),
+        location_name=LOCATION_NAME,
+    )
+    return InProcessCodeLocation(origin, instance=instance())
+
+
+def run_tagged(tags: dict[str, str], trigger: str = "cli") -> JobExecutionResult:
+    """Run `bedrock_usage_sync` for the partitions `tags` name (a schedule's or a
+    sensor's run request, or a CLI range), once the DuckDB slot is free: a run whose
+    process died is reaped first; a live holder is waited for, asleep, up to
+    BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS. Returns the run's execution result."""
     dagster = instance()
     wait_for_slot(dagster, settings.lock_timeout_seconds())
-    return dg.materialize(
-        [cloudwatch_datapoints, bedrock_usage_daily],
-        instance=dagster,
-        resources={**default_resources(), "alerts": alert_resource()},
-        tags={**tags, **process_tags()},
+    location = _code_location(str(dagster_home()))
+    repository = location.get_repository(SINGLETON_REPOSITORY_NAME)
+    job = repository.get_full_job(sync_job.name)
+    plan = location.get_execution_plan(
+        job, QUIET_LOGS, step_keys_to_execute=None, known_state=None, instance=dagster
+    ).execution_plan_snapshot
+    run = dagster.create_run(
+        job_name=job.name,
+        run_id=None,
         run_config=QUIET_LOGS,
-        raise_on_error=False,
+        resolved_op_selection=None,
+        step_keys_to_execute=plan.step_keys_to_execute,
+        op_selection=None,
+        status=None,
+        root_run_id=None,
+        parent_run_id=None,
+        tags={**job.tags, **tags, TRIGGER_TAG: trigger, **process_tags()},
+        job_snapshot=job.job_snapshot,
+        execution_plan_snapshot=plan,
+        parent_job_snapshot=job.parent_job_snapshot,
+        remote_job_origin=job.get_remote_origin(),
+        job_code_origin=job.get_python_origin(),
+        asset_selection=None,
+        asset_check_selection=None,
+        asset_graph=repository.asset_graph,
     )
+    return execute_run(recon_job_from_origin(job.get_python_origin()), run, dagster)

@@ -6,7 +6,7 @@ import dagster as dg
 
 from ..days import DayRange
 from ..settings import lookback_days
-from .jobs import sync_job
+from .jobs import CONNECTION_TAG, TRIGGER_TAG, sync_job
 from .partitions import CONNECTION_DIMENSION, range_tags
 
 
@@ -26,7 +26,12 @@ def daily_usage_schedule(context: dg.ScheduleEvaluationContext):
         return dg.SkipReason("No connections yet: add one with 'bedrock-usage connect'.")
     return [
         dg.RunRequest(
-            run_key=f"{connection_id}:{yesterday}", tags=range_tags(connection_id, window)
+            run_key=f"{connection_id}:{yesterday}",
+            tags={
+                **range_tags(connection_id, window),
+                CONNECTION_TAG: connection_id,
+                TRIGGER_TAG: "schedule",
+            },
         )
         for connection_id in sorted(connections)
     ]

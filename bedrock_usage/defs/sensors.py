@@ -7,7 +7,7 @@ import dagster as dg
 from ..connections.service import initial_sync_range
 from ..extraction.errors import ACCESS_KINDS
 from .alerts import AlertResource
-from .jobs import sync_job
+from .jobs import CONNECTION_TAG, TRIGGER_TAG, sync_job
 from .partitions import CONNECTION_DIMENSION, connection_partitions, range_tags
 from .resources import StateStoreResource
 
@@ -40,6 +40,8 @@ def connection_partitions_sensor(
         dg.RunRequest(
             tags={
                 **range_tags(c.connection_id, initial_sync_range(c)),
+                CONNECTION_TAG: c.connection_id,
+                TRIGGER_TAG: "sensor",
                 "bedrock_usage/initial_sync": c.connection_id,
             },
         )
@@ -76,8 +78,10 @@ def permission_failure_sensor(
             )
         )
 
-    if context.cursor:
-        cursor = json.loads(context.cursor)
+    # The cursor lives in the state store, not in Dagster's sensor state: the demo and the
+    # daemon (or two Dagster instances) evaluate the same cursor and never alert twice.
+    cursor = store.alert_cursor()
+    if cursor is not None:
         events = store.events(after_event_id=cursor["event_id"], limit=10_000)
     else:
         # First evaluation: flag what needs attention now, not the whole history.
@@ -123,6 +127,7 @@ def permission_failure_sensor(
         "event_id": max([cursor["event_id"], *(e.event_id for e in events)]),
         "flagged": sorted(flagged),
     }
+    store.save_alert_cursor(new_cursor)
     return dg.SensorResult(
         cursor=json.dumps(new_cursor),
         skip_reason=None

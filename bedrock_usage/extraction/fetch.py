@@ -16,7 +16,7 @@ region total (the double-count trap: other dimension sets repeat the same usage)
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, timedelta
 
@@ -96,12 +96,29 @@ def list_bedrock_models(client) -> tuple[set[str], int]:
             return models, calls
 
 
+@dataclass(frozen=True)
+class FetchProgress:
+    """A region's reading so far: told after every GetMetricData call."""
+
+    region: str
+    days: int
+    calls: int
+    metrics_requested: int
+
+
+ProgressListener = Callable[[FetchProgress], None]
+
+
 class _Reader:
     """GetMetricData and ListMetrics for one region, counting every call."""
 
-    def __init__(self, client, day_range: DayRange) -> None:
+    def __init__(
+        self, client, region: str, day_range: DayRange, on_progress: ProgressListener | None
+    ) -> None:
         self.client = client
+        self.region = region
         self.day_range = day_range
+        self.on_progress = on_progress
         self.get_metric_data_calls = 0
         self.list_metrics_calls = 0
         self.metrics_requested = 0
@@ -131,6 +148,15 @@ class _Reader:
                 response = self.client.get_metric_data(**kwargs)
                 self.get_metric_data_calls += 1
                 self.metrics_requested += len(queries)
+                if self.on_progress:
+                    self.on_progress(
+                        FetchProgress(
+                            self.region,
+                            self.day_range.days,
+                            self.get_metric_data_calls,
+                            self.metrics_requested,
+                        )
+                    )
                 for result in response.get("MetricDataResults", []):
                     if result.get("StatusCode") == "InternalError":
                         raise CloudWatchInternalError(result.get("Id", ""))
@@ -155,11 +181,12 @@ def fetch_region(
     region: str,
     day_range: DayRange,
     known_model_ids: Iterable[str] = (),
+    on_progress: ProgressListener | None = None,
 ) -> RegionFetch:
     """Every usage metric of every model in `region` for `day_range`, plus the region
     total. `known_model_ids` are models seen before for this account and region (they
     may be idle for longer than ListMetrics can see)."""
-    reader = _Reader(cloudwatch_client(session, region), day_range)
+    reader = _Reader(cloudwatch_client(session, region), region, day_range, on_progress)
     fetch = RegionFetch(region, day_range, empty_datapoints())
     try:
         fetch.models_listed = reader.list_models()

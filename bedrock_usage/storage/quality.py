@@ -31,9 +31,7 @@ def duplicate_keys(con: duckdb.DuckDBPyConnection, windows: dict[str, DayRange])
     ).fetchone()[0]
 
 
-def rows_with_negative_counts(
-    con: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]
-) -> int:
+def rows_with_negative_counts(con: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]) -> int:
     where, params = _window_filter(windows)
     condition = " OR ".join(f"{column} < 0" for column in COUNT_COLUMNS)
     return con.execute(
