@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from . import assets, jobs, run_health, schedules, sensors
+from . import assets, freshness, jobs, run_health, schedules, sensors
 from .alerts import alert_resource
 from .resources import default_resources
 
@@ -11,6 +11,7 @@ defs = dg.Definitions.merge(
     jobs.defs,
     schedules.defs,
     sensors.defs,
+    freshness.defs,
     run_health.defs,
     dg.Definitions(
         resources={**default_resources(), "alerts": alert_resource()},
