@@ -20,7 +20,7 @@ import duckdb
 from .days import DayRange
 from .extraction.fetch import ProgressListener, RegionFetch, fetch_region
 from .storage.warehouse import (
-    known_model_ids,
+    known_series,
     replace_datapoints,
 )
 
@@ -53,10 +53,10 @@ def fetch_regions(
     """Read every region of `target`, including the models stored for it before (they
     may be idle for longer than ListMetrics can see)."""
     with open_connection() as connection:
-        known = known_model_ids(connection, target.connection_id)
+        known = known_series(connection, target.connection_id)
     fetches = []
     for region in target.regions:
-        fetch = fetch_region(target.session, region, day_range, known.get(region, ()), on_progress)
+        fetch = fetch_region(target.session, region, day_range, known.get(region), on_progress)
         fetches.append(fetch)
         if on_region_done:
             on_region_done(fetch)
