@@ -85,9 +85,9 @@ def cloudwatch_datapoints(
 
     Reads only Bedrock's two namespaces, AWS/Bedrock (the runtime endpoint) and
     AWS/BedrockMantle (the OpenAI-compatible endpoint), with ListMetrics and
-    GetMetricData, each call spanning all the run's days. A region that cannot be read keeps its earlier rows and
-    fails the `cloudwatch_permissions` check with the reason and the fix; when every region
-    fails, the run fails with the same explanation."""
+    GetMetricData, each call spanning all the run's days. A region that cannot be read
+    keeps its earlier rows and fails the `cloudwatch_permissions` check with the reason
+    and the fix; when every region fails, the run fails with the same explanation."""
     tag_run_process(context.instance, context.run.run_id)
     store = state_store.get()
     windows = windows_by_connection(context.partition_keys)
