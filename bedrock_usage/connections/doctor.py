@@ -100,9 +100,7 @@ def diagnose(name: str, store: StateStore | None = None) -> Diagnosis:
         finding = RegionFinding(region, failure=check_region(session, region))
         if finding.failure is None:
             try:
-                finding.recent_models, finding.newest_datapoints = _recent_activity(
-                    session, region
-                )
+                finding.recent_models, finding.newest_datapoints = _recent_activity(session, region)
             except Exception as error:  # noqa: BLE001 - classified; programming errors re-raised
                 finding.failure = classify(region, error)
         diagnosis.regions.append(finding)

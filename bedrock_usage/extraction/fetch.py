@@ -18,6 +18,7 @@ only. Both namespaces share the same GetMetricData calls.
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -137,12 +138,18 @@ class _Reader:
     """GetMetricData and ListMetrics for one region, counting every call."""
 
     def __init__(
-        self, client, region: str, day_range: DayRange, on_progress: ProgressListener | None
+        self,
+        client,
+        region: str,
+        day_range: DayRange,
+        on_progress: ProgressListener | None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.client = client
         self.region = region
         self.day_range = day_range
         self.on_progress = on_progress
+        self.stop = stop
         self.get_metric_data_calls = 0
         self.list_metrics_calls = 0
         self.metrics_requested = 0
@@ -169,6 +176,8 @@ class _Reader:
                 }
                 if token:
                     kwargs["NextToken"] = token
+                if self.stop is not None and self.stop.is_set():
+                    raise SyncStopped
                 response = self.client.get_metric_data(**kwargs)
                 self.get_metric_data_calls += 1
                 self.metrics_requested += len(queries)
@@ -195,6 +204,11 @@ class _Reader:
         return values
 
 
+class SyncStopped(BaseException):
+    """The sync was interrupted: the other regions stop at their next call. A
+    BaseException, so no region records it as a failure of its own."""
+
+
 class CloudWatchInternalError(Exception):
     def __init__(self, query_id: str) -> None:
         super().__init__(f"CloudWatch answered InternalError for query {query_id}")
@@ -206,12 +220,13 @@ def fetch_region(
     day_range: DayRange,
     known: KnownSeries | None = None,
     on_progress: ProgressListener | None = None,
+    stop: threading.Event | None = None,
 ) -> RegionFetch:
     """Every usage metric of every model in `region` for `day_range`, in both
     namespaces, plus each namespace's region total. `known` holds the series seen
     before for this account and region (they may be idle for longer than ListMetrics
     can see)."""
-    reader = _Reader(cloudwatch_client(session, region), region, day_range, on_progress)
+    reader = _Reader(cloudwatch_client(session, region), region, day_range, on_progress, stop)
     fetch = RegionFetch(region, day_range, empty_datapoints())
     try:
         fetch.models_listed = reader.list_models()
