@@ -569,14 +569,14 @@ def doctor(name, as_json):
             f"- {finding.region}: CloudWatch readable; models with usage in the last two "
             f"weeks: {', '.join(sorted(finding.recent_models)) or 'none'}"
         )
-        newest = finding.newest_datapoint
-        if newest is None:
-            click.echo("    no Bedrock data point in the last 24 hours")
-        else:
+        for endpoint, newest in finding.newest_datapoints.items():
+            if newest is None:
+                click.echo(f"    {endpoint}: no data point in the last 24 hours")
+                continue
             minutes = int((datetime.now(UTC) - newest).total_seconds() // 60)
             click.echo(
-                f"    newest data point {newest:%Y-%m-%d %H:%M}Z, {minutes} minutes ago "
-                "(CloudWatch delay)"
+                f"    {endpoint}: newest data point {newest:%Y-%m-%d %H:%M}Z, {minutes} minutes "
+                "ago (CloudWatch delay)"
             )
     errors = diagnosis.recent_errors
     click.echo("- Recent errors in the event log:" + ("" if errors else " none"))

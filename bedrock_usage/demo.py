@@ -192,13 +192,13 @@ def _print_summary(warehouse) -> None:
     with open_warehouse(warehouse, read_only=True) as con:
         summary = con.execute(
             """
-            SELECT account_id, region, model_id,
+            SELECT account_id, region, api_endpoint, model_id,
                    sum(input_tokens)::BIGINT AS input_tokens,
                    sum(output_tokens)::BIGINT AS output_tokens,
                    sum(invocations)::BIGINT AS invocations
             FROM bedrock_usage_daily
             WHERE connection_id IN ('demo-prod', 'demo-research')
-            GROUP BY ALL ORDER BY account_id, region, input_tokens DESC
+            GROUP BY ALL ORDER BY account_id, region, api_endpoint, input_tokens DESC
             """
         ).df()
     click.echo("\nTokens by account, region and model (table bedrock_usage_daily):")

@@ -20,6 +20,7 @@ DEFAULT_LOCK_TIMEOUT_SECONDS = 120.0
 DEFAULT_LOOKBACK_DAYS = 2
 DEFAULT_RECONCILE_TOLERANCE = 0.01
 DEFAULT_START_DATE = "2025-01-01"
+DEFAULT_REGION_CONCURRENCY = 4
 RETRY_MODES = ("standard", "adaptive", "legacy")
 # What a Dagster instance keeps in DAGSTER_HOME.
 DAGSTER_OWN = {"dagster.yaml", "storage", "history", "schedules", "logs", ".telemetry", ".nux"}
@@ -157,6 +158,11 @@ def start_date() -> date:
         raise SettingsError("BEDROCK_USAGE_START_DATE", raw, "use a date as YYYY-MM-DD") from None
 
 
+def region_concurrency() -> int:
+    """How many regions of a connection are read at the same time."""
+    return int(_number("BEDROCK_USAGE_REGION_CONCURRENCY", DEFAULT_REGION_CONCURRENCY, 1, 32, int))
+
+
 def extra_model_ids() -> list[str]:
     """Model ids to read in every region although no listing shows them."""
     raw = _raw("BEDROCK_USAGE_EXTRA_MODEL_IDS") or ""
@@ -208,6 +214,7 @@ def check_all() -> None:
     lookback_days()
     reconcile_tolerance()
     start_date()
+    region_concurrency()
     aws_retry_mode()
     aws_max_attempts()
     check_aws_endpoints()

@@ -9,7 +9,9 @@ are written.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,8 +21,9 @@ import duckdb
 
 from .days import DayRange
 from .extraction.fetch import ProgressListener, RegionFetch, fetch_region
+from .settings import region_concurrency
 from .storage.warehouse import (
-    known_model_ids,
+    known_series,
     replace_datapoints,
 )
 
@@ -51,16 +54,40 @@ def fetch_regions(
     on_progress: ProgressListener | None = None,
 ) -> list[RegionFetch]:
     """Read every region of `target`, including the models stored for it before (they
-    may be idle for longer than ListMetrics can see)."""
+    may be idle for longer than ListMetrics can see). Regions are read at the same time,
+    up to BEDROCK_USAGE_REGION_CONCURRENCY, each with its own client; the results come
+    back in the connection's region order. An interrupt stops every region at its next
+    call."""
     with open_connection() as connection:
-        known = known_model_ids(connection, target.connection_id)
-    fetches = []
-    for region in target.regions:
-        fetch = fetch_region(target.session, region, day_range, known.get(region, ()), on_progress)
-        fetches.append(fetch)
-        if on_region_done:
-            on_region_done(fetch)
-    return fetches
+        known = known_series(connection, target.connection_id)
+    stop = threading.Event()
+    workers = max(1, min(region_concurrency(), len(target.regions)))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="region")
+    try:
+        futures = {
+            pool.submit(
+                fetch_region,
+                target.session,
+                region,
+                day_range,
+                known.get(region),
+                on_progress,
+                stop,
+            ): region
+            for region in target.regions
+        }
+        done: dict[str, RegionFetch] = {}
+        for future in as_completed(futures):
+            fetch = future.result()
+            done[fetch.region] = fetch
+            if on_region_done:
+                on_region_done(fetch)
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return [done[region] for region in target.regions]
 
 
 def store_fetches(

@@ -51,8 +51,12 @@ def test_the_demo_tells_the_story_and_runs_twice(tmp_path):
                 "SELECT connection_id, count(*) FROM bedrock_usage_daily GROUP BY ALL"
             ).fetchall()
         )
-        # 6 deployments in demo-prod's two regions, 3 in demo-research's, 7 days each.
-        assert rows == {"demo-prod": 6 * 7, "demo-research": 3 * 7}
+        # 6 deployments in demo-prod's two regions, 3 in demo-research's plus one model
+        # on the bedrock-mantle endpoint (two projects), 7 days each.
+        assert rows == {"demo-prod": 6 * 7, "demo-research": 4 * 7}
+        assert con.execute(
+            "SELECT count(DISTINCT project_id), count(*) FROM bedrock_usage_daily_by_project"
+        ).fetchone() == (2, 2 * 7)
         assert con.execute("SELECT max(usage_date) FROM bedrock_usage_daily").fetchone()[0] == (
             utc_today().fromordinal(utc_today().toordinal() - 1)
         )
@@ -66,13 +70,28 @@ def test_the_demo_tells_the_story_and_runs_twice(tmp_path):
             usage AS (
                 SELECT connection_id, region, usage_date, sum(input_tokens) AS InputTokenCount,
                        sum(output_tokens) AS OutputTokenCount, sum(invocations) AS Invocations
-                FROM bedrock_usage_daily GROUP BY ALL)
+                FROM bedrock_usage_daily WHERE api_endpoint = 'bedrock-runtime' GROUP BY ALL)
             SELECT count(*) FROM totals JOIN usage USING (connection_id, region, usage_date)
             WHERE value <> CASE metric_name WHEN 'InputTokenCount' THEN InputTokenCount
                                             WHEN 'OutputTokenCount' THEN OutputTokenCount
                                             ELSE Invocations END
         """).fetchone()[0]
         assert mismatches == 0
+        # The mantle endpoint's rows sum to its own region total (its Account level).
+        assert (
+            con.execute("""
+            SELECT (SELECT sum(value) FROM cloudwatch_daily_datapoints
+                    WHERE model_id = '(region total)' AND metric_name = 'TotalInputTokens'),
+                   (SELECT sum(input_tokens) FROM bedrock_usage_daily
+                    WHERE api_endpoint = 'bedrock-mantle')
+        """).fetchone()
+            == (
+                con.execute(
+                    "SELECT sum(input_tokens) FROM bedrock_usage_daily_by_project"
+                ).fetchone()[0],
+            )
+            * 2
+        )
         compared = con.execute(
             "SELECT count(*) FROM cloudwatch_daily_datapoints WHERE model_id = '(region total)'"
         ).fetchone()[0]

@@ -9,10 +9,12 @@ import pandas as pd
 from bedrock_usage.days import DayRange
 from bedrock_usage.extraction.errors import FailureKind
 from bedrock_usage.extraction.fetch import fetch_region, lower_bound_calls, queries_per_call
-from bedrock_usage.extraction.metrics import USAGE_METRICS
+from bedrock_usage.extraction.metrics import MANTLE_METRICS, USAGE_METRICS, KnownSeries
 
 from .conftest import days_ago, seed_daily, session_for
 
+# Every region also reads the mantle endpoint's region total, one series per metric.
+MANTLE_TOTAL = len(MANTLE_METRICS)
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 NOVA_US = "us.amazon.nova-lite-v1:0"
 LLAMA = "meta.llama3-70b-instruct-v1:0"
@@ -35,12 +37,13 @@ def test_only_exact_model_series_and_the_total_are_read(aws, reader):
     seed_daily(aws, "InputTokenCount", HAIKU, {day: 1000}, namespace="Custom/Bedrock")
     fetch = fetch_region(session_for(reader), "us-east-1", DayRange(day, day))
     assert fetch.ok
-    assert fetch.models_listed == {HAIKU, NOVA_US}
+    assert fetch.models_listed.runtime == {HAIKU, NOVA_US}
     sums = _sums(fetch)
     assert sums[(HAIKU, "InputTokenCount")] == 1000
     assert sums[(NOVA_US, "InputTokenCount")] == 500
     assert sums[(None, "InputTokenCount")] == 1500
-    assert aws.log.namespaces_requested == {"AWS/Bedrock"}
+    # Only the two Bedrock namespaces, never a sub-namespace or another one.
+    assert aws.log.namespaces_requested == {"AWS/Bedrock", "AWS/BedrockMantle"}
     assert "EstimatedTPMQuotaUsage" not in set(fetch.datapoints.metric_name)
 
 
@@ -59,7 +62,7 @@ def test_a_model_idle_for_40_days_is_found_by_a_60_day_backfill(aws, reader):
     seed_daily(aws, "Invocations", None, {old: 7, recent: 3})
     seed_daily(aws, "InputTokenCount", None, {old: 700})
     fetch = fetch_region(session_for(reader), "us-east-1", DayRange(days_ago(59), days_ago(0)))
-    assert fetch.models_listed == {HAIKU}
+    assert fetch.models_listed.runtime == {HAIKU}
     assert fetch.models_found_in_catalog == {LLAMA}
     sums = _sums(fetch)
     assert sums[(LLAMA, "Invocations")] == 7
@@ -71,7 +74,10 @@ def test_a_model_seen_before_is_read_even_when_listmetrics_no_longer_shows_it(aw
     seed_daily(aws, "Invocations", custom, {days_ago(30): 4})
     seed_daily(aws, "Invocations", None, {days_ago(30): 4})
     fetch = fetch_region(
-        session_for(reader), "us-east-1", DayRange(days_ago(40), days_ago(0)), [custom]
+        session_for(reader),
+        "us-east-1",
+        DayRange(days_ago(40), days_ago(0)),
+        KnownSeries(runtime={custom}),
     )
     assert _sums(fetch)[(custom, "Invocations")] == 4
     assert fetch.models_found_in_catalog == set()
@@ -81,7 +87,7 @@ def test_no_catalog_probe_when_the_total_is_accounted_for(aws, reader):
     seed_daily(aws, "Invocations", HAIKU, {days_ago(30): 4, days_ago(1): 1})
     seed_daily(aws, "Invocations", None, {days_ago(30): 4, days_ago(1): 1})
     fetch = fetch_region(session_for(reader), "us-east-1", DayRange(days_ago(59), days_ago(0)))
-    series = 2 * len(USAGE_METRICS)
+    series = 2 * len(USAGE_METRICS) + MANTLE_TOTAL
     assert fetch.get_metric_data_calls == lower_bound_calls(series, 60) == 1
     assert fetch.metrics_requested == series
 
@@ -92,7 +98,7 @@ def test_more_than_500_series_take_the_fewest_calls(aws, reader):
     for model in models:
         seed_daily(aws, "Invocations", model, {day: 1}, hours=1)
     fetch = fetch_region(session_for(reader), "us-east-1", DayRange(days_ago(6), day))
-    series = (len(models) + 1) * len(USAGE_METRICS)
+    series = (len(models) + 1) * len(USAGE_METRICS) + MANTLE_TOTAL
     assert series > 500
     assert aws.log.count("GetMetricData") == fetch.get_metric_data_calls
     assert fetch.get_metric_data_calls == lower_bound_calls(series, 7) == 2
@@ -107,7 +113,7 @@ def test_more_than_100800_points_take_the_fewest_calls(aws, reader):
         seed_daily(aws, "Invocations", model, every_day, hours=1)
     seed_daily(aws, "Invocations", None, {d: 80 for d in every_day}, hours=1)
     fetch = fetch_region(session_for(reader), "us-east-1", DayRange(first, last))
-    series = 41 * len(USAGE_METRICS)
+    series = 41 * len(USAGE_METRICS) + MANTLE_TOTAL
     assert series * 300 > 100_800
     assert aws.log.count("GetMetricData") == fetch.get_metric_data_calls
     assert fetch.get_metric_data_calls == lower_bound_calls(series, 300) == 2

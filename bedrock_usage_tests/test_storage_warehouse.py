@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 
 from bedrock_usage.days import DayRange
+from bedrock_usage.extraction.metrics import KnownSeries
 from bedrock_usage.storage.schema import MIGRATIONS
 from bedrock_usage.storage.warehouse import (
     WarehouseBusyError,
-    known_model_ids,
+    known_series,
     open_warehouse,
     publish_snapshot,
     rebuild_usage,
@@ -110,7 +111,7 @@ def test_a_failure_mid_write_keeps_the_old_rows(tmp_path):
     _sync(
         path, [("us-east-1", {D1: 10}, DayRange(D1, D1)), ("eu-west-1", {D1: 7}, DayRange(D1, D1))]
     )
-    duplicated = pd.concat([_points({D1: 1}), _points({D1: 1})])
+    broken = _points({D1: 1}).assign(metric_name=None)  # NOT NULL fails on the second write
     with pytest.raises(duckdb.ConstraintException):
         with open_warehouse(path) as con, transaction(con):
             replace_datapoints(
@@ -123,7 +124,7 @@ def test_a_failure_mid_write_keeps_the_old_rows(tmp_path):
                 FETCHED,
             )
             replace_datapoints(
-                con, "acme", "111122223333", "eu-west-1", DayRange(D1, D1), duplicated, FETCHED
+                con, "acme", "111122223333", "eu-west-1", DayRange(D1, D1), broken, FETCHED
             )
     assert _tokens(path) == {("2026-11-01", "us-east-1"): 10, ("2026-11-01", "eu-west-1"): 7}
 
@@ -151,8 +152,8 @@ def test_known_models_come_from_stored_datapoints(tmp_path):
     _sync(path, [("us-east-1", {D1: 1}, DayRange(D1, D1), "x.m")])
     _sync(path, [("us-east-1", {D1: 1}, DayRange(D1, D1), "y.m")], connection="other")
     with open_warehouse(path) as con:
-        assert known_model_ids(con, "acme") == {"us-east-1": {"x.m"}}
-        assert known_model_ids(con, "nobody") == {}
+        assert known_series(con, "acme") == {"us-east-1": KnownSeries(runtime={"x.m"})}
+        assert known_series(con, "nobody") == {}
 
 
 def test_a_busy_file_is_retried_then_reported_with_what_to_do(tmp_path, monkeypatch):
@@ -203,3 +204,42 @@ def test_analysts_read_a_snapshot_that_never_blocks_a_write(tmp_path):
         )
     assert _tokens(snapshot) == {("2026-11-01", "us-east-1"): 12}
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_a_warehouse_of_schema_1_is_migrated_in_place_without_losing_a_row(tmp_path):
+    path = tmp_path / "w.duckdb"
+    with duckdb.connect(str(path)) as con:  # exactly what the first release wrote
+        version, ddl = MIGRATIONS[0]
+        con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        con.execute(ddl)
+        con.execute("INSERT INTO schema_version VALUES (?)", [version])
+        con.execute(
+            "INSERT INTO cloudwatch_daily_datapoints VALUES "
+            "('2026-11-01', 'acme', '111122223333', 'us-east-1', 'a.model-v1', "
+            "'InputTokenCount', 'Sum', 1e15, '2026-11-02 01:00:00'), "
+            "('2026-11-01', 'acme', '111122223333', 'us-east-1', '(region total)', "
+            "'InputTokenCount', 'Sum', 1e15, '2026-11-02 01:00:00')"
+        )
+        con.execute(
+            "INSERT INTO bedrock_usage_daily VALUES ('2026-11-01', 'acme', '111122223333', "
+            "'us-east-1', 'a.model-v1', 'a', 'a.model-v1', 'in_region', 1000000000000000, 5, "
+            "7, 0, 0, 1, 0, 2, 3.5, 7, '2026-11-02 01:00:00')"
+        )
+        before_raw = con.execute(
+            "SELECT * FROM cloudwatch_daily_datapoints ORDER BY ALL"
+        ).fetchall()
+    with open_warehouse(path) as con:
+        assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 2
+        after_raw = con.execute(
+            "SELECT * EXCLUDE (project_id) FROM cloudwatch_daily_datapoints ORDER BY ALL"
+        ).fetchall()
+        usage = con.execute("SELECT * FROM bedrock_usage_daily").df()
+        no_keys = con.execute(
+            "SELECT count(*) FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
+        ).fetchone()[0]
+    assert after_raw == before_raw
+    [row] = usage.to_dict("records")
+    assert row["api_endpoint"] == "bedrock-runtime"
+    assert (row["input_tokens"], row["output_tokens"], row["invocations"]) == (10**15, 5, 7)
+    assert (row["client_errors"], row["throttles"], row["latency_ms_sum"]) == (1, 2, 3.5)
+    assert no_keys == 0

@@ -85,3 +85,18 @@ def test_a_model_seen_in_an_earlier_sync_is_read_after_it_goes_quiet(aws, reader
     aws.advance_clock(days=20)  # the model goes quiet: ListMetrics no longer shows it
     run_sync("acme", DayRange(days_ago(10), days_ago(1)))
     assert _table(bedrock_home) == [("us-east-1", custom, 0, 9)]
+
+
+def test_regions_are_read_at_the_same_time_with_the_fewest_calls(aws, reader, bedrock_home):
+    day = days_ago(1)
+    regions = ["us-east-1", "eu-west-1", "us-west-2"]
+    for region in regions:
+        seed_daily(aws, "Invocations", HAIKU, {day: 5}, region=region)
+    connect(reader, "acme", regions=",".join(regions))
+    aws.slow_down(0.5)  # every call takes a while, so reads overlap if they can
+    aws.log.reset()
+    assert run_sync("acme", DayRange(day, day)).success
+    assert aws.log.max_in_flight >= 2
+    for region in regions:  # one call per region, as read one by one
+        assert aws.log.count("GetMetricData", region=region) == 1
+    assert _table(bedrock_home) == [(r, HAIKU, 0, 5) for r in sorted(regions)]

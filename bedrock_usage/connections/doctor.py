@@ -12,10 +12,16 @@ import boto3
 from ..extraction.aws import cloudwatch_client, sts_client
 from ..extraction.errors import RegionFailure, classify
 from ..extraction.fetch import list_bedrock_models
+from ..extraction.metrics import MANTLE, MANTLE_METRICS, RUNTIME, Series
 from .credentials import session_for, stored_auth
 from .service import get_connection, session_failure
 from .store import Connection, Event, StateStore
 from .verify import REGION_INVOCATIONS, check_region
+
+MANTLE_REGION_INFERENCES = Series(
+    next(m for m in MANTLE_METRICS if m.metric_name == "Inferences"), None
+)
+ENDPOINT_NAMES = {"runtime": RUNTIME.name, "mantle": MANTLE.name}
 
 
 @dataclass
@@ -23,7 +29,9 @@ class RegionFinding:
     region: str
     failure: RegionFailure | None = None
     recent_models: set[str] = field(default_factory=set)
-    newest_datapoint: datetime | None = None
+    # Per endpoint (bedrock-runtime, bedrock-mantle): the newest data point of its
+    # region total in the last 24 hours.
+    newest_datapoints: dict[str, datetime | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,9 +63,10 @@ class Diagnosis:
                     "region": f.region,
                     "failure": _failure_dict(f.failure),
                     "recent_models": sorted(f.recent_models),
-                    "newest_datapoint": f.newest_datapoint.isoformat()
-                    if f.newest_datapoint
-                    else None,
+                    "newest_datapoints": {
+                        endpoint: stamp.isoformat() if stamp else None
+                        for endpoint, stamp in f.newest_datapoints.items()
+                    },
                 }
                 for f in self.regions
             ],
@@ -91,29 +100,36 @@ def diagnose(name: str, store: StateStore | None = None) -> Diagnosis:
         finding = RegionFinding(region, failure=check_region(session, region))
         if finding.failure is None:
             try:
-                finding.recent_models, finding.newest_datapoint = _recent_activity(session, region)
+                finding.recent_models, finding.newest_datapoints = _recent_activity(session, region)
             except Exception as error:  # noqa: BLE001 - classified; programming errors re-raised
                 finding.failure = classify(region, error)
         diagnosis.regions.append(finding)
     return diagnosis
 
 
-def _recent_activity(session: boto3.Session, region: str) -> tuple[set[str], datetime | None]:
-    """Models ListMetrics shows (two weeks), and the newest 5-minute slot with data."""
+def _recent_activity(
+    session: boto3.Session, region: str
+) -> tuple[set[str], dict[str, datetime | None]]:
+    """Models ListMetrics shows in both namespaces (two weeks), and per endpoint the
+    newest 5-minute slot with data (one GetMetricData call for both)."""
     client = cloudwatch_client(session, region)
-    models, _ = list_bedrock_models(client)
+    listed, _ = list_bedrock_models(client)
     # Buckets start at StartTime: align it to 5 minutes so each bucket is a clock slot.
     now = datetime.now(UTC)
     end = now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0)
     end += timedelta(minutes=5)
+    totals = {"runtime": REGION_INVOCATIONS, "mantle": MANTLE_REGION_INFERENCES}
     response = client.get_metric_data(
-        MetricDataQueries=[REGION_INVOCATIONS.query("newest", period=300)],
+        MetricDataQueries=[series.query(name, period=300) for name, series in totals.items()],
         StartTime=end - timedelta(hours=24),
         EndTime=end,
         ScanBy="TimestampDescending",
     )
-    stamps = response["MetricDataResults"][0]["Timestamps"]
-    return models, (stamps[0] if stamps else None)
+    newest = {}
+    for result in response["MetricDataResults"]:
+        stamps = result["Timestamps"]
+        newest[ENDPOINT_NAMES[result["Id"]]] = stamps[0] if stamps else None
+    return listed.runtime | listed.mantle, newest
 
 
 def _failure_dict(failure: RegionFailure | None) -> dict | None:

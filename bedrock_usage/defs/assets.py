@@ -83,10 +83,11 @@ def cloudwatch_datapoints(
     (table `cloudwatch_daily_datapoints`; the dimensionless region total is stored as
     model_id '(region total)').
 
-    Reads only the AWS/Bedrock namespace with ListMetrics and GetMetricData, one call
-    spanning all the run's days. A region that cannot be read keeps its earlier rows and
-    fails the `cloudwatch_permissions` check with the reason and the fix; when every region
-    fails, the run fails with the same explanation."""
+    Reads only Bedrock's two namespaces, AWS/Bedrock (the runtime endpoint) and
+    AWS/BedrockMantle (the OpenAI-compatible endpoint), with ListMetrics and
+    GetMetricData, each call spanning all the run's days. A region that cannot be read
+    keeps its earlier rows and fails the `cloudwatch_permissions` check with the reason
+    and the fix; when every region fails, the run fails with the same explanation."""
     tag_run_process(context.instance, context.run.run_id)
     store = state_store.get()
     windows = windows_by_connection(context.partition_keys)
@@ -201,13 +202,15 @@ def bedrock_usage_daily(
     warehouse: WarehouseResource,
     state_store: StateStoreResource,
 ) -> dg.MaterializeResult:
-    """Daily Bedrock usage per UTC day, connection, account, region and model (table
-    `bedrock_usage_daily`): tokens, invocations, cache tokens, errors, throttles and
-    latency, as exact integers.
+    """Daily Bedrock usage per UTC day, connection, account, region, API endpoint
+    (bedrock-runtime or bedrock-mantle) and model (table `bedrock_usage_daily`; per
+    mantle project in `bedrock_usage_daily_by_project`): tokens, invocations, cache
+    tokens, errors, throttles and latency, as exact integers.
 
     Rebuilt from `cloudwatch_daily_datapoints` without calling AWS. Only series with
-    exactly the ModelId dimension count per model; usage in the region total that no
-    model explains is one '(unattributed)' row, so sums never double count."""
+    exactly the model dimension (ModelId; Model on the mantle endpoint) count per model;
+    usage in an endpoint's region total that no model explains is one '(unattributed)'
+    row, so sums never double count."""
     store = state_store.get()
     windows = windows_by_connection(context.partition_keys)
     rows_by_region: dict[str, int] = {}

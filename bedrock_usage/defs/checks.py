@@ -26,7 +26,7 @@ USAGE_CHECKS = [
     dg.AssetCheckSpec(
         "unique_grain",
         asset="bedrock_usage_daily",
-        description="One row per usage_date, connection, region and model.",
+        description="One row per usage_date, connection, region, api_endpoint and model.",
     ),
     dg.AssetCheckSpec(
         "no_negative_counts",
@@ -44,6 +44,12 @@ USAGE_CHECKS = [
         asset="bedrock_usage_daily",
         description=f"Each connection's regions are synced through at least {FRESHNESS_DAYS} "
         "days ago.",
+    ),
+    dg.AssetCheckSpec(
+        "projects_reconcile",
+        asset="bedrock_usage_daily",
+        description="On the bedrock-mantle endpoint, each model's usage summed over its "
+        "projects (bedrock_usage_daily_by_project) equals the model's own usage.",
     ),
 ]
 
@@ -98,7 +104,29 @@ def usage_check_results(
         _no_negative_counts(connection, windows),
         _totals_reconcile(connection, windows),
         _fresh(windows, store),
+        _projects_reconcile(connection, windows),
     ]
+
+
+def _projects_reconcile(connection, windows) -> dg.AssetCheckResult:
+    gaps = quality.project_gaps(connection, windows)
+    return dg.AssetCheckResult(
+        check_name="projects_reconcile",
+        passed=gaps.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "gaps": len(gaps),
+            "largest_gaps": dg.MetadataValue.json(gaps.head(10).to_dict("records")),
+        },
+        description=None
+        if gaps.empty
+        else (
+            "Some mantle usage is not attributed to a project: a project idle for more than "
+            "two weeks is invisible to ListMetrics until a sync has stored it, or CloudWatch "
+            "was still delivering. Re-materialize those days later; bedrock_usage_daily "
+            "itself is complete."
+        ),
+    )
 
 
 def _unique_grain(connection, windows) -> dg.AssetCheckResult:

@@ -41,6 +41,9 @@ class CallLog:
     calls: Counter = field(default_factory=Counter)
     metrics_requested: Counter = field(default_factory=Counter)
     namespaces_requested: set = field(default_factory=set)
+    # The most CloudWatch requests answered at the same time (regions read in parallel).
+    max_in_flight: int = 0
+    in_flight: int = 0
 
     def record(self, operation: str, account_id: str, region: str, metrics: int = 0) -> None:
         self.calls[(operation, account_id, region)] += 1
@@ -57,6 +60,7 @@ class CallLog:
         self.calls.clear()
         self.metrics_requested.clear()
         self.namespaces_requested.clear()
+        self.max_in_flight = 0
 
 
 @dataclass
@@ -113,12 +117,19 @@ def call_action(self: CloudWatchResponse):
         _throttle_if_asked(self.region)
     except AwsError as error:
         return error_response(self, error)
-    if STATE.latency_seconds:
-        time.sleep(STATE.latency_seconds)
+    log = STATE.log
+    with STATE._lock:
+        log.in_flight += 1
+        log.max_in_flight = max(log.max_in_flight, log.in_flight)
     try:
+        if STATE.latency_seconds:
+            time.sleep(STATE.latency_seconds)
         return _ORIGINAL_CALL_ACTION(self)
     except AwsError as error:
         return error_response(self, error)
+    finally:
+        with STATE._lock:
+            log.in_flight -= 1
 
 
 def _skip_moto_auth(self: CloudWatchResponse, resource: str = "*") -> None:

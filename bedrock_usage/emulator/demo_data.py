@@ -17,6 +17,7 @@ import numpy as np
 from .server import Emulator
 
 NAMESPACE = "AWS/Bedrock"
+MANTLE_NAMESPACE = "AWS/BedrockMantle"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,27 @@ DEMO_ACCOUNTS = {
         ),
         "us-east-1": (
             DemoModel("us.anthropic.claude-3-5-sonnet-20241022-v2:0", 40, 1600, 380, 2300, True),
+        ),
+    },
+}
+
+
+@dataclass(frozen=True)
+class DemoMantleApp:
+    """An application calling the bedrock-mantle endpoint in a project."""
+
+    project_id: str
+    model_id: str
+    inferences_per_hour: float
+    input_tokens_per_call: int
+    output_tokens_per_call: int
+
+
+DEMO_MANTLE_APPS = {
+    "444455556666": {
+        "us-west-2": (
+            DemoMantleApp("proj_support_bot", "openai.gpt-oss-120b", 90, 1400, 350),
+            DemoMantleApp("proj_batch_summaries", "openai.gpt-oss-120b", 30, 5200, 600),
         ),
     },
 }
@@ -153,7 +175,41 @@ def seed_demo_history(
                 else:
                     aws.seed(account_id, region, NAMESPACE, metric, None, timestamps, values)
                 points += len(values)
+    for account_id, regions in (DEMO_MANTLE_APPS if accounts is None else {}).items():
+        for region, apps in regions.items():
+            points += _seed_mantle(aws, account_id, region, apps, timestamps, rhythm, rng)
     return points
+
+
+def _seed_mantle(aws, account_id, region, apps, timestamps, rhythm, rng) -> int:
+    """An application on the OpenAI-compatible endpoint: AWS/BedrockMantle at its four
+    levels (Project+Model, Model, Project, Account), each repeating the same usage."""
+    levels: dict[tuple, dict[str, np.ndarray]] = {}
+    for app in apps:
+        inferences = rng.poisson(app.inferences_per_hour * rhythm).astype(float)
+        tokens = {
+            "in": np.round(inferences * app.input_tokens_per_call * rng.uniform(0.8, 1.2)),
+            "out": np.round(inferences * app.output_tokens_per_call * rng.uniform(0.7, 1.3)),
+        }
+        pair = (("Project", app.project_id), ("Model", app.model_id))
+        for metric, values in (
+            ("InputTokens", tokens["in"]),
+            ("OutputTokens", tokens["out"]),
+            ("Inferences", inferences),
+        ):
+            aws.seed(account_id, region, MANTLE_NAMESPACE, metric, dict(pair), timestamps, values)
+        for key in ((pair[1],), (pair[0],), ()):
+            level = levels.setdefault(key, {})
+            for metric, values in (
+                ("TotalInputTokens", tokens["in"]),
+                ("TotalOutputTokens", tokens["out"]),
+                ("Inferences", inferences),
+            ):
+                level[metric] = level.get(metric, 0) + values
+    for key, metrics in levels.items():
+        for metric, values in metrics.items():
+            aws.seed(account_id, region, MANTLE_NAMESPACE, metric, dict(key), timestamps, values)
+    return len(timestamps) * (3 * len(apps) + 3 * len(levels))
 
 
 def _model_series(model: DemoModel, rhythm: np.ndarray, rng) -> dict[str, np.ndarray]:

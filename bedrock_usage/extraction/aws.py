@@ -7,6 +7,7 @@ AWS_MAX_ATTEMPTS and AWS_RETRY_MODE are honoured as boto3 documents them.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -59,9 +60,16 @@ def make_session(keys: AwsKeys | None = None, profile: str | None = None) -> bot
     )
 
 
+# A boto3 Session is not thread-safe, its clients are: regions read in parallel make
+# their clients one at a time.
+_CLIENT_LOCK = threading.Lock()
+
+
 def cloudwatch_client(session: boto3.Session, region: str):
-    return session.client("cloudwatch", region_name=region, config=client_config())
+    with _CLIENT_LOCK:
+        return session.client("cloudwatch", region_name=region, config=client_config())
 
 
 def sts_client(session: boto3.Session, region: str = "us-east-1"):
-    return session.client("sts", region_name=region, config=client_config())
+    with _CLIENT_LOCK:
+        return session.client("sts", region_name=region, config=client_config())

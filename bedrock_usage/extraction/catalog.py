@@ -30,6 +30,11 @@ def extra_model_ids() -> list[str]:
     return declared_model_ids()
 
 
+def mantle_model_ids() -> list[str]:
+    """Model ids of the bedrock-mantle endpoint (AWS/BedrockMantle's `Model`)."""
+    return list(_catalog()["mantle_models"])
+
+
 def known_model_ids() -> list[str]:
     """Foundation models and their geographic inference profiles."""
     catalog = _catalog()

@@ -9,14 +9,18 @@ Cost rules (GetMetricData is billed per metric requested and rate limited):
 - NextToken and PartialData are followed to the end, and a (series, day) seen twice is
   kept once, never added twice.
 
-Which series: exactly the `{ModelId}` dimension set per model, and the dimensionless
-region total (the double-count trap: other dimension sets repeat the same usage).
+Which series: in `AWS/Bedrock` exactly the `{ModelId}` dimension set per model, in
+`AWS/BedrockMantle` exactly `{Model}` per model, plus each namespace's dimensionless
+region total (the double-count trap: other dimension sets repeat the same usage). The
+mantle endpoint's `{Project, Model}` series are read too, for attribution by project
+only. Both namespaces share the same GetMetricData calls.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, timedelta
 
@@ -27,14 +31,28 @@ from ..days import DayRange, utc_today
 from . import catalog
 from .aws import cloudwatch_client
 from .errors import FailureKind, RegionFailure, classify
-from .metrics import NAMESPACE, PRESENCE_METRICS, USAGE_METRICS, Series, series_for
+from .metrics import (
+    ENDPOINTS,
+    MANTLE,
+    MANTLE_METRICS,
+    MANTLE_PRESENCE_METRICS,
+    PRESENCE_METRICS,
+    PROJECT_DIMENSION,
+    RUNTIME,
+    USAGE_METRICS,
+    KnownSeries,
+    Series,
+    UsageMetric,
+    project_series_for,
+    series_for,
+)
 
 MAX_QUERIES_PER_CALL = 500
 MAX_DATAPOINTS_PER_CALL = 100_800
 # ListMetrics only sees metrics that reported data in the past two weeks.
 LIST_METRICS_WINDOW_DAYS = 14
 
-DATAPOINT_COLUMNS = ["usage_date", "model_id", "metric_name", "statistic", "value"]
+DATAPOINT_COLUMNS = ["usage_date", "model_id", "project_id", "metric_name", "statistic", "value"]
 
 
 @dataclass
@@ -48,7 +66,7 @@ class RegionFetch:
     get_metric_data_calls: int = 0
     list_metrics_calls: int = 0
     metrics_requested: int = 0
-    models_listed: set[str] = field(default_factory=set)
+    models_listed: KnownSeries = field(default_factory=KnownSeries)
     models_found_in_catalog: set[str] = field(default_factory=set)
 
     @property
@@ -77,23 +95,30 @@ def lower_bound_calls(series: int, days: int) -> int:
     return max(-(-series // MAX_QUERIES_PER_CALL), -(-(series * days) // MAX_DATAPOINTS_PER_CALL))
 
 
-def list_bedrock_models(client) -> tuple[set[str], int]:
-    """Model ids with a series of exactly {ModelId} (every page), and the calls made."""
-    models: set[str] = set()
-    token, calls = None, 0
-    while True:
-        kwargs = {"Namespace": NAMESPACE}
-        if token:
-            kwargs["NextToken"] = token
-        page = client.list_metrics(**kwargs)
-        calls += 1
-        for metric in page.get("Metrics", []):
-            dimensions = metric.get("Dimensions") or []
-            if len(dimensions) == 1 and dimensions[0]["Name"] == "ModelId":
-                models.add(dimensions[0]["Value"])
-        token = page.get("NextToken")
-        if not token:
-            return models, calls
+def list_bedrock_models(client) -> tuple[KnownSeries, int]:
+    """The series ListMetrics shows in both namespaces (every page): models with a series
+    of exactly the model dimension, mantle (project, model) pairs; and the calls made."""
+    listed = KnownSeries()
+    calls = 0
+    for endpoint in ENDPOINTS:
+        token = None
+        while True:
+            kwargs = {"Namespace": endpoint.namespace}
+            if token:
+                kwargs["NextToken"] = token
+            page = client.list_metrics(**kwargs)
+            calls += 1
+            for metric in page.get("Metrics", []):
+                dimensions = {d["Name"]: d["Value"] for d in metric.get("Dimensions") or []}
+                if set(dimensions) == {endpoint.model_dimension}:
+                    models = listed.runtime if endpoint is RUNTIME else listed.mantle
+                    models.add(dimensions[endpoint.model_dimension])
+                elif endpoint is MANTLE and set(dimensions) == {PROJECT_DIMENSION, "Model"}:
+                    listed.projects.add((dimensions[PROJECT_DIMENSION], dimensions["Model"]))
+            token = page.get("NextToken")
+            if not token:
+                break
+    return listed, calls
 
 
 @dataclass(frozen=True)
@@ -113,17 +138,23 @@ class _Reader:
     """GetMetricData and ListMetrics for one region, counting every call."""
 
     def __init__(
-        self, client, region: str, day_range: DayRange, on_progress: ProgressListener | None
+        self,
+        client,
+        region: str,
+        day_range: DayRange,
+        on_progress: ProgressListener | None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.client = client
         self.region = region
         self.day_range = day_range
         self.on_progress = on_progress
+        self.stop = stop
         self.get_metric_data_calls = 0
         self.list_metrics_calls = 0
         self.metrics_requested = 0
 
-    def list_models(self) -> set[str]:
+    def list_models(self) -> KnownSeries:
         models, calls = list_bedrock_models(self.client)
         self.list_metrics_calls += calls
         return models
@@ -145,6 +176,8 @@ class _Reader:
                 }
                 if token:
                     kwargs["NextToken"] = token
+                if self.stop is not None and self.stop.is_set():
+                    raise SyncStopped
                 response = self.client.get_metric_data(**kwargs)
                 self.get_metric_data_calls += 1
                 self.metrics_requested += len(queries)
@@ -171,6 +204,11 @@ class _Reader:
         return values
 
 
+class SyncStopped(BaseException):
+    """The sync was interrupted: the other regions stop at their next call. A
+    BaseException, so no region records it as a failure of its own."""
+
+
 class CloudWatchInternalError(Exception):
     def __init__(self, query_id: str) -> None:
         super().__init__(f"CloudWatch answered InternalError for query {query_id}")
@@ -180,27 +218,29 @@ def fetch_region(
     session: boto3.Session,
     region: str,
     day_range: DayRange,
-    known_model_ids: Iterable[str] = (),
+    known: KnownSeries | None = None,
     on_progress: ProgressListener | None = None,
+    stop: threading.Event | None = None,
 ) -> RegionFetch:
-    """Every usage metric of every model in `region` for `day_range`, plus the region
-    total. `known_model_ids` are models seen before for this account and region (they
-    may be idle for longer than ListMetrics can see)."""
-    reader = _Reader(cloudwatch_client(session, region), region, day_range, on_progress)
+    """Every usage metric of every model in `region` for `day_range`, in both
+    namespaces, plus each namespace's region total. `known` holds the series seen
+    before for this account and region (they may be idle for longer than ListMetrics
+    can see)."""
+    reader = _Reader(cloudwatch_client(session, region), region, day_range, on_progress, stop)
     fetch = RegionFetch(region, day_range, empty_datapoints())
     try:
         fetch.models_listed = reader.list_models()
-        models = sorted(fetch.models_listed | set(known_model_ids) | set(catalog.extra_model_ids()))
-        values = reader.read(series_for([None, *models]))
-        gap_days = _unattributed_days(values, models, day_range)
-        if gap_days:
-            probed = [m for m in catalog.known_model_ids() if m not in set(models)]
-            presence = reader.read(series_for(probed, PRESENCE_METRICS))
-            found = sorted({s.model_id for s, points in presence.items() if points})
-            values.update({s: p for s, p in presence.items() if s.model_id in found})
-            rest = [m for m in USAGE_METRICS if m not in PRESENCE_METRICS]
-            values.update(reader.read(series_for(found, rest)))
-            fetch.models_found_in_catalog = set(found)
+        declared = set(catalog.extra_model_ids())
+        wanted = fetch.models_listed | (known or KnownSeries()) | KnownSeries(declared, declared)
+        runtime, mantle = sorted(wanted.runtime), sorted(wanted.mantle)
+        values = reader.read(
+            series_for([None, *runtime])
+            + series_for([None, *mantle], MANTLE_METRICS)
+            + project_series_for(sorted(wanted.projects))
+        )
+        found = _probe_idle_models(reader, values, runtime, RUNTIME_PROBE)
+        found |= _probe_idle_models(reader, values, mantle, MANTLE_PROBE)
+        fetch.models_found_in_catalog = found
         fetch.datapoints = _to_frame(values)
     except Exception as error:  # noqa: BLE001 - classified below, or re-raised
         failure = (
@@ -216,14 +256,49 @@ def fetch_region(
     return fetch
 
 
+@dataclass(frozen=True)
+class _Probe:
+    """How to look for a model idle for longer than ListMetrics can see, per endpoint."""
+
+    presence: tuple[UsageMetric, ...]
+    metrics: tuple[UsageMetric, ...]
+    catalog_ids: Callable[[], list[str]]
+
+
+RUNTIME_PROBE = _Probe(PRESENCE_METRICS, USAGE_METRICS, catalog.known_model_ids)
+MANTLE_PROBE = _Probe(MANTLE_PRESENCE_METRICS, MANTLE_METRICS, catalog.mantle_model_ids)
+
+
+def _probe_idle_models(
+    reader: _Reader,
+    values: dict[Series, dict[date, float]],
+    models: list[str],
+    probe: _Probe,
+) -> set[str]:
+    """When the region total shows usage older than two weeks that the known models do
+    not explain, read the catalog's other models (presence first, the rest for those
+    found) into `values`; returns the models found."""
+    if not _unattributed_days(values, models, probe.presence):
+        return set()
+    probed = [m for m in probe.catalog_ids() if m not in set(models)]
+    presence = reader.read(series_for(probed, probe.presence))
+    found = sorted({s.model_id for s, points in presence.items() if points})
+    values.update({s: p for s, p in presence.items() if s.model_id in found})
+    rest = tuple(m for m in probe.metrics if m not in probe.presence)
+    values.update(reader.read(series_for(found, rest)))
+    return set(found)
+
+
 def _unattributed_days(
-    values: dict[Series, dict[date, float]], models: list[str], day_range: DayRange
+    values: dict[Series, dict[date, float]],
+    models: list[str],
+    presence: tuple[UsageMetric, ...],
 ) -> list[date]:
     """Days older than the ListMetrics window where the region total exceeds the sum over
     the known models: a model idle for over two weeks may hide there."""
     window_start = utc_today() - timedelta(days=LIST_METRICS_WINDOW_DAYS - 1)
     gaps = []
-    for metric in PRESENCE_METRICS:
+    for metric in presence:
         total = values.get(Series(metric, None), {})
         for day, total_value in total.items():
             if day >= window_start:
@@ -236,7 +311,7 @@ def _unattributed_days(
 
 def _to_frame(values: dict[Series, dict[date, float]]) -> pd.DataFrame:
     rows = [
-        (day, s.model_id, s.metric.metric_name, s.metric.statistic, value)
+        (day, s.model_id, s.project_id, s.metric.metric_name, s.metric.statistic, value)
         for s, points in values.items()
         for day, value in points.items()
     ]
@@ -250,6 +325,7 @@ def empty_datapoints() -> pd.DataFrame:
         {
             "usage_date": pd.Series(dtype="object"),
             "model_id": pd.Series(dtype="object"),
+            "project_id": pd.Series(dtype="object"),
             "metric_name": pd.Series(dtype="object"),
             "statistic": pd.Series(dtype="object"),
             "value": pd.Series(dtype="float64"),

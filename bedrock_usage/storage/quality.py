@@ -11,6 +11,7 @@ import pandas as pd
 from ..days import DayRange
 from ..extraction.metrics import COUNT_COLUMNS
 from ..shaping.daily import TOTAL
+from ..shaping.model_ids import UNATTRIBUTED
 
 
 def _window_filter(windows: dict[str, DayRange]) -> tuple[str, list[object]]:
@@ -53,6 +54,7 @@ def total_gaps(
                    coalesce(sum(value) FILTER (WHERE model_id <> ?), 0) AS models_sum
             FROM cloudwatch_daily_datapoints
             WHERE ({where}) AND statistic = 'Sum' AND metric_name <> 'InvocationLatency'
+              AND project_id = ''  -- the Project+Model level repeats the Model level
             GROUP BY ALL
         )
         SELECT connection_id, region, usage_date::VARCHAR AS usage_date, metric_name,
@@ -63,4 +65,36 @@ def total_gaps(
         ORDER BY abs(models_sum - region_total) DESC
         """,
         [TOTAL, TOTAL, *params, tolerance],
+    ).df()
+
+
+def project_gaps(con: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]) -> pd.DataFrame:
+    """(connection, region, day, model) of the mantle endpoint where the projects' sum
+    (Project+Model level) differs from the Model level, in inferences or tokens."""
+    where, params = _window_filter(windows)
+    return con.execute(
+        f"""
+        WITH models AS (
+            SELECT connection_id, region, usage_date, model_id, invocations AS inferences,
+                   input_tokens, output_tokens
+            FROM bedrock_usage_daily
+            WHERE ({where}) AND api_endpoint = 'bedrock-mantle' AND model_id <> ?
+        ),
+        projects AS (
+            SELECT connection_id, region, usage_date, model_id,
+                   sum(inferences) AS inferences, sum(input_tokens) AS input_tokens,
+                   sum(output_tokens) AS output_tokens
+            FROM bedrock_usage_daily_by_project WHERE {where} GROUP BY ALL
+        )
+        SELECT connection_id, region, usage_date::VARCHAR AS usage_date, model_id,
+               m.inferences AS model_inferences, coalesce(p.inferences, 0) AS project_inferences,
+               m.input_tokens AS model_input_tokens,
+               coalesce(p.input_tokens, 0) AS project_input_tokens
+        FROM models m LEFT JOIN projects p USING (connection_id, region, usage_date, model_id)
+        WHERE m.inferences <> coalesce(p.inferences, 0)
+           OR m.input_tokens <> coalesce(p.input_tokens, 0)
+           OR m.output_tokens <> coalesce(p.output_tokens, 0)
+        ORDER BY abs(m.input_tokens - coalesce(p.input_tokens, 0)) DESC
+        """,
+        [*params, UNATTRIBUTED, *params],
     ).df()

@@ -48,6 +48,82 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        # The bedrock-mantle endpoint (AWS/BedrockMantle): a row says which endpoint it
+        # came from, raw points keep the mantle Project dimension, and usage per project
+        # has its own table. The PRIMARY KEYs go: their ART indexes made the file ~35x
+        # larger and every write slower; the grain stays unique because every write
+        # replaces whole windows in one transaction (checked by `unique_grain`).
+        2,
+        """
+        CREATE TABLE cloudwatch_daily_datapoints_v2 (
+            usage_date DATE NOT NULL,
+            connection_id VARCHAR NOT NULL,
+            account_id VARCHAR NOT NULL,
+            region VARCHAR NOT NULL,
+            model_id VARCHAR NOT NULL,
+            project_id VARCHAR NOT NULL DEFAULT '',
+            metric_name VARCHAR NOT NULL,
+            statistic VARCHAR NOT NULL,
+            value DOUBLE NOT NULL,
+            fetched_at TIMESTAMP NOT NULL
+        );
+        INSERT INTO cloudwatch_daily_datapoints_v2
+            SELECT usage_date, connection_id, account_id, region, model_id, '', metric_name,
+                   statistic, value, fetched_at
+            FROM cloudwatch_daily_datapoints
+            ORDER BY connection_id, region, usage_date;
+        DROP TABLE cloudwatch_daily_datapoints;
+        ALTER TABLE cloudwatch_daily_datapoints_v2 RENAME TO cloudwatch_daily_datapoints;
+
+        CREATE TABLE bedrock_usage_daily_v2 (
+            usage_date DATE NOT NULL,
+            connection_id VARCHAR NOT NULL,
+            account_id VARCHAR NOT NULL,
+            region VARCHAR NOT NULL,
+            api_endpoint VARCHAR NOT NULL,
+            model_id VARCHAR NOT NULL,
+            model_provider VARCHAR NOT NULL,
+            base_model_id VARCHAR NOT NULL,
+            inference_scope VARCHAR NOT NULL,
+            input_tokens BIGINT NOT NULL,
+            output_tokens BIGINT NOT NULL,
+            invocations BIGINT NOT NULL,
+            cache_read_input_tokens BIGINT NOT NULL,
+            cache_write_input_tokens BIGINT NOT NULL,
+            client_errors BIGINT NOT NULL,
+            server_errors BIGINT NOT NULL,
+            throttles BIGINT NOT NULL,
+            latency_ms_sum DOUBLE NOT NULL,
+            latency_samples BIGINT NOT NULL,
+            synced_at TIMESTAMP NOT NULL
+        );
+        INSERT INTO bedrock_usage_daily_v2
+            SELECT usage_date, connection_id, account_id, region, 'bedrock-runtime', model_id,
+                   model_provider, base_model_id, inference_scope, input_tokens, output_tokens,
+                   invocations, cache_read_input_tokens, cache_write_input_tokens,
+                   client_errors, server_errors, throttles, latency_ms_sum, latency_samples,
+                   synced_at
+            FROM bedrock_usage_daily
+            ORDER BY connection_id, region, usage_date;
+        DROP TABLE bedrock_usage_daily;
+        ALTER TABLE bedrock_usage_daily_v2 RENAME TO bedrock_usage_daily;
+
+        CREATE TABLE bedrock_usage_daily_by_project (
+            usage_date DATE NOT NULL,
+            connection_id VARCHAR NOT NULL,
+            account_id VARCHAR NOT NULL,
+            region VARCHAR NOT NULL,
+            project_id VARCHAR NOT NULL,
+            model_id VARCHAR NOT NULL,
+            input_tokens BIGINT NOT NULL,
+            output_tokens BIGINT NOT NULL,
+            inferences BIGINT NOT NULL,
+            client_errors BIGINT NOT NULL,
+            synced_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
 )
 
 
@@ -57,6 +133,12 @@ USAGE_COLUMN_DOCS: tuple[tuple[str, str, str], ...] = (
     ("connection_id", "VARCHAR", "The connection (one per AWS account)."),
     ("account_id", "VARCHAR", "The AWS account id."),
     ("region", "VARCHAR", "The AWS region where the usage was recorded."),
+    (
+        "api_endpoint",
+        "VARCHAR",
+        "bedrock-runtime (AWS/Bedrock: Converse, InvokeModel) or "
+        "bedrock-mantle (AWS/BedrockMantle: the OpenAI-compatible endpoint).",
+    ),  # fmt: skip
     (
         "model_id",
         "VARCHAR",

@@ -24,8 +24,17 @@ import duckdb
 import pandas as pd
 
 from ..days import DayRange
+from ..extraction.metrics import MANTLE_METRIC_NAMES, KnownSeries
 from ..settings import lock_timeout_seconds, snapshot_path
-from ..shaping.daily import TOTAL, USAGE_COLUMNS, shape_daily_usage
+from ..shaping.daily import (
+    NO_PROJECT,
+    PROJECT_COLUMNS,
+    TOTAL,
+    USAGE_COLUMNS,
+    project_ids,
+    shape_daily_usage,
+    shape_project_usage,
+)
 from .schema import ensure_schema
 
 RAW_COLUMNS = [
@@ -34,6 +43,7 @@ RAW_COLUMNS = [
     "account_id",
     "region",
     "model_id",
+    "project_id",
     "metric_name",
     "statistic",
     "value",
@@ -116,6 +126,7 @@ def replace_datapoints(
     )
     rows = datapoints.assign(
         model_id=datapoints.model_id.fillna(TOTAL),
+        project_id=project_ids(datapoints),
         connection_id=connection_id,
         account_id=account_id,
         region=region,
@@ -149,48 +160,64 @@ def rebuild_usage(
     its region's data points were fetched, so a region that failed keeps its old time.
     Returns the rows written."""
     stored = connection.execute(
-        "SELECT usage_date, account_id, region, model_id, metric_name, statistic, value, "
-        "max(fetched_at) OVER (PARTITION BY region) AS fetched_at "
+        "SELECT usage_date, account_id, region, model_id, project_id, metric_name, statistic, "
+        "value, max(fetched_at) OVER (PARTITION BY region) AS fetched_at "
         "FROM cloudwatch_daily_datapoints WHERE connection_id = ? "
         "AND usage_date BETWEEN ? AND ?",
         [connection_id, day_range.first, day_range.last],
     ).df()
     stored["usage_date"] = pd.to_datetime(stored["usage_date"]).dt.date
     stored["model_id"] = stored["model_id"].where(stored["model_id"] != TOTAL, None)
-    frames = [
-        shape_daily_usage(points, connection_id, account_id, region, fetched_at)
-        for (account_id, region, fetched_at), points in stored.groupby(
-            ["account_id", "region", "fetched_at"]
+    groups = list(stored.groupby(["account_id", "region", "fetched_at"]))
+    usage = _concat([shape_daily_usage(p, connection_id, *key) for key, p in groups], USAGE_COLUMNS)
+    by_project = _concat(
+        [shape_project_usage(p, connection_id, *key) for key, p in groups], PROJECT_COLUMNS
+    )
+    for table, frame, columns in (
+        ("bedrock_usage_daily", usage, USAGE_COLUMNS),
+        ("bedrock_usage_daily_by_project", by_project, PROJECT_COLUMNS),
+    ):
+        connection.execute(
+            f"DELETE FROM {table} WHERE connection_id = ? AND usage_date BETWEEN ? AND ?",
+            [connection_id, day_range.first, day_range.last],
         )
-    ]
-    usage = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=USAGE_COLUMNS)
-    connection.execute(
-        "DELETE FROM bedrock_usage_daily WHERE connection_id = ? AND usage_date BETWEEN ? AND ?",
-        [connection_id, day_range.first, day_range.last],
-    )
-    _insert_frame(
-        connection, "bedrock_usage_daily", USAGE_COLUMNS, usage.reindex(columns=USAGE_COLUMNS)
-    )
+        _insert_frame(connection, table, columns, frame.reindex(columns=columns))
     return usage
+
+
+def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def usage_row_count(connection: duckdb.DuckDBPyConnection) -> int:
     return connection.execute("SELECT count(*) FROM bedrock_usage_daily").fetchone()[0]
 
 
-def known_model_ids(
+def known_series(
     connection: duckdb.DuckDBPyConnection, connection_id: str
-) -> dict[str, set[str]]:
-    """Every model id ever stored for this connection, by region."""
+) -> dict[str, KnownSeries]:
+    """Every model id (and mantle project-model pair) ever stored for this connection,
+    by region and endpoint."""
     rows = connection.execute(
-        "SELECT DISTINCT region, model_id FROM cloudwatch_daily_datapoints "
-        "WHERE connection_id = ? AND model_id <> ?",
-        [connection_id, TOTAL],
+        "SELECT DISTINCT region, model_id, project_id, metric_name IN "
+        "(SELECT unnest(?::VARCHAR[])) AS mantle "
+        "FROM cloudwatch_daily_datapoints WHERE connection_id = ? AND model_id <> ?",
+        [sorted(MANTLE_METRIC_NAMES), connection_id, TOTAL],
     ).fetchall()
-    known: dict[str, set[str]] = {}
-    for region, model_id in rows:
-        known.setdefault(region, set()).add(model_id)
+    known: dict[str, KnownSeries] = {}
+    for region, model_id, project_id, mantle in rows:
+        series = known.setdefault(region, KnownSeries())
+        if project_id != NO_PROJECT:
+            series.projects.add((project_id, model_id))
+        elif mantle:
+            series.mantle.add(model_id)
+        else:
+            series.runtime.add(model_id)
     return known
+
+
+ANALYST_TABLES = ("bedrock_usage_daily", "bedrock_usage_daily_by_project")
 
 
 def publish_snapshot(connection: duckdb.DuckDBPyConnection, warehouse: Path | str) -> Path:
@@ -204,11 +231,12 @@ def publish_snapshot(connection: duckdb.DuckDBPyConnection, warehouse: Path | st
     quoted = str(staging).replace("'", "''")
     connection.execute(f"ATTACH '{quoted}' AS analysts_snapshot")
     try:
-        # The usage table only: the raw data points are ten times larger and for audit.
-        connection.execute(
-            "CREATE TABLE analysts_snapshot.bedrock_usage_daily AS "
-            "SELECT * FROM bedrock_usage_daily ORDER BY usage_date, connection_id, region, model_id"
-        )
+        # The usage tables only: the raw data points are ten times larger and for audit.
+        for table in ANALYST_TABLES:
+            connection.execute(
+                f"CREATE TABLE analysts_snapshot.{table} AS SELECT * FROM {table} "
+                "ORDER BY usage_date, connection_id, region"
+            )
     finally:
         connection.execute("DETACH analysts_snapshot")
     os.replace(staging, target)
@@ -244,7 +272,11 @@ def purge_connection(
                 "SELECT count(*) FROM bedrock_usage_daily WHERE connection_id = ?",
                 [connection_id],
             ).fetchone()[0]
-            for table in ("bedrock_usage_daily", "cloudwatch_daily_datapoints"):
+            for table in (
+                "bedrock_usage_daily",
+                "bedrock_usage_daily_by_project",
+                "cloudwatch_daily_datapoints",
+            ):
                 connection.execute(f"DELETE FROM {table} WHERE connection_id = ?", [connection_id])
         publish_snapshot(connection, path)
     return deleted
