@@ -189,21 +189,43 @@ def test_analysts_read_a_snapshot_that_never_blocks_a_write(tmp_path):
     path = tmp_path / "w.duckdb"
     snapshot = tmp_path / "w.snapshot.duckdb"
 
-    def sync_and_publish(tokens: int) -> Path:
-        _sync(path, [("us-east-1", {D1: tokens}, DayRange(D1, D1))])
+    def sync_and_publish(tokens: int, day=D1) -> Path:
+        _sync(path, [("us-east-1", {day: tokens}, DayRange(day, day))])
         with open_warehouse(path, timeout=1) as con:
-            return publish_snapshot(con, path)
+            return publish_snapshot(con, path, {"acme": DayRange(day, day)})
 
     assert sync_and_publish(10) == snapshot
     assert _tokens(snapshot) == {("2026-11-01", "us-east-1"): 10}
-    with duckdb.connect(str(snapshot), read_only=True) as analyst:  # an open session
-        sync_and_publish(12)
+    with duckdb.connect(str(snapshot), read_only=True) as analyst:  # a long-lived session
+        for tokens, day in ((12, D1), (5, D2), (7, D3)):  # several syncs, none blocked
+            sync_and_publish(tokens, day)
         # the session keeps the copy it opened
         assert analyst.execute("SELECT sum(input_tokens) FROM bedrock_usage_daily").fetchone() == (
             10,
         )
-    assert _tokens(snapshot) == {("2026-11-01", "us-east-1"): 12}
+    # reconnected: every sync's data
+    assert _tokens(snapshot) == {
+        ("2026-11-01", "us-east-1"): 12,
+        ("2026-11-02", "us-east-1"): 5,
+        ("2026-11-03", "us-east-1"): 7,
+    }
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_a_refreshed_snapshot_equals_one_built_whole(tmp_path):
+    path = tmp_path / "w.duckdb"
+    _sync(path, [("us-east-1", {D1: 10, D2: 20}, DayRange(D1, D2))])
+    _sync(path, [("eu-west-1", {D1: 3}, DayRange(D1, D1))], connection="other")
+    with open_warehouse(path) as con:
+        publish_snapshot(con, path)
+    _sync(path, [("us-east-1", {D2: 21, D3: 30}, DayRange(D2, D3))])
+    with open_warehouse(path) as con:
+        refreshed = publish_snapshot(con, path, {"acme": DayRange(D2, D3)})
+        query = "SELECT * EXCLUDE (synced_at) FROM {} ORDER BY ALL"
+        expected = con.execute(query.format("bedrock_usage_daily")).fetchall()
+    with duckdb.connect(str(refreshed), read_only=True) as snapshot:
+        assert snapshot.execute(query.format("bedrock_usage_daily")).fetchall() == expected
+    assert _tokens(refreshed)[("2026-11-02", "us-east-1")] == 21
 
 
 def test_a_warehouse_of_schema_1_is_migrated_in_place_without_losing_a_row(tmp_path):

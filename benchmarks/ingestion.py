@@ -1,7 +1,11 @@
-"""Benchmark: connections x regions x models x days through the production sync path
-(each connection connected, then synced as a run of the code location's assets, as the
-CLI and the schedule do), against the emulator over HTTP. Prints measured figures;
-asserts nothing.
+"""Benchmark: the production sync path (each connection connected, then synced as a run
+of the code location's job, as the CLI and the schedule do) against the emulator in a
+process of its own, over HTTP. Prints measured figures; asserts nothing.
+
+For a shape of connections x regions x models x days it measures: the year backfill of
+every connection, the warehouse on disk, the daily (3-day) sync of one connection with
+all that history stored and the same sync into an empty warehouse, GetMetricData calls
+against their lower bound, and this process's peak memory (the emulator's is not in it).
 
     .venv/bin/python benchmarks/ingestion.py --connections 10 --regions 4 --models 40 --days 365
 """
@@ -9,123 +13,148 @@ asserts nothing.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
-from datetime import time as clock_time
+import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
-import numpy as np
 
-from bedrock_usage.connections import service
-from bedrock_usage.connections.credentials import AuthSpec
-from bedrock_usage.days import readable_range, utc_today
-from bedrock_usage.emulator.server import Emulator
-from bedrock_usage.extraction.fetch import lower_bound_calls
-from bedrock_usage.extraction.metrics import USAGE_METRICS
+EMULATOR = Path(__file__).with_name("emulator_process.py")
 
-REGIONS = [
-    "us-east-1",
-    "us-west-2",
-    "eu-west-1",
-    "eu-central-1",
-    "ap-northeast-1",
-    "ap-southeast-2",
-    "ca-central-1",
-    "sa-east-1",
-]
+
+class EmulatorProcess:
+    def __init__(self, args: argparse.Namespace) -> None:
+        shape = [f"--{k}={getattr(args, k)}" for k in ("connections", "regions", "models", "days")]
+        self.process = subprocess.Popen(
+            [sys.executable, str(EMULATOR), *shape, f"--points-per-day={args.points_per_day}"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.info = json.loads(self.process.stdout.readline())
+
+    def calls(self) -> dict:
+        """GetMetricData calls and metrics requested since the last time asked."""
+        self.process.stdin.write("log\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())
+
+    def stop(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def use_home(path: Path) -> None:
+    os.environ["BEDROCK_USAGE_HOME"] = str(path)
+    os.environ["DAGSTER_HOME"] = str(path / "dagster")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--connections", type=int, default=10)
-    parser.add_argument("--regions", type=int, default=4)
-    parser.add_argument("--models", type=int, default=40)
-    parser.add_argument("--days", type=int, default=365)
-    parser.add_argument(
-        "--points-per-day", type=int, default=1, help="data points seeded per series and day"
-    )
+    for name, default in (("connections", 10), ("regions", 4), ("models", 40), ("days", 365)):
+        parser.add_argument(f"--{name}", type=int, default=default)
+    parser.add_argument("--points-per-day", type=int, default=1)
     args = parser.parse_args()
+    warnings.filterwarnings("ignore")  # Dagster's beta notices are not figures
+
+    from bedrock_usage.connections import service
+    from bedrock_usage.connections.credentials import AuthSpec
+    from bedrock_usage.days import readable_range, utc_today
+    from bedrock_usage.defs.local_runs import run_sync
+    from bedrock_usage.extraction.fetch import lower_bound_calls
+    from bedrock_usage.extraction.metrics import MANTLE_METRICS, USAGE_METRICS
+    from bedrock_usage.settings import region_concurrency
 
     today = utc_today()
-    day_range = readable_range(today - timedelta(days=args.days), today - timedelta(days=1))
-    first = datetime.combine(day_range.first, clock_time(0), tzinfo=UTC)
-    step = 86_400 // args.points_per_day
-    timestamps = np.arange(int(first.timestamp()), int(day_range.end.timestamp()), step) + step // 2
-    models = [f"amazon.bench-model-{i}-v1:0" for i in range(args.models)]
-    regions = REGIONS[: args.regions]
-    metrics = sorted({m.metric_name for m in USAGE_METRICS})
-    rng = np.random.default_rng(1)
+    year = readable_range(today - timedelta(days=args.days), today - timedelta(days=1))
+    daily = readable_range(today - timedelta(days=3), today - timedelta(days=1))
+    # Per region: ten series per model and the runtime total, plus the mantle total.
+    series = (args.models + 1) * len(USAGE_METRICS) + len(MANTLE_METRICS)
 
-    with Emulator() as aws, tempfile.TemporaryDirectory() as tmp:
-        os.environ["AWS_ENDPOINT_URL"] = aws.endpoint_url
-        os.environ["BEDROCK_USAGE_HOME"] = tmp
-        os.environ["DAGSTER_HOME"] = str(Path(tmp) / "dagster")
-        from bedrock_usage.defs.local_runs import run_sync
+    started = time.perf_counter()
+    aws = EmulatorProcess(args)
+    os.environ["AWS_ENDPOINT_URL"] = aws.info["endpoint"]
+    seed_seconds = time.perf_counter() - started
 
+    def connect_all(readers: list[list[str]]) -> list[str]:
+        names = []
+        for c, (account, key_id, secret) in enumerate(readers):
+            name = f"bench-{c}"
+            regions = ",".join(_regions(args.regions))
+            service.connect(name, account, regions, AuthSpec(key_id, secret), sync_later=True)
+            names.append(name)
+        return names
+
+    with tempfile.TemporaryDirectory() as empty_dir, tempfile.TemporaryDirectory() as full_dir:
+        # The daily sync with no history (a fresh home). Each daily sync is timed on its
+        # second run, so one-time costs (imports, loading the code location) are out.
+        use_home(Path(empty_dir))
+        first = connect_all(aws.info["readers"][:1])[0]
+        empty_daily_seconds = _timed_twice(lambda: run_sync(first, daily))
+
+        # The year backfill of every connection into another home.
+        use_home(Path(full_dir))
+        names = connect_all(aws.info["readers"])
+        aws.calls()
         started = time.perf_counter()
-        seeded = 0
-        targets = []
-        for c in range(args.connections):
-            account = f"{100000000000 + c}"
-            for region in regions:
-                for metric in metrics:
-                    total = np.zeros(len(timestamps))
-                    for model in models:
-                        values = rng.integers(0, 5000, len(timestamps)).astype(float)
-                        aws.seed(
-                            account,
-                            region,
-                            "AWS/Bedrock",
-                            metric,
-                            {"ModelId": model},
-                            timestamps,
-                            values,
-                        )
-                        total += values
-                    aws.seed(account, region, "AWS/Bedrock", metric, None, timestamps, total)
-                    seeded += len(timestamps) * (len(models) + 1)
-            key = aws.create_reader(account)
-            auth = AuthSpec(key.access_key_id, key.secret_access_key)
-            service.connect(f"bench-{c}", account, ",".join(regions), auth, sync_later=True)
-            targets.append(f"bench-{c}")
-        seed_seconds = time.perf_counter() - started
+        for name in names:
+            assert run_sync(name, year).success
+        backfill_seconds = time.perf_counter() - started
+        backfill_calls = aws.calls()
+        bound = len(names) * args.regions * lower_bound_calls(series, year.days)
 
-        aws.log.reset()
-        started = time.perf_counter()
-        bound = 0
-        for name in targets:
-            assert run_sync(name, day_range).success
-            series = (len(models) + 1) * len(USAGE_METRICS)
-            bound += len(regions) * lower_bound_calls(series, day_range.days)
-        sync_seconds = time.perf_counter() - started
-        calls = aws.log.count("GetMetricData")
-        metrics_requested = sum(aws.log.metrics_requested.values())
-        with duckdb.connect(str(Path(tmp) / "warehouse.duckdb"), read_only=True) as con:
+        # The same daily sync with all that history stored.
+        full_daily_seconds = _timed_twice(lambda: run_sync(names[0], daily))
+
+        warehouse = Path(full_dir) / "warehouse.duckdb"
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            points = con.execute("SELECT count(*) FROM cloudwatch_daily_datapoints").fetchone()[0]
             rows = con.execute("SELECT count(*) FROM bedrock_usage_daily").fetchone()[0]
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        warehouse_bytes = warehouse.stat().st_size
+        snapshot_bytes = (Path(full_dir) / "warehouse.snapshot.duckdb").stat().st_size
+    aws.stop()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     print(
         f"shape: {args.connections} connections x {args.regions} regions x {args.models} "
-        f"models x {day_range.days} days ({args.points_per_day} point(s) per series-day)"
+        f"models x {year.days} days ({args.points_per_day} point(s) per series-day); "
+        f"region concurrency {region_concurrency()}"
     )
-    print(f"seeded data points:        {seeded:,} in {seed_seconds:.1f} s")
-    print(f"GetMetricData calls:       {calls} (lower bound {bound})")
-    print(
-        f"metrics requested:         {metrics_requested:,} "
-        f"(~${metrics_requested / 1000 * 0.01:.2f} at $0.01 per 1,000)"
-    )
-    print(f"usage rows written:        {rows:,}")
-    print(
-        f"sync wall seconds:         {sync_seconds:.1f} "
-        f"({sync_seconds / args.connections:.2f} s per connection)"
-    )
-    print(f"peak memory (RSS):         {peak_mb:.0f} MB")
+    print(f"seeded data points:        {aws.info['seeded']:,} in {seed_seconds:.1f} s "
+          "(emulator process)")  # fmt: skip
+    print(f"backfill (all connections): {backfill_seconds:.1f} s "
+          f"({backfill_seconds / len(names):.2f} s per connection)")  # fmt: skip
+    print(f"GetMetricData calls:       {backfill_calls['get_metric_data']} (lower bound {bound})")
+    print(f"metrics requested:         {backfill_calls['metrics']:,} "
+          f"(~${backfill_calls['metrics'] / 1000 * 0.01:.2f} at $0.01 per 1,000)")  # fmt: skip
+    print(f"raw data points stored:    {points:,}; usage rows {rows:,}")
+    print(f"warehouse on disk:         {warehouse_bytes / 1e6:.1f} MB "
+          f"({warehouse_bytes / max(points, 1):.1f} bytes per data point); analysts' copy "
+          f"{snapshot_bytes / 1e6:.1f} MB")  # fmt: skip
+    ratio = full_daily_seconds / empty_daily_seconds
+    print(f"3-day sync, no history: {empty_daily_seconds:.2f} s; with the history: "
+          f"{full_daily_seconds:.2f} s ({ratio:.2f}x)")  # fmt: skip
+    print(f"client peak memory (RSS):  {peak_mb:.0f} MB")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
+
+
+def _timed_twice(sync) -> float:
+    assert sync().success
+    started = time.perf_counter()
+    assert sync().success
+    return time.perf_counter() - started
+
+
+def _regions(count: int) -> list[str]:
+    sys.path.insert(0, str(EMULATOR.parent))
+    from emulator_process import REGIONS
+
+    return REGIONS[:count]
 
 
 if __name__ == "__main__":

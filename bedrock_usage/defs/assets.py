@@ -234,7 +234,7 @@ def bedrock_usage_daily(
             # Committed: the analysts' copy is refreshed before any check can fail the step.
             for connection_id in windows:
                 store.set_phase(connection_id, attempts.PUBLISHING)
-            snapshot = publish_snapshot(connection, warehouse.path)
+            snapshot = publish_snapshot(connection, warehouse.path, windows)
             table_rows = usage_row_count(connection)
             check_results = usage_check_results(connection, windows, store)
         for connection_id, day_range in windows.items():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,7 +36,7 @@ from ..shaping.daily import (
     shape_daily_usage,
     shape_project_usage,
 )
-from .schema import ensure_schema
+from .schema import MIGRATIONS, ensure_schema
 
 RAW_COLUMNS = [
     "usage_date",
@@ -220,27 +221,83 @@ def known_series(
 ANALYST_TABLES = ("bedrock_usage_daily", "bedrock_usage_daily_by_project")
 
 
-def publish_snapshot(connection: duckdb.DuckDBPyConnection, warehouse: Path | str) -> Path:
-    """Copy `bedrock_usage_daily`, as committed, to the analysts' snapshot file and swap
-    it in atomically. A reader holding the old snapshot keeps reading it and never blocks the
-    pipeline, which a reader of the warehouse itself would."""
+def publish_snapshot(
+    connection: duckdb.DuckDBPyConnection,
+    warehouse: Path | str,
+    changed: dict[str, DayRange | None] | None = None,
+) -> Path:
+    """Refresh the analysts' copy of the usage tables, as committed, and swap it in
+    atomically. A reader holding the old copy keeps reading it and never blocks the
+    pipeline, which a reader of the warehouse itself would.
+
+    `changed` names what a sync rewrote: {connection_id: day range, or None for all of
+    that connection}. Then the previous copy's bytes are copied (the file system's
+    speed, no DuckDB work) and only those windows are replaced in it, so a daily sync
+    costs the same however much history is stored. Without it, or without a previous
+    copy of this schema, the copy is built whole."""
     target = snapshot_path(warehouse)
     staging = target.with_name(f"{target.name}.tmp")
     for leftover in (staging, staging.with_name(f"{staging.name}.wal")):
         leftover.unlink(missing_ok=True)
+    incremental = changed is not None and _snapshot_is_current(target)
+    if incremental:
+        shutil.copyfile(target, staging)
     quoted = str(staging).replace("'", "''")
     connection.execute(f"ATTACH '{quoted}' AS analysts_snapshot")
     try:
-        # The usage tables only: the raw data points are ten times larger and for audit.
-        for table in ANALYST_TABLES:
+        connection.execute("BEGIN TRANSACTION")
+        if incremental:
+            _replace_windows(connection, changed)
+        else:
+            # The usage tables only: the raw data points are larger and for audit.
+            for table in ANALYST_TABLES:
+                connection.execute(
+                    f"CREATE TABLE analysts_snapshot.{table} AS SELECT * FROM {table} "
+                    "ORDER BY usage_date, connection_id, region"
+                )
             connection.execute(
-                f"CREATE TABLE analysts_snapshot.{table} AS SELECT * FROM {table} "
-                "ORDER BY usage_date, connection_id, region"
+                f"CREATE TABLE analysts_snapshot.{SNAPSHOT_VERSION_TABLE} AS "
+                "SELECT max(version) AS version FROM schema_version"
             )
+        connection.execute("COMMIT")
     finally:
         connection.execute("DETACH analysts_snapshot")
     os.replace(staging, target)
     return target
+
+
+SNAPSHOT_VERSION_TABLE = "snapshot_schema_version"
+
+
+def _snapshot_is_current(path: Path) -> bool:
+    """The previous copy exists, opens, and was written by this schema version."""
+    if not path.exists():
+        return False
+    try:
+        with duckdb.connect(str(path), read_only=True) as snapshot:
+            version = snapshot.execute(
+                f"SELECT version FROM {SNAPSHOT_VERSION_TABLE}"
+            ).fetchone()[0]
+    except duckdb.Error:
+        return False  # locked by nobody but damaged or older: rebuilt whole
+    return version == MIGRATIONS[-1][0]
+
+
+def _replace_windows(
+    connection: duckdb.DuckDBPyConnection, changed: dict[str, DayRange | None]
+) -> None:
+    for table in ANALYST_TABLES:
+        for connection_id, day_range in changed.items():
+            window = "connection_id = ?"
+            params: list[object] = [connection_id]
+            if day_range is not None:
+                window += " AND usage_date BETWEEN ? AND ?"
+                params += [day_range.first, day_range.last]
+            connection.execute(f"DELETE FROM analysts_snapshot.{table} WHERE {window}", params)
+            connection.execute(
+                f"INSERT INTO analysts_snapshot.{table} SELECT * FROM {table} WHERE {window}",
+                params,
+            )
 
 
 def stored_connection_rows(path: Path | str, connection_id: str) -> int:
@@ -278,7 +335,7 @@ def purge_connection(
                 "cloudwatch_daily_datapoints",
             ):
                 connection.execute(f"DELETE FROM {table} WHERE connection_id = ?", [connection_id])
-        publish_snapshot(connection, path)
+        publish_snapshot(connection, path, {connection_id: None})
     return deleted
 
 

@@ -1,0 +1,82 @@
+"""The emulator for the benchmark, in a process of its own, so the benchmark measures
+the client alone. Seeds the shape, creates one reader per account, prints one JSON line
+({"endpoint", "readers": [[account, key id, secret], ...]}), then answers commands on
+standard input: "log" prints the calls counted so far and resets them; end of input
+stops it.
+
+    python benchmarks/emulator_process.py --connections 10 --regions 4 --models 40 --days 365
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock_time
+
+import numpy as np
+
+from bedrock_usage.days import utc_today
+from bedrock_usage.emulator.server import Emulator
+from bedrock_usage.extraction.metrics import USAGE_METRICS
+
+REGIONS = [
+    "us-east-1",
+    "us-west-2",
+    "eu-west-1",
+    "eu-central-1",
+    "ap-northeast-1",
+    "ap-southeast-2",
+    "ca-central-1",
+    "sa-east-1",
+]
+
+
+def seed(aws: Emulator, args: argparse.Namespace) -> tuple[list[list[str]], int]:
+    today = utc_today()
+    first = datetime.combine(today - timedelta(days=args.days), clock_time(0), tzinfo=UTC)
+    step = 86_400 // args.points_per_day
+    end = datetime.combine(today, clock_time(0), tzinfo=UTC)
+    timestamps = np.arange(int(first.timestamp()), int(end.timestamp()), step) + step // 2
+    models = [f"amazon.bench-model-{i}-v1:0" for i in range(args.models)]
+    metrics = sorted({m.metric_name for m in USAGE_METRICS})
+    rng = np.random.default_rng(1)
+    readers, seeded = [], 0
+    for c in range(args.connections):
+        account = f"{100000000000 + c}"
+        for region in REGIONS[: args.regions]:
+            for metric in metrics:
+                total = np.zeros(len(timestamps))
+                for model in models:
+                    values = rng.integers(0, 5000, len(timestamps)).astype(float)
+                    aws.seed(account, region, "AWS/Bedrock", metric, {"ModelId": model},
+                             timestamps, values)  # fmt: skip
+                    total += values
+                aws.seed(account, region, "AWS/Bedrock", metric, None, timestamps, total)
+                seeded += len(timestamps) * (len(models) + 1)
+        key = aws.create_reader(account)
+        readers.append([account, key.access_key_id, key.secret_access_key])
+    return readers, seeded
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name, default in (("connections", 10), ("regions", 4), ("models", 40), ("days", 365)):
+        parser.add_argument(f"--{name}", type=int, default=default)
+    parser.add_argument("--points-per-day", type=int, default=1)
+    args = parser.parse_args()
+    with Emulator() as aws:
+        readers, seeded = seed(aws, args)
+        print(json.dumps({"endpoint": aws.endpoint_url, "readers": readers, "seeded": seeded}),
+              flush=True)  # fmt: skip
+        for line in sys.stdin:
+            if line.strip() == "log":
+                print(json.dumps({"get_metric_data": aws.log.count("GetMetricData"),
+                                  "metrics": sum(aws.log.metrics_requested.values())}),
+                      flush=True)  # fmt: skip
+                aws.log.reset()
+
+
+if __name__ == "__main__":
+    main()
