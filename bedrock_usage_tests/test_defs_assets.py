@@ -11,7 +11,7 @@ import duckdb
 from bedrock_usage.days import DayRange
 from bedrock_usage.defs.local_runs import instance, run_sync
 from bedrock_usage.extraction.fetch import lower_bound_calls
-from bedrock_usage.extraction.metrics import USAGE_METRICS
+from bedrock_usage.extraction.metrics import MANTLE_METRICS, USAGE_METRICS
 
 from .conftest import ACCOUNT, OTHER_ACCOUNT, days_ago, seed_daily
 from .dagster_helpers import connect
@@ -45,7 +45,7 @@ def test_a_year_backfill_is_one_run_with_the_fewest_calls(aws, reader, bedrock_h
     assert result.success
     runs = instance().get_runs()
     assert len(runs) == 1
-    series = 3 * len(USAGE_METRICS)
+    series = 3 * len(USAGE_METRICS) + len(MANTLE_METRICS)  # two models, two totals
     assert aws.log.count("GetMetricData") == lower_bound_calls(series, 365) == 1
     assert _usage(bedrock_home) == [("us-east-1", HAIKU, 730, 365), ("us-east-1", NOVA, 730, 365)]
     materializations = result.get_asset_materialization_events()
