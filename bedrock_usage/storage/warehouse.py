@@ -159,21 +159,31 @@ def rebuild_usage(
     """Recompute a connection's usage rows for `day_range` from the stored data points
     (no AWS call) and replace them. Run inside `transaction`. A row's synced_at is when
     its region's data points were fetched, so a region that failed keeps its old time.
-    Returns the rows written."""
-    stored = connection.execute(
-        "SELECT usage_date, account_id, region, model_id, project_id, metric_name, statistic, "
-        "value, max(fetched_at) OVER (PARTITION BY region) AS fetched_at "
-        "FROM cloudwatch_daily_datapoints WHERE connection_id = ? "
-        "AND usage_date BETWEEN ? AND ?",
-        [connection_id, day_range.first, day_range.last],
-    ).df()
-    stored["usage_date"] = pd.to_datetime(stored["usage_date"]).dt.date
-    stored["model_id"] = stored["model_id"].where(stored["model_id"] != TOTAL, None)
-    groups = list(stored.groupby(["account_id", "region", "fetched_at"]))
-    usage = _concat([shape_daily_usage(p, connection_id, *key) for key, p in groups], USAGE_COLUMNS)
-    by_project = _concat(
-        [shape_project_usage(p, connection_id, *key) for key, p in groups], PROJECT_COLUMNS
-    )
+    Returns the rows written. Regions are shaped one at a time: a year of one region's
+    data points is held in memory, never the whole connection's."""
+    window = "connection_id = ? AND usage_date BETWEEN ? AND ?"
+    params = [connection_id, day_range.first, day_range.last]
+    regions = connection.execute(
+        f"SELECT DISTINCT region FROM cloudwatch_daily_datapoints WHERE {window} ORDER BY 1",
+        params,
+    ).fetchall()
+    usage_parts, project_parts = [], []
+    for (region,) in regions:
+        stored = connection.execute(
+            "SELECT usage_date, account_id, model_id, project_id, metric_name, statistic, "
+            "value, max(fetched_at) OVER () AS fetched_at FROM cloudwatch_daily_datapoints "
+            f"WHERE {window} AND region = ?",
+            [*params, region],
+        ).df()
+        stored["usage_date"] = pd.to_datetime(stored["usage_date"]).dt.date
+        stored["model_id"] = stored["model_id"].where(stored["model_id"] != TOTAL, None)
+        for (account_id, fetched_at), points in stored.groupby(["account_id", "fetched_at"]):
+            key = (connection_id, account_id, region, fetched_at)
+            usage_parts.append(shape_daily_usage(points, *key))
+            project_parts.append(shape_project_usage(points, *key))
+        del stored
+    usage = _concat(usage_parts, USAGE_COLUMNS)
+    by_project = _concat(project_parts, PROJECT_COLUMNS)
     for table, frame, columns in (
         ("bedrock_usage_daily", usage, USAGE_COLUMNS),
         ("bedrock_usage_daily_by_project", by_project, PROJECT_COLUMNS),
