@@ -73,6 +73,18 @@ def test_a_purge_that_cannot_get_the_warehouse_deletes_nothing(synced, cli, home
     assert _raw_points(home) == 0
 
 
+def test_a_purge_stopped_after_the_credentials_went_is_finished_by_running_it_again(
+    synced, cli, home
+):
+    with sqlite3.connect(home / "state.sqlite3") as db:  # as if stopped right after
+        db.execute("DELETE FROM connections WHERE connection_id = 'prod'")
+    result = cli("disconnect", "prod", "--purge-usage")
+    assert result.returncode == 0, result.stderr
+    assert "Purged 1 usage rows" in result.stdout
+    assert _raw_points(home) == 0
+    assert cli("disconnect", "prod", "--purge-usage").returncode == 4  # nothing left
+
+
 def test_disconnect_with_a_reader_open_returns_only_once_no_file_holds_the_ciphertext(
     synced, cli, home
 ):

@@ -213,6 +213,7 @@ def test_a_second_sync_waits_asleep_for_a_live_one_then_names_it(connected, home
         after.children_system - before.children_system
     )
     assert cpu < 7
+    assert events(home)[-1][0] == "busy"
     assert run_cli(sync_window(), home, connected.endpoint_url).returncode == 0
     assert usage_by_region(home) == EXPECTED
 

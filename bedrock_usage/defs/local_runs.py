@@ -19,7 +19,9 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._utils.hosted_user_process import recon_job_from_origin
 
 from .. import settings
+from ..connections.store import StateStore
 from ..days import DayRange
+from ..errors import ExitCode, UserError
 from .jobs import CONNECTION_TAG, TRIGGER_TAG, sync_job
 from .partitions import CONNECTION_DIMENSION, range_tags
 from .run_health import process_tags, wait_for_slot
@@ -61,12 +63,18 @@ def run_sync(
     tags: dict[str, str] | None = None,
     trigger: str = "cli",
 ) -> JobExecutionResult:
-    """Run `bedrock_usage_sync` for one connection over `day_range`, as one run."""
+    """Run `bedrock_usage_sync` for one connection over `day_range`, as one run. A
+    sync that cannot start because the write slot stayed busy is in the event log too."""
     register_connection(instance(), connection_id)
-    return run_tagged(
-        {**range_tags(connection_id, day_range), CONNECTION_TAG: connection_id, **(tags or {})},
-        trigger,
-    )
+    try:
+        return run_tagged(
+            {**range_tags(connection_id, day_range), CONNECTION_TAG: connection_id, **(tags or {})},
+            trigger,
+        )
+    except UserError as error:
+        if error.exit_code == ExitCode.WAREHOUSE_BUSY:
+            StateStore().log_event(connection_id, "sync", "busy", f"{day_range}: {error}")
+        raise
 
 
 @cache
