@@ -382,6 +382,8 @@ def test_a_named_profile_stores_no_secret(aws, reader, cli, home):
 def test_doctor_reports_account_permissions_recent_models_and_errors(aws, reader, cli, home):
     seed_daily(aws, "Invocations", HAIKU, {days_ago(1): 5})
     aws.seed(ACCOUNT, "us-east-1", "AWS/Bedrock", "Invocations", {}, [midnight(utc_today())], [1.0])
+    mantle_newest = midnight(utc_today()) + timedelta(minutes=5)
+    aws.seed(ACCOUNT, "us-east-1", "AWS/BedrockMantle", "Inferences", {}, [mantle_newest], [2.0])
     assert (
         _connect(
             cli, reader, "prod", ACCOUNT, "us-east-1,eu-west-1", "--backfill-days", "2"
@@ -397,7 +399,8 @@ def test_doctor_reports_account_permissions_recent_models_and_errors(aws, reader
     assert (
         f"us-east-1: CloudWatch readable; models with usage in the last two weeks: {HAIKU}" in out
     )
-    assert f"newest data point {utc_today():%Y-%m-%d} 00:00Z" in out
+    assert f"bedrock-runtime: newest data point {utc_today():%Y-%m-%d} 00:00Z" in out
+    assert f"bedrock-mantle: newest data point {utc_today():%Y-%m-%d} 00:05Z" in out
     assert "eu-west-1: cannot read CloudWatch: AccessDenied" in out
     assert "Recent errors in the event log:" in out and "fetch failed AccessDenied" in out
 
