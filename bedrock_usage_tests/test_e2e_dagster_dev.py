@@ -16,7 +16,7 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient
 
 from bedrock_usage.days import DayRange
-from bedrock_usage.defs.local_runs import instance, register_connection
+from bedrock_usage.defs.local_runs import instance, register_connection, run_sync
 from bedrock_usage.defs.partitions import partition_key, range_tags
 
 from .cli_helpers import CLI
@@ -39,6 +39,14 @@ query($id: String!) {
   partitionBackfillOrError(backfillId: $id) {
     __typename
     ... on PartitionBackfill { status runs(limit: 10) { runId status } }
+  }
+}"""
+REEXECUTE = """
+mutation($parent: String!) {
+  launchPipelineReexecution(reexecutionParams: {parentRunId: $parent, strategy: ALL_STEPS}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
   }
 }"""
 LOCATIONS = """
@@ -163,6 +171,15 @@ def test_a_run_and_a_backfill_through_graphql(aws, reader, bedrock_home, dagster
         time.sleep(2)
     assert backfill["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), backfill
     assert [r["status"] for r in backfill["runs"]] == ["SUCCESS"]  # one run for the range
+
+    # A sync run the CLI's way (in its own process) is a run of the location's job,
+    # which the UI can re-execute.
+    cli_run = run_sync("prod", DayRange(days_ago(2), days_ago(1)))
+    assert cli_run.success and cli_run.dagster_run.job_name == "bedrock_usage_sync"
+    assert cli_run.dagster_run.tags["bedrock_usage/trigger"] == "cli"
+    again = client._execute(REEXECUTE, {"parent": cli_run.run_id})["launchPipelineReexecution"]
+    assert again["__typename"] == "LaunchRunSuccess", again
+    assert _wait_for_run(client, again["run"]["runId"]) == "SUCCESS"
 
     with duckdb.connect(str(bedrock_home / "warehouse.duckdb"), read_only=True) as con:
         rows = con.execute(
