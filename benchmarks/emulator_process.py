@@ -16,21 +16,11 @@ from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
 
 import numpy as np
+from shape import REGIONS, parse_shape  # noqa: I001 - beside this script
 
 from bedrock_usage.days import utc_today
 from bedrock_usage.emulator.server import Emulator
 from bedrock_usage.extraction.metrics import USAGE_METRICS
-
-REGIONS = [
-    "us-east-1",
-    "us-west-2",
-    "eu-west-1",
-    "eu-central-1",
-    "ap-northeast-1",
-    "ap-southeast-2",
-    "ca-central-1",
-    "sa-east-1",
-]
 
 
 def seed(aws: Emulator, args: argparse.Namespace) -> tuple[list[list[str]], int]:
@@ -61,11 +51,7 @@ def seed(aws: Emulator, args: argparse.Namespace) -> tuple[list[list[str]], int]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name, default in (("connections", 10), ("regions", 4), ("models", 40), ("days", 365)):
-        parser.add_argument(f"--{name}", type=int, default=default)
-    parser.add_argument("--points-per-day", type=int, default=1)
-    args = parser.parse_args()
+    args = parse_shape(__doc__.splitlines()[0])
     with Emulator() as aws:
         readers, seeded = seed(aws, args)
         print(json.dumps({"endpoint": aws.endpoint_url, "readers": readers, "seeded": seeded}),

@@ -25,6 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import duckdb
+from shape import REGIONS, parse_shape  # noqa: I001 - beside this script
 
 EMULATOR = Path(__file__).with_name("emulator_process.py")
 
@@ -55,11 +56,7 @@ def use_home(path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name, default in (("connections", 10), ("regions", 4), ("models", 40), ("days", 365)):
-        parser.add_argument(f"--{name}", type=int, default=default)
-    parser.add_argument("--points-per-day", type=int, default=1)
-    args = parser.parse_args()
+    args = parse_shape(__doc__.splitlines()[0])
     warnings.filterwarnings("ignore")  # Dagster's beta notices are not figures
 
     from bedrock_usage.connections import service
@@ -85,7 +82,7 @@ def main() -> None:
         names = []
         for c, (account, key_id, secret) in enumerate(readers):
             name = f"bench-{c}"
-            regions = ",".join(_regions(args.regions))
+            regions = ",".join(REGIONS[: args.regions])
             service.connect(name, account, regions, AuthSpec(key_id, secret), sync_later=True)
             names.append(name)
         return names
@@ -148,13 +145,6 @@ def _timed_twice(sync) -> float:
     started = time.perf_counter()
     assert sync().success
     return time.perf_counter() - started
-
-
-def _regions(count: int) -> list[str]:
-    sys.path.insert(0, str(EMULATOR.parent))
-    from emulator_process import REGIONS
-
-    return REGIONS[:count]
 
 
 if __name__ == "__main__":

@@ -43,9 +43,7 @@ def begin(store: StateStore, connection_id: str, run_id: str | None, day_range: 
     """Record that this process syncs `connection_id`; report an earlier attempt that
     died without ending."""
     reap(store, only=connection_id)
-    previous = store.begin_attempt(connection_id, run_id, str(day_range), FETCHING)
-    if previous is not None and is_alive(previous.process) is False:
-        _record_killed(store, previous)
+    store.begin_attempt(connection_id, run_id, str(day_range), FETCHING)
 
 
 def reap(store: StateStore, run_ended: RunEnded | None = None, only: str | None = None) -> int:

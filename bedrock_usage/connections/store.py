@@ -280,22 +280,15 @@ class StateStore:
 
     def begin_attempt(
         self, connection_id: str, run_id: str | None, day_range: str, phase: str
-    ) -> SyncAttempt | None:
-        """Record that this process syncs `connection_id` now. Returns the attempt it
-        replaces when that one never ended (its process died), so it can be reported."""
+    ) -> None:
+        """Record that this process syncs `connection_id` now (replacing the record of
+        an earlier attempt: `attempts.reap` has reported it first if it died)."""
         me = this_process()
         with self.transaction() as db:
-            row = db.execute(
-                "SELECT * FROM sync_attempts WHERE connection_id = ?", [connection_id]
-            ).fetchone()
             db.execute(
                 "INSERT OR REPLACE INTO sync_attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                 [connection_id, run_id, me.host, me.pid, me.started, phase, day_range, now_iso()],
             )
-        previous = SyncAttempt(**dict(row)) if row else None
-        if previous and (previous.process == me or previous.run_id == run_id):
-            return None
-        return previous
 
     def set_phase(
         self, connection_id: str, phase: str, failed_regions: list[str] | None = None
