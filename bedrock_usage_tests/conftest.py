@@ -17,6 +17,8 @@ from bedrock_usage.days import utc_today
 from bedrock_usage.emulator.server import AccessKeyPair, Emulator
 from bedrock_usage.extraction.aws import AwsKeys, make_session
 
+from .cli_helpers import run_cli
+
 ACCOUNT = "111122223333"
 OTHER_ACCOUNT = "444455556666"
 NAMESPACE = "AWS/Bedrock"
@@ -113,3 +115,21 @@ def warehouse_held(path: Path) -> Iterator[subprocess.Popen]:
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """BEDROCK_USAGE_HOME of the real CLI run as a subprocess (see `cli`)."""
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def cli(aws, home):
+    """The real `bedrock-usage` command against the emulator; `secret` is typed on stdin."""
+
+    def run(*args: str, secret: str | None = None, env: dict | None = None):
+        return run_cli(
+            list(args), home, aws.endpoint_url, None if secret is None else secret + "\n", env
+        )
+
+    return run

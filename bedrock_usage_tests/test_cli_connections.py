@@ -14,25 +14,9 @@ import pytest
 from bedrock_usage.days import utc_today
 from bedrock_usage.emulator.server import READ_ONLY_POLICY
 
-from .cli_helpers import run_cli
 from .conftest import ACCOUNT, OTHER_ACCOUNT, days_ago, midnight, seed_daily, warehouse_held
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def cli(aws, home):
-    def run(*args: str, secret: str | None = None, env: dict | None = None):
-        return run_cli(
-            list(args), home, aws.endpoint_url, None if secret is None else secret + "\n", env
-        )
-
-    return run
 
 
 def _connect(cli, key, name="prod", account=ACCOUNT, regions="us-east-1,eu-west-1", *extra):

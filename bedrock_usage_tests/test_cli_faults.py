@@ -12,23 +12,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from .cli_helpers import run_cli
 from .conftest import ACCOUNT, days_ago, seed_daily, warehouse_held
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def cli(aws, home):
-    def run(*args: str, env: dict | None = None, secret: str | None = None):
-        return run_cli(list(args), home, aws.endpoint_url, secret, env)
-
-    return run
 
 
 @pytest.fixture
@@ -38,7 +24,7 @@ def synced(aws, reader, cli):
     result = cli(
         "connect", "prod", "--account-id", ACCOUNT, "--regions", "us-east-1",
         "--backfill-days", "3", "--access-key-id", reader.access_key_id,
-        secret=reader.secret_access_key + "\n",
+        secret=reader.secret_access_key,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return reader

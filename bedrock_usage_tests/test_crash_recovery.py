@@ -27,11 +27,6 @@ TRUTH = {days_ago(3): 300, days_ago(2): 200, days_ago(1): 100}
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    return tmp_path / "home"
-
-
-@pytest.fixture
 def connected(aws, reader, home):
     for region in REGIONS.split(","):
         for model in (HAIKU, None):
