@@ -3,7 +3,9 @@
 Each reader refuses a bad value with `SettingsError`: one line that names the setting,
 the value and what it should be, raised before anything is read or written. `check_all`
 runs every check at once; the CLI calls it before any command and each Dagster run
-before it touches AWS or DuckDB.
+before it touches AWS or DuckDB. The settings a run uses are also fields of the code
+location's resources (`defs/resources.py`), so the UI shows them and a launch or a test
+can set them; a value given there is checked by the same reader here.
 """
 
 from __future__ import annotations
@@ -119,8 +121,12 @@ def _refuse_own_files(name: str, path: Path) -> None:
         raise SettingsError(name, str(path), "it is one of the Dagster instance's own files")
 
 
-def _number(name: str, default: float, low: float, high: float, kind=float) -> float:
-    raw = _raw(name)
+def parse_number(
+    name: str, raw: str | None, default: float, low: float, high: float, kind=float
+) -> float:
+    """`raw` (from the environment or a resource's config) as a number from low to high;
+    None or empty gives `default`."""
+    raw = None if raw is None else str(raw).strip()
     if raw is None or raw == "":
         return default
     try:
@@ -133,19 +139,25 @@ def _number(name: str, default: float, low: float, high: float, kind=float) -> f
     return value
 
 
-def lock_timeout_seconds() -> float:
+def lock_timeout_seconds(raw: str | None = None) -> float:
     """How long a write waits for a busy warehouse file before giving up."""
-    return _number("BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS", DEFAULT_LOCK_TIMEOUT_SECONDS, 0, 86_400)
+    name = "BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS"
+    raw = _raw(name) if raw is None else raw
+    return parse_number(name, raw, DEFAULT_LOCK_TIMEOUT_SECONDS, 0, 86_400)
 
 
-def lookback_days() -> int:
+def lookback_days(raw: str | int | None = None) -> int:
     """Days before yesterday that the schedule and `sync` re-read, for late data."""
-    return int(_number("BEDROCK_USAGE_LOOKBACK_DAYS", DEFAULT_LOOKBACK_DAYS, 0, 60, int))
+    name = "BEDROCK_USAGE_LOOKBACK_DAYS"
+    raw = _raw(name) if raw is None else raw
+    return int(parse_number(name, raw, DEFAULT_LOOKBACK_DAYS, 0, 60, int))
 
 
-def reconcile_tolerance() -> float:
+def reconcile_tolerance(raw: str | None = None) -> float:
     """Share by which models and the region total may differ before a WARN."""
-    return _number("BEDROCK_USAGE_RECONCILE_TOLERANCE", DEFAULT_RECONCILE_TOLERANCE, 0, 1)
+    name = "BEDROCK_USAGE_RECONCILE_TOLERANCE"
+    raw = _raw(name) if raw is None else raw
+    return parse_number(name, raw, DEFAULT_RECONCILE_TOLERANCE, 0, 1)
 
 
 def start_date() -> date:
@@ -158,15 +170,18 @@ def start_date() -> date:
         raise SettingsError("BEDROCK_USAGE_START_DATE", raw, "use a date as YYYY-MM-DD") from None
 
 
-def region_concurrency() -> int:
+def region_concurrency(raw: str | int | None = None) -> int:
     """How many regions of a connection are read at the same time."""
-    return int(_number("BEDROCK_USAGE_REGION_CONCURRENCY", DEFAULT_REGION_CONCURRENCY, 1, 32, int))
+    name = "BEDROCK_USAGE_REGION_CONCURRENCY"
+    raw = _raw(name) if raw is None else raw
+    return int(parse_number(name, raw, DEFAULT_REGION_CONCURRENCY, 1, 32, int))
 
 
-def extra_model_ids() -> list[str]:
-    """Model ids to read in every region although no listing shows them."""
-    raw = _raw("BEDROCK_USAGE_EXTRA_MODEL_IDS") or ""
-    return [m.strip() for m in raw.split(",") if m.strip()]
+def extra_model_ids(raw: str | None = None) -> list[str]:
+    """Model ids to read in every region although no listing shows them (comma-separated:
+    custom or provisioned model ARNs, application profile ids)."""
+    raw = _raw("BEDROCK_USAGE_EXTRA_MODEL_IDS") if raw is None else raw
+    return [m.strip() for m in raw.split(",") if m.strip()] if raw else []
 
 
 def secret_key() -> str | None:
@@ -187,7 +202,7 @@ def aws_retry_mode() -> str:
 def aws_max_attempts() -> int | None:
     if not _raw("AWS_MAX_ATTEMPTS"):
         return None
-    return int(_number("AWS_MAX_ATTEMPTS", 3, 1, 20, int))
+    return int(parse_number("AWS_MAX_ATTEMPTS", _raw("AWS_MAX_ATTEMPTS"), 3, 1, 20, int))
 
 
 def check_aws_endpoints() -> None:

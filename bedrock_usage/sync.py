@@ -21,7 +21,6 @@ import duckdb
 
 from .days import DayRange
 from .extraction.fetch import ProgressListener, RegionFetch, fetch_region
-from .settings import region_concurrency
 from .storage.warehouse import (
     known_series,
     replace_datapoints,
@@ -38,6 +37,18 @@ class SyncTarget:
     session: boto3.Session = field(repr=False)
 
 
+@dataclass(frozen=True)
+class SyncOptions:
+    """How a sync reads: regions at a time, and model ids always read (the resource
+    `sync_settings` fills these from the settings)."""
+
+    region_concurrency: int = 4
+    extra_model_ids: tuple[str, ...] = ()
+
+
+DEFAULT_OPTIONS = SyncOptions()
+
+
 def now_utc() -> datetime:
     """Naive UTC, as DuckDB TIMESTAMP columns store it."""
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
@@ -52,16 +63,17 @@ def fetch_regions(
     open_connection: WarehouseOpener,
     on_region_done: Callable[[RegionFetch], None] | None = None,
     on_progress: ProgressListener | None = None,
+    options: SyncOptions = DEFAULT_OPTIONS,
 ) -> list[RegionFetch]:
     """Read every region of `target`, including the models stored for it before (they
     may be idle for longer than ListMetrics can see). Regions are read at the same time,
-    up to BEDROCK_USAGE_REGION_CONCURRENCY, each with its own client; the results come
+    up to `options.region_concurrency`, each with its own client; the results come
     back in the connection's region order. An interrupt stops every region at its next
     call."""
     with open_connection() as connection:
         known = known_series(connection, target.connection_id)
     stop = threading.Event()
-    workers = max(1, min(region_concurrency(), len(target.regions)))
+    workers = max(1, min(options.region_concurrency, len(target.regions)))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="region")
     try:
         futures = {
@@ -73,6 +85,7 @@ def fetch_regions(
                 known.get(region),
                 on_progress,
                 stop,
+                options.extra_model_ids,
             ): region
             for region in target.regions
         }

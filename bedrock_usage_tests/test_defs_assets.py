@@ -115,6 +115,33 @@ def test_models_above_the_region_total_raise_a_reconciliation_warning(aws, reade
     assert "late data" in check.description
 
 
+def test_a_run_takes_its_settings_from_the_resource_config(aws, reader, bedrock_home):
+    day = days_ago(1)
+    seed_daily(aws, "Invocations", HAIKU, {day: 90})
+    seed_daily(aws, "Invocations", NOVA, {day: 20})
+    seed_daily(aws, "Invocations", None, {day: 100})
+    connect(reader, "prod", regions="us-east-1")
+    tolerant = {"sync_settings": {"reconcile_tolerance": "0.2", "region_concurrency": 1}}
+    result = run_sync("prod", DayRange(day, day), resources=tolerant)
+    check = _checks(result)["totals_reconcile"]
+    assert check.passed and check.metadata["tolerance"].value == 0.2
+
+
+def test_a_bad_resource_value_fails_the_run_before_anything_is_read(aws, reader, bedrock_home):
+    day = days_ago(1)
+    seed_daily(aws, "Invocations", HAIKU, {day: 90})
+    connect(reader, "prod", regions="us-east-1")
+    aws.log.reset()
+    result = run_sync(
+        "prod", DayRange(day, day), resources={"sync_settings": {"reconcile_tolerance": "5%"}}
+    )
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.step_failure_data.error.message
+    assert "BEDROCK_USAGE_RECONCILE_TOLERANCE='5%' is not usable" in message
+    assert aws.log.count("GetMetricData") == 0 and aws.log.count("ListMetrics") == 0
+
+
 def test_a_stale_connection_fails_the_freshness_check(aws, reader, bedrock_home):
     connect(reader, "prod", regions="us-east-1")
     old = days_ago(10)

@@ -49,6 +49,13 @@ mutation($parent: String!) {
     ... on PythonError { message }
   }
 }"""
+RESOURCE = """
+query($selector: ResourceSelector!) {
+  topLevelResourceDetailsOrError(resourceSelector: $selector) {
+    __typename
+    ... on ResourceDetails { configuredValues { key value type } }
+  }
+}"""
 LOCATIONS = """
 { workspaceOrError { ... on Workspace { locationEntries {
     name locationOrLoadError { __typename } } } } }"""
@@ -68,6 +75,7 @@ def dagster_dev(aws, bedrock_home, tmp_path):
         AWS_ENDPOINT_URL=aws.endpoint_url,
         BEDROCK_USAGE_HOME=str(bedrock_home),
         DAGSTER_HOME=os.environ["DAGSTER_HOME"],
+        BEDROCK_USAGE_LOOKBACK_DAYS="3",
     )
     log = open(tmp_path / "dagster-dev.log", "w")
     process = subprocess.Popen(
@@ -135,6 +143,18 @@ def test_a_run_and_a_backfill_through_graphql(aws, reader, bedrock_home, dagster
     assert [(e["name"], e["locationOrLoadError"]["__typename"]) for e in entries] == [
         ("bedrock_usage", "RepositoryLocation")
     ]
+
+    # The deployment's settings show in the UI: from the environment by name, the rest
+    # with their defaults.
+    selector = {
+        "repositoryLocationName": "bedrock_usage",
+        "repositoryName": "__repository__",
+        "resourceName": "sync_settings",
+    }
+    details = client._execute(RESOURCE, {"selector": selector})["topLevelResourceDetailsOrError"]
+    values = {v["key"]: (v["type"], v["value"]) for v in details["configuredValues"]}
+    assert values["lookback_days"] == ("ENV_VAR", "BEDROCK_USAGE_LOOKBACK_DAYS")
+    assert values["region_concurrency"] == ("VALUE", "4")
 
     seed_daily(aws, "Invocations", HAIKU, {days_ago(d): d for d in range(1, 8)})
     seed_daily(aws, "Invocations", None, {days_ago(d): d for d in range(1, 8)})

@@ -178,11 +178,15 @@ def test_empty_region_reads_nothing_and_succeeds(aws, reader):
     assert isinstance(fetch.datapoints, pd.DataFrame) and fetch.datapoints.empty
 
 
-def test_declared_model_ids_are_always_read(aws, reader, monkeypatch):
+def test_declared_model_ids_are_always_read(aws, reader):
     application_profile = "abc123def456"
     seed_daily(aws, "Invocations", application_profile, {days_ago(30): 6})
     seed_daily(aws, "Invocations", None, {days_ago(30): 6})
-    monkeypatch.setenv("BEDROCK_USAGE_EXTRA_MODEL_IDS", f" {application_profile} ,")
-    fetch = fetch_region(session_for(reader), "us-east-1", DayRange(days_ago(30), days_ago(30)))
+    fetch = fetch_region(
+        session_for(reader),
+        "us-east-1",
+        DayRange(days_ago(30), days_ago(30)),
+        extra_model_ids=[application_profile],
+    )
     assert _sums(fetch)[(application_profile, "Invocations")] == 6
     assert fetch.models_found_in_catalog == set()

@@ -18,7 +18,15 @@ from ..extraction.errors import FailureKind, RegionFailure, classify
 from ..extraction.fetch import ProgressListener, RegionFetch, empty_datapoints
 from ..settings import warehouse_path
 from ..storage.warehouse import purge_connection, stored_connection_rows, transaction
-from ..sync import SyncTarget, WarehouseOpener, fetch_regions, now_utc, store_fetches
+from ..sync import (
+    DEFAULT_OPTIONS,
+    SyncOptions,
+    SyncTarget,
+    WarehouseOpener,
+    fetch_regions,
+    now_utc,
+    store_fetches,
+)
 from . import attempts, secrets
 from .credentials import AuthSpec, session_for, stored_auth
 from .store import Connection, RegionHealth, StateStore, now_iso
@@ -205,6 +213,7 @@ def fetch_and_store(
     on_region_done: Callable[[RegionFetch], None] | None = None,
     run_id: str | None = None,
     on_progress: ProgressListener | None = None,
+    options: SyncOptions = DEFAULT_OPTIONS,
 ) -> tuple[Connection, list[RegionFetch]]:
     """Begin a sync attempt: read a connection's regions for `day_range` and replace
     their stored data points, recording each region's outcome in the event log and its
@@ -213,7 +222,7 @@ def fetch_and_store(
     store = store or StateStore()
     connection = get_connection(name, store)
     attempts.begin(store, name, run_id, day_range)
-    fetches = _fetch(connection, day_range, open_connection, on_region_done, on_progress)
+    fetches = _fetch(connection, day_range, open_connection, on_region_done, on_progress, options)
     store.set_phase(name, attempts.WRITING, [f.region for f in fetches if not f.ok])
     if any(f.ok for f in fetches):
         with open_connection() as warehouse, transaction(warehouse):
@@ -235,7 +244,7 @@ def ensure_still_connected(store: StateStore, connection: Connection) -> None:
 
 
 def _fetch(
-    connection, day_range, open_connection, on_region_done, on_progress
+    connection, day_range, open_connection, on_region_done, on_progress, options
 ) -> list[RegionFetch]:
     try:
         auth = stored_auth(connection)
@@ -256,7 +265,7 @@ def _fetch(
     target = SyncTarget(
         connection.connection_id, connection.account_id, connection.regions, session
     )
-    return fetch_regions(target, day_range, open_connection, on_region_done, on_progress)
+    return fetch_regions(target, day_range, open_connection, on_region_done, on_progress, options)
 
 
 def _record_fetches(store: StateStore, connection: Connection, fetches: list[RegionFetch]) -> None:

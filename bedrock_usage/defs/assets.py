@@ -32,7 +32,7 @@ from .checks import (
     usage_check_results,
 )
 from .partitions import usage_partitions, windows_by_connection
-from .resources import StateStoreResource, WarehouseResource
+from .resources import StateStoreResource, SyncSettingsResource, WarehouseResource
 from .run_health import POOL, tag_run_process
 
 GROUP = "bedrock_usage"
@@ -78,6 +78,7 @@ def cloudwatch_datapoints(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     state_store: StateStoreResource,
+    sync_settings: SyncSettingsResource,
 ) -> dg.MaterializeResult:
     """What CloudWatch answered for each day, connection, region, model and metric
     (table `cloudwatch_daily_datapoints`; the dimensionless region total is stored as
@@ -95,6 +96,9 @@ def cloudwatch_datapoints(
     accounts: dict[str, str] = {}
     with _as_failure(), attempts.recorded(store, windows, INTERRUPTS):
         settings.check_all()
+        sync_settings.check()
+        warehouse.check()
+        options = sync_settings.options()
         for connection_id, day_range in windows.items():
             context.log.info(f"Reading {connection_id} for {day_range}")
             connection, fetches = service.fetch_and_store(
@@ -105,6 +109,7 @@ def cloudwatch_datapoints(
                 _notify,
                 context.run.run_id,
                 _notify_progress,
+                options,
             )
             accounts[connection_id] = connection.account_id
             fetches_by_connection[connection_id] = fetches
@@ -201,6 +206,7 @@ def bedrock_usage_daily(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     state_store: StateStoreResource,
+    sync_settings: SyncSettingsResource,
 ) -> dg.MaterializeResult:
     """Daily Bedrock usage per UTC day, connection, account, region, API endpoint
     (bedrock-runtime or bedrock-mantle) and model (table `bedrock_usage_daily`; per
@@ -236,7 +242,9 @@ def bedrock_usage_daily(
                 store.set_phase(connection_id, attempts.PUBLISHING)
             snapshot = publish_snapshot(connection, warehouse.path, windows)
             table_rows = usage_row_count(connection)
-            check_results = usage_check_results(connection, windows, store)
+            check_results = usage_check_results(
+                connection, windows, store, sync_settings.tolerance()
+            )
         for connection_id, day_range in windows.items():
             _finish_attempt(store, connection_id, day_range, rows_by_region)
     return dg.MaterializeResult(

@@ -10,7 +10,6 @@ import duckdb
 from ..connections.store import StateStore
 from ..days import DayRange, utc_today
 from ..extraction.errors import FailureKind
-from ..settings import reconcile_tolerance
 from ..storage import quality
 
 FRESHNESS_DAYS = 2
@@ -97,12 +96,15 @@ def permission_check_result(store: StateStore) -> dg.AssetCheckResult:
 
 
 def usage_check_results(
-    connection: duckdb.DuckDBPyConnection, windows: dict[str, DayRange], store: StateStore
+    connection: duckdb.DuckDBPyConnection,
+    windows: dict[str, DayRange],
+    store: StateStore,
+    tolerance: float,
 ) -> list[dg.AssetCheckResult]:
     return [
         _unique_grain(connection, windows),
         _no_negative_counts(connection, windows),
-        _totals_reconcile(connection, windows),
+        _totals_reconcile(connection, windows, tolerance),
         _fresh(windows, store),
         _projects_reconcile(connection, windows),
     ]
@@ -159,8 +161,7 @@ def _no_negative_counts(connection, windows) -> dg.AssetCheckResult:
     )
 
 
-def _totals_reconcile(connection, windows) -> dg.AssetCheckResult:
-    tolerance = reconcile_tolerance()
+def _totals_reconcile(connection, windows, tolerance: float) -> dg.AssetCheckResult:
     gaps = quality.total_gaps(connection, windows, tolerance)
     if gaps.empty:
         return dg.AssetCheckResult(

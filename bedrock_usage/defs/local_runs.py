@@ -62,14 +62,18 @@ def run_sync(
     day_range: DayRange,
     tags: dict[str, str] | None = None,
     trigger: str = "cli",
+    resources: dict[str, dict] | None = None,
 ) -> JobExecutionResult:
-    """Run `bedrock_usage_sync` for one connection over `day_range`, as one run. A
-    sync that cannot start because the write slot stayed busy is in the event log too."""
+    """Run `bedrock_usage_sync` for one connection over `day_range`, as one run.
+    `resources` sets resource fields for this run, as the UI's launchpad does, e.g.
+    {"sync_settings": {"region_concurrency": 1}}. A sync that cannot start because the
+    write slot stayed busy is in the event log too."""
     register_connection(instance(), connection_id)
     try:
         return run_tagged(
             {**range_tags(connection_id, day_range), CONNECTION_TAG: connection_id, **(tags or {})},
             trigger,
+            resources,
         )
     except UserError as error:
         if error.exit_code == ExitCode.WAREHOUSE_BUSY:
@@ -78,31 +82,41 @@ def run_sync(
 
 
 @cache
-def _code_location(dagster_home_path: str) -> InProcessCodeLocation:
+def _code_location(dagster_home_path: str) -> tuple[InProcessCodeLocation, dg.DagsterInstance]:
+    """The location and the instance it was loaded with: the location keeps only a weak
+    reference to its instance, so the cache holds the strong one (otherwise a later run
+    in this process fails with "undefined DagsterInstance weakref")."""
     origin = InProcessCodeLocationOrigin(
         LoadableTargetOrigin(module_name=DEFINITIONS_MODULE, working_directory=os.getcwd()),
         location_name=LOCATION_NAME,
     )
-    return InProcessCodeLocation(origin, instance=instance())
+    loaded_with = instance()
+    return InProcessCodeLocation(origin, instance=loaded_with), loaded_with
 
 
-def run_tagged(tags: dict[str, str], trigger: str = "cli") -> JobExecutionResult:
+def run_tagged(
+    tags: dict[str, str], trigger: str = "cli", resources: dict[str, dict] | None = None
+) -> JobExecutionResult:
     """Run `bedrock_usage_sync` for the partitions `tags` name (a schedule's or a
     sensor's run request, or a CLI range), once the DuckDB slot is free: a run whose
     process died is reaped first; a live holder is waited for, asleep, up to
     BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS. Returns the run's execution result."""
     dagster = instance()
     wait_for_slot(dagster, settings.lock_timeout_seconds())
-    location = _code_location(str(dagster_home()))
+    location, _ = _code_location(str(dagster_home()))
     repository = location.get_repository(SINGLETON_REPOSITORY_NAME)
     job = repository.get_full_job(sync_job.name)
+    run_config = {
+        **QUIET_LOGS,
+        "resources": {name: {"config": fields} for name, fields in (resources or {}).items()},
+    }
     plan = location.get_execution_plan(
-        job, QUIET_LOGS, step_keys_to_execute=None, known_state=None, instance=dagster
+        job, run_config, step_keys_to_execute=None, known_state=None, instance=dagster
     ).execution_plan_snapshot
     run = dagster.create_run(
         job_name=job.name,
         run_id=None,
-        run_config=QUIET_LOGS,
+        run_config=run_config,
         resolved_op_selection=None,
         step_keys_to_execute=plan.step_keys_to_execute,
         op_selection=None,

@@ -1,4 +1,10 @@
-"""Resources: the warehouse (DuckDB) and the state store."""
+"""Resources: the warehouse (DuckDB), the state store and the sync settings.
+
+Every setting a run uses is a resource field. A setting present in the environment is
+an `EnvVar` (the UI shows its name; it is read when a run starts); an absent one shows
+its default. A launch's config or a test can pass values instead; either way the
+readers in `settings.py` check them.
+"""
 
 import os
 from collections.abc import Iterator
@@ -13,6 +19,7 @@ from pydantic import Field
 from .. import settings
 from ..connections.store import StateStore
 from ..storage.warehouse import open_warehouse
+from ..sync import SyncOptions
 
 
 class WarehouseResource(DuckDBResource):
@@ -26,14 +33,23 @@ class WarehouseResource(DuckDBResource):
         description="The warehouse file (BEDROCK_USAGE_WAREHOUSE). Empty: "
         "$BEDROCK_USAGE_HOME/warehouse.duckdb, resolved when a run uses it.",
     )
+    lock_timeout_seconds: str = Field(
+        default=str(settings.DEFAULT_LOCK_TIMEOUT_SECONDS),
+        description="Seconds a write waits for a busy warehouse file "
+        "(BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS, 0-86400).",
+    )
 
     @property
     def path(self) -> Path:
         return Path(self.database) if self.database else settings.warehouse_path()
 
+    def check(self) -> None:
+        settings.lock_timeout_seconds(self.lock_timeout_seconds)
+
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with open_warehouse(self.path) as connection:
+        timeout = settings.lock_timeout_seconds(self.lock_timeout_seconds)
+        with open_warehouse(self.path, timeout=timeout) as connection:
             yield connection
 
 
@@ -45,13 +61,80 @@ class StateStoreResource(dg.ConfigurableResource):
         return StateStore()
 
 
+class SyncSettingsResource(dg.ConfigurableResource):
+    """How a sync reads CloudWatch and judges what it read. Numbers are checked when a
+    run uses them: a bad value fails the run with the setting named."""
+
+    lookback_days: int = Field(
+        default=settings.DEFAULT_LOOKBACK_DAYS,
+        description="Days before yesterday the schedule re-reads for late data "
+        "(BEDROCK_USAGE_LOOKBACK_DAYS, 0-60).",
+    )
+    region_concurrency: int = Field(
+        default=settings.DEFAULT_REGION_CONCURRENCY,
+        description="Regions of a connection read at the same time, each with its own "
+        "client (BEDROCK_USAGE_REGION_CONCURRENCY, 1-32).",
+    )
+    reconcile_tolerance: str = Field(
+        default=str(settings.DEFAULT_RECONCILE_TOLERANCE),
+        description="Share by which models and the region total may differ before the "
+        "totals_reconcile check warns (BEDROCK_USAGE_RECONCILE_TOLERANCE, 0-1).",
+    )
+    extra_model_ids: str = Field(
+        default="",
+        description="Comma-separated model ids read in every region although no listing "
+        "shows them (BEDROCK_USAGE_EXTRA_MODEL_IDS).",
+    )
+
+    def options(self) -> SyncOptions:
+        return SyncOptions(
+            region_concurrency=settings.region_concurrency(self.region_concurrency),
+            extra_model_ids=tuple(settings.extra_model_ids(self.extra_model_ids)),
+        )
+
+    def lookback(self) -> int:
+        return settings.lookback_days(self.lookback_days)
+
+    def tolerance(self) -> float:
+        return settings.reconcile_tolerance(self.reconcile_tolerance)
+
+    def check(self) -> None:
+        """Every field at once, before a run reads or writes anything."""
+        self.options()
+        self.lookback()
+        self.tolerance()
+
+
+def _from_environment(name: str, default: object, integer: bool = False) -> object:
+    """An EnvVar when the environment sets `name` (the UI shows it by name), else the
+    default."""
+    if not os.environ.get(name, "").strip():
+        return default
+    return dg.EnvVar.int(name) if integer else dg.EnvVar(name)
+
+
 def default_resources() -> dict[str, object]:
+    defaults = SyncSettingsResource()
     return {
-        # An EnvVar shows in the UI by name and is read when a run starts.
         "warehouse": WarehouseResource(
-            database=dg.EnvVar("BEDROCK_USAGE_WAREHOUSE")
-            if os.environ.get("BEDROCK_USAGE_WAREHOUSE")
-            else ""
+            database=_from_environment("BEDROCK_USAGE_WAREHOUSE", ""),
+            lock_timeout_seconds=_from_environment(
+                "BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS", str(settings.DEFAULT_LOCK_TIMEOUT_SECONDS)
+            ),
         ),
         "state_store": StateStoreResource(),
+        "sync_settings": SyncSettingsResource(
+            lookback_days=_from_environment(
+                "BEDROCK_USAGE_LOOKBACK_DAYS", defaults.lookback_days, integer=True
+            ),
+            region_concurrency=_from_environment(
+                "BEDROCK_USAGE_REGION_CONCURRENCY", defaults.region_concurrency, integer=True
+            ),
+            reconcile_tolerance=_from_environment(
+                "BEDROCK_USAGE_RECONCILE_TOLERANCE", defaults.reconcile_tolerance
+            ),
+            extra_model_ids=_from_environment(
+                "BEDROCK_USAGE_EXTRA_MODEL_IDS", defaults.extra_model_ids
+            ),
+        ),
     }

@@ -5,9 +5,9 @@ from datetime import timedelta
 import dagster as dg
 
 from ..days import DayRange
-from ..settings import lookback_days
 from .jobs import CONNECTION_TAG, TRIGGER_TAG, sync_job
 from .partitions import CONNECTION_DIMENSION, range_tags
+from .resources import SyncSettingsResource
 
 
 @dg.schedule(
@@ -16,11 +16,13 @@ from .partitions import CONNECTION_DIMENSION, range_tags
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
-def daily_usage_schedule(context: dg.ScheduleEvaluationContext):
+def daily_usage_schedule(
+    context: dg.ScheduleEvaluationContext, sync_settings: SyncSettingsResource
+):
     """Every connection, one run each: yesterday (UTC) and the BEDROCK_USAGE_LOOKBACK_DAYS
     (default 2) days before it, so CloudWatch data that arrived late is picked up."""
     yesterday = context.scheduled_execution_time.date() - timedelta(days=1)
-    window = DayRange(yesterday - timedelta(days=lookback_days()), yesterday)
+    window = DayRange(yesterday - timedelta(days=sync_settings.lookback()), yesterday)
     connections = context.instance.get_dynamic_partitions(CONNECTION_DIMENSION)
     if not connections:
         return dg.SkipReason("No connections yet: add one with 'bedrock-usage connect'.")

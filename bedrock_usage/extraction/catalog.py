@@ -11,8 +11,6 @@ import json
 from functools import cache
 from importlib import resources
 
-from ..settings import extra_model_ids as declared_model_ids
-
 
 @cache
 def _catalog() -> dict:
@@ -22,12 +20,6 @@ def _catalog() -> dict:
 
 def inference_profile_prefixes() -> tuple[str, ...]:
     return tuple(_catalog()["inference_profile_prefixes"])
-
-
-def extra_model_ids() -> list[str]:
-    """Ids the user declared in BEDROCK_USAGE_EXTRA_MODEL_IDS (comma-separated: custom or
-    provisioned model ARNs, application profile ids): always read, like known models."""
-    return declared_model_ids()
 
 
 def mantle_model_ids() -> list[str]:

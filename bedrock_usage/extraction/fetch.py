@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, timedelta
 
@@ -221,16 +221,18 @@ def fetch_region(
     known: KnownSeries | None = None,
     on_progress: ProgressListener | None = None,
     stop: threading.Event | None = None,
+    extra_model_ids: Iterable[str] = (),
 ) -> RegionFetch:
     """Every usage metric of every model in `region` for `day_range`, in both
     namespaces, plus each namespace's region total. `known` holds the series seen
     before for this account and region (they may be idle for longer than ListMetrics
-    can see)."""
+    can see); `extra_model_ids` are read although nothing lists them (custom or
+    provisioned model ARNs, application profile ids)."""
     reader = _Reader(cloudwatch_client(session, region), region, day_range, on_progress, stop)
     fetch = RegionFetch(region, day_range, empty_datapoints())
     try:
         fetch.models_listed = reader.list_models()
-        declared = set(catalog.extra_model_ids())
+        declared = set(extra_model_ids)
         wanted = fetch.models_listed | (known or KnownSeries()) | KnownSeries(declared, declared)
         runtime, mantle = sorted(wanted.runtime), sorted(wanted.mantle)
         values = reader.read(

@@ -285,9 +285,9 @@ def _snapshot_is_current(path: Path) -> bool:
         return False
     try:
         with duckdb.connect(str(path), read_only=True) as snapshot:
-            version = snapshot.execute(
-                f"SELECT version FROM {SNAPSHOT_VERSION_TABLE}"
-            ).fetchone()[0]
+            version = snapshot.execute(f"SELECT version FROM {SNAPSHOT_VERSION_TABLE}").fetchone()[
+                0
+            ]
     except duckdb.Error:
         return False  # locked by nobody but damaged or older: rebuilt whole
     return version == MIGRATIONS[-1][0]
