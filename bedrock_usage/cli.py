@@ -636,6 +636,85 @@ def scrub():
     click.echo(f"{state_path()}: deleted data wiped; the write-ahead log is empty.")
 
 
+@main.group()
+def prices() -> None:
+    """List prices behind the cost estimate (table bedrock_prices)."""
+
+
+@prices.command("refresh")
+@click.option(
+    "--region",
+    "regions",
+    multiple=True,
+    help="A region to read (repeatable). Default: every connection's regions.",
+)
+@handles_errors
+def prices_refresh(regions: tuple[str, ...]) -> None:
+    """Read AWS's public Price List for Bedrock into bedrock_prices (no credentials).
+
+    Changed prices close the old row on the day the new one starts, so past days keep
+    the price they had. Prices that differ from the shipped snapshot are listed."""
+    from .pricing.price_list import PriceListError
+    from .pricing.refresh import refresh_prices
+    from .storage.warehouse import open_warehouse
+
+    wanted = list(regions) or sorted({r for c in StateStore().all() for r in c.regions})
+    if not wanted:
+        raise UserError(
+            "No connections yet, so no regions to price: pass --region, e.g. --region us-east-1."
+        )
+    path = warehouse_path()
+    try:
+        report = refresh_prices(
+            lambda: open_warehouse(path), path, wanted, settings.price_list_url()
+        )
+    except PriceListError as error:
+        raise UserError(
+            f"{error} Nothing was changed: the stored prices (at least the shipped snapshot) "
+            "still apply. Check the network, or set BEDROCK_USAGE_PRICE_LIST_URL to a mirror.",
+            ExitCode.FAILED,
+        ) from None
+    click.echo(
+        f"Read {report.rows_read} prices for {', '.join(report.regions_read) or 'no region'} "
+        f"from {settings.price_list_url()}; {report.rows_changed} new or changed."
+    )
+    for name, names_regions in report.unknown_names.items():
+        click.echo(
+            f"  not mapped to a model id: {name!r} ({', '.join(names_regions)}): add it to "
+            "bedrock_usage/pricing/price_list_names.json to price it."
+        )
+    for model_id, region, token_type, aws, shipped in report.differences:
+        click.echo(
+            f"  differs from the shipped snapshot: {model_id} {region} {token_type}: "
+            f"AWS {aws} vs {shipped} USD per million tokens (AWS's applies)."
+        )
+
+
+@prices.command("show")
+@click.argument("model", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handles_errors
+def prices_show(model: str | None, as_json: bool) -> None:
+    """Prices in force today, per model (MODEL: part of a model id to filter on)."""
+    from .storage.costs import prices_in_force
+    from .storage.warehouse import open_warehouse
+
+    with open_warehouse(warehouse_path()) as connection:
+        rows = prices_in_force(connection, model or "")
+    if as_json:
+        click.echo(json.dumps(rows, default=str, indent=2))
+        return
+    if not rows:
+        click.echo(f"No price in force matches {model!r}.")
+        return
+    for row in rows:
+        click.echo(
+            f"{row['model_id']}  {row['price_scope']}  {row['region']}  {row['token_type']}: "
+            f"{row['usd_per_million_tokens']} USD per million tokens since "
+            f"{row['effective_from']} ({row['source']})"
+        )
+
+
 @main.command()
 @click.option("--port", default=3000, show_default=True, help="Port of the web UI.")
 @click.option(

@@ -26,7 +26,7 @@ from .defs.alerts import AlertResource
 from .defs.jobs import CONNECTION_TAG
 from .defs.local_runs import instance, run_sync, run_tagged
 from .defs.partitions import CONNECTION_DIMENSION
-from .defs.resources import StateStoreResource
+from .defs.resources import StateStoreResource, default_resources
 from .defs.schedules import daily_usage_schedule
 from .defs.sensors import permission_failure_sensor
 from .emulator.demo_data import DEMO_ACCOUNTS, seed_demo_history
@@ -149,7 +149,9 @@ def _withdraw_region(aws: Emulator, keys: dict[str, AccessKeyPair]) -> None:
 def _run_next_scheduled_day() -> None:
     dagster = instance()
     context = dg.build_schedule_context(
-        instance=dagster, scheduled_execution_time=datetime.now(UTC)
+        instance=dagster,
+        scheduled_execution_time=datetime.now(UTC),
+        resources={"sync_settings": default_resources()["sync_settings"]},
     )
     requests = daily_usage_schedule(context)
     click.echo(
@@ -195,13 +197,18 @@ def _print_summary(warehouse) -> None:
             SELECT account_id, region, api_endpoint, model_id,
                    sum(input_tokens)::BIGINT AS input_tokens,
                    sum(output_tokens)::BIGINT AS output_tokens,
-                   sum(invocations)::BIGINT AS invocations
-            FROM bedrock_usage_daily
+                   sum(invocations)::BIGINT AS invocations,
+                   coalesce(sum(estimated_cost_usd)::DECIMAL(18,2)::VARCHAR, 'unpriced')
+                       AS estimated_usd
+            FROM bedrock_cost_daily
             WHERE connection_id IN ('demo-prod', 'demo-research')
             GROUP BY ALL ORDER BY account_id, region, api_endpoint, input_tokens DESC
             """
         ).df()
-    click.echo("\nTokens by account, region and model (table bedrock_usage_daily):")
+    click.echo(
+        "\nTokens by account, region and model, with the cost estimated from list prices "
+        "(view bedrock_cost_daily; unpriced: no per-token list price, e.g. provisioned):"
+    )
     click.echo(summary.to_string(index=False))
     health = StateStore().region_health(DENIED[0]).get(DENIED[1])
     if health and health.needs_attention:
@@ -215,8 +222,8 @@ def _print_summary(warehouse) -> None:
         "\nNext steps:\n"
         f"  1. Query the table in the analysts' copy, refreshed after every sync ({snapshot}):\n"
         f"     .venv/bin/python -c \"import duckdb; print(duckdb.connect('{snapshot}', "
-        "read_only=True).sql('SELECT model_provider, sum(input_tokens) AS input_tokens FROM "
-        "bedrock_usage_daily GROUP BY ALL ORDER BY 2 DESC'))\"\n"
+        "read_only=True).sql('SELECT month, model_id, estimated_cost_usd, unpriced_tokens FROM "
+        "bedrock_cost_monthly_by_model ORDER BY 3 DESC NULLS LAST'))\"\n"
         "  2. Open the Dagster UI on the same state and emulator (partitions, the failed check, "
         "the sensor):\n"
         "     make ui      # then http://127.0.0.1:3000"

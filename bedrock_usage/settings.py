@@ -205,6 +205,22 @@ def aws_max_attempts() -> int | None:
     return int(parse_number("AWS_MAX_ATTEMPTS", _raw("AWS_MAX_ATTEMPTS"), 3, 1, 20, int))
 
 
+DEFAULT_PRICE_LIST_URL = "https://pricing.us-east-1.amazonaws.com"
+
+
+def price_list_url(raw: str | None = None) -> str:
+    """Where AWS's Price List offer files are read (a mirror or proxy may stand in)."""
+    raw = (
+        raw if raw is not None else _raw("BEDROCK_USAGE_PRICE_LIST_URL")
+    ) or DEFAULT_PRICE_LIST_URL
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise SettingsError(
+            "BEDROCK_USAGE_PRICE_LIST_URL", raw, "use a URL such as https://pricing.example.com"
+        )
+    return raw.rstrip("/")
+
+
 def check_aws_endpoints() -> None:
     """AWS_ENDPOINT_URL and its per-service variants must be http(s) URLs."""
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CLOUDWATCH", "AWS_ENDPOINT_URL_STS"):
@@ -233,3 +249,4 @@ def check_all() -> None:
     aws_retry_mode()
     aws_max_attempts()
     check_aws_endpoints()
+    price_list_url()

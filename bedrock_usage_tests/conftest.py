@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
@@ -133,3 +137,31 @@ def cli(aws, home):
         )
 
     return run
+
+
+class OfferFiles(SimpleHTTPRequestHandler):
+    """AWS's layout: /offers/v1.0/aws/AmazonBedrock/current/region_index.json and
+    /offers/v1.0/aws/AmazonBedrock/<version>/<region>/index.json."""
+
+    def translate_path(self, path):
+        parts = path.split("?")[0].strip("/").split("/")
+        if parts[-1] == "region_index.json":
+            return str(Path(self.directory) / "region_index.json")
+        return str(Path(self.directory) / parts[-2] / parts[-1])
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def price_list(tmp_path):
+    """A local HTTP server over a copy of trimmed AmazonBedrock offer files in AWS's
+    format (bedrock_usage_tests/price_list; a test may edit its copy): (folder, URL)."""
+    root = tmp_path / "offers"
+    shutil.copytree(Path(__file__).parent / "price_list", root)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(OfferFiles, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()

@@ -15,6 +15,7 @@ from dagster._core.execution.api import execute_run
 from dagster._core.execution.job_execution_result import JobExecutionResult
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.remote_representation.code_location import InProcessCodeLocation
+from dagster._core.storage.defs_state.base import set_defs_state_storage
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._utils.hosted_user_process import recon_job_from_origin
 
@@ -82,16 +83,18 @@ def run_sync(
 
 
 @cache
-def _code_location(dagster_home_path: str) -> tuple[InProcessCodeLocation, dg.DagsterInstance]:
-    """The location and the instance it was loaded with: the location keeps only a weak
-    reference to its instance, so the cache holds the strong one (otherwise a later run
-    in this process fails with "undefined DagsterInstance weakref")."""
+def _code_location(dagster_home_path: str) -> InProcessCodeLocation:
     origin = InProcessCodeLocationOrigin(
         LoadableTargetOrigin(module_name=DEFINITIONS_MODULE, working_directory=os.getcwd()),
         location_name=LOCATION_NAME,
     )
-    loaded_with = instance()
-    return InProcessCodeLocation(origin, instance=loaded_with), loaded_with
+    dagster = instance()
+    # Loading reads Dagster's "current" defs-state storage from a context variable, which
+    # an instance used as a context manager earlier in this process can leave pointing
+    # at a disposed instance ("Attempted to resolve undefined DagsterInstance weakref"):
+    # point it at this instance while loading.
+    with set_defs_state_storage(dagster.defs_state_storage):
+        return InProcessCodeLocation(origin, instance=dagster)
 
 
 def run_tagged(
@@ -103,7 +106,7 @@ def run_tagged(
     BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS. Returns the run's execution result."""
     dagster = instance()
     wait_for_slot(dagster, settings.lock_timeout_seconds())
-    location, _ = _code_location(str(dagster_home()))
+    location = _code_location(str(dagster_home()))
     repository = location.get_repository(SINGLETON_REPOSITORY_NAME)
     job = repository.get_full_job(sync_job.name)
     run_config = {
@@ -133,4 +136,5 @@ def run_tagged(
         asset_check_selection=None,
         asset_graph=repository.asset_graph,
     )
-    return execute_run(recon_job_from_origin(job.get_python_origin()), run, dagster)
+    with set_defs_state_storage(dagster.defs_state_storage):  # see _code_location
+        return execute_run(recon_job_from_origin(job.get_python_origin()), run, dagster)

@@ -105,6 +105,18 @@ class SyncSettingsResource(dg.ConfigurableResource):
         self.tolerance()
 
 
+class PriceListResource(dg.ConfigurableResource):
+    """Where list prices are read: AWS's public Price List offer files, or a mirror."""
+
+    url: str = Field(
+        default=settings.DEFAULT_PRICE_LIST_URL,
+        description="Base URL of the offer files (BEDROCK_USAGE_PRICE_LIST_URL).",
+    )
+
+    def base_url(self) -> str:
+        return settings.price_list_url(self.url)
+
+
 def _from_environment(name: str, default: object, integer: bool = False) -> object:
     """An EnvVar when the environment sets `name` (the UI shows it by name), else the
     default."""
@@ -123,6 +135,9 @@ def default_resources() -> dict[str, object]:
             ),
         ),
         "state_store": StateStoreResource(),
+        "price_list": PriceListResource(
+            url=_from_environment("BEDROCK_USAGE_PRICE_LIST_URL", settings.DEFAULT_PRICE_LIST_URL)
+        ),
         "sync_settings": SyncSettingsResource(
             lookback_days=_from_environment(
                 "BEDROCK_USAGE_LOOKBACK_DAYS", defaults.lookback_days, integer=True

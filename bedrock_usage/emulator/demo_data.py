@@ -34,7 +34,8 @@ DEMO_ACCOUNTS = {
     "111122223333": {
         "us-east-1": (
             DemoModel("us.anthropic.claude-3-5-sonnet-20241022-v2:0", 120, 1800, 420, 2400, True),
-            DemoModel("anthropic.claude-3-haiku-20240307-v1:0", 300, 900, 150, 700, True),
+            # Claude 3 Haiku has no prompt caching on Bedrock.
+            DemoModel("anthropic.claude-3-haiku-20240307-v1:0", 300, 900, 150, 700),
             DemoModel("amazon.titan-embed-text-v2:0", 900, 350, 0, 90),
             DemoModel(
                 "arn:aws:bedrock:us-east-1:111122223333:provisioned-model/k3x9p2m1q8ab",

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import duckdb
 
+from ..pricing.prices import shipped_prices
+from .costs import create_cost_views, has_source, store_prices
+
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (
         1,
@@ -124,6 +127,24 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        # List prices for the cost estimate (`storage/costs.py`); the shipped snapshot
+        # is loaded into it by `ensure_schema`.
+        3,
+        """
+        CREATE TABLE bedrock_prices (
+            model_id VARCHAR NOT NULL,
+            price_scope VARCHAR NOT NULL,
+            region VARCHAR NOT NULL,
+            token_type VARCHAR NOT NULL,
+            usd_per_million_tokens DECIMAL(18,9) NOT NULL,
+            effective_from DATE NOT NULL,
+            effective_to DATE,
+            source VARCHAR NOT NULL,
+            read_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
 )
 
 
@@ -172,10 +193,12 @@ USAGE_COLUMN_DOCS: tuple[tuple[str, str, str], ...] = (
 
 
 def ensure_schema(connection: duckdb.DuckDBPyConnection) -> int:
-    """Apply the migrations this file lacks; return the schema version."""
+    """Apply the migrations this file lacks, then make sure the cost views exist and the
+    price snapshot shipped with this version is loaded; return the schema version."""
     connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
     current = row[0] or 0
+    migrated = False
     for version, ddl in MIGRATIONS:
         if version > current:
             connection.execute("BEGIN TRANSACTION")
@@ -183,4 +206,24 @@ def ensure_schema(connection: duckdb.DuckDBPyConnection) -> int:
             connection.execute("INSERT INTO schema_version VALUES (?)", [version])
             connection.execute("COMMIT")
             current = version
+            migrated = True
+    _ensure_prices(connection, migrated)
     return current
+
+
+def _ensure_prices(connection: duckdb.DuckDBPyConnection, migrated: bool) -> None:
+    shipped = shipped_prices()
+    views = connection.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE view_name = 'bedrock_cost_daily'"
+    ).fetchone()[0]
+    if not migrated and views and has_source(connection, shipped[0].source):
+        return
+    connection.execute("BEGIN TRANSACTION")
+    try:
+        if not has_source(connection, shipped[0].source):
+            store_prices(connection, shipped)
+        create_cost_views(connection)
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise

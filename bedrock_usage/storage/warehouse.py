@@ -36,6 +36,7 @@ from ..shaping.daily import (
     shape_daily_usage,
     shape_project_usage,
 )
+from .costs import PRICES_TABLE, create_cost_views
 from .schema import MIGRATIONS, ensure_schema
 
 RAW_COLUMNS = [
@@ -236,7 +237,8 @@ def publish_snapshot(
     warehouse: Path | str,
     changed: dict[str, DayRange | None] | None = None,
 ) -> Path:
-    """Refresh the analysts' copy of the usage tables, as committed, and swap it in
+    """Refresh the analysts' copy of the usage tables, the prices and the cost views, as
+    committed, and swap it in
     atomically. A reader holding the old copy keeps reading it and never blocks the
     pipeline, which a reader of the warehouse itself would.
 
@@ -269,6 +271,17 @@ def publish_snapshot(
                 f"CREATE TABLE analysts_snapshot.{SNAPSHOT_VERSION_TABLE} AS "
                 "SELECT max(version) AS version FROM schema_version"
             )
+            connection.execute(
+                f"CREATE TABLE analysts_snapshot.{PRICES_TABLE} AS "
+                f"SELECT * FROM {PRICES_TABLE} WHERE false"
+            )
+        # The price table is small: copied whole, so a refresh of prices shows too.
+        connection.execute(f"DELETE FROM analysts_snapshot.{PRICES_TABLE}")
+        connection.execute(
+            f"INSERT INTO analysts_snapshot.{PRICES_TABLE} SELECT * FROM {PRICES_TABLE} "
+            "ORDER BY model_id, region, token_type, effective_from"
+        )
+        create_cost_views(connection, "analysts_snapshot")
         connection.execute("COMMIT")
     finally:
         connection.execute("DETACH analysts_snapshot")

@@ -1,0 +1,144 @@
+"""What it cost: the list-price table, refreshed weekly, and the estimated cost of each
+usage partition, with a check that shows usage no list price covers."""
+
+import dagster as dg
+
+from .. import settings
+from ..pricing.price_list import PriceListError
+from ..pricing.refresh import refresh_prices
+from ..storage.costs import COST_COLUMNS, cost_summary, unpriced_usage
+from ..storage.schema import USAGE_COLUMN_DOCS
+from .assets import GROUP, bedrock_usage_daily
+from .partitions import usage_partitions, windows_by_connection
+from .resources import PriceListResource, StateStoreResource, WarehouseResource
+from .run_health import POOL
+
+# Usage columns the cost view does not repeat.
+COST_OMITS = {
+    "client_errors", "server_errors", "throttles", "latency_ms_sum", "latency_samples",
+    "synced_at",
+}  # fmt: skip
+UNPRICED_CHECK = dg.AssetCheckSpec(
+    "usage_priced",
+    asset="bedrock_cost_daily",
+    description="Every model with usage has a list price; unpriced usage is listed by model.",
+)
+
+
+@dg.asset(group_name=GROUP, pool=POOL, kinds={"aws", "duckdb"})
+def bedrock_prices(
+    warehouse: WarehouseResource, state_store: StateStoreResource, price_list: PriceListResource
+) -> dg.MaterializeResult:
+    """On-demand list prices per model, region and token type (table `bedrock_prices`),
+    dated: `effective_from` / `effective_to`. A snapshot ships with the package and works
+    offline; this asset adds AWS's Price List offer files for the regions of every
+    connection (public files: no credentials, nothing from the read-only policy) and
+    keeps the history when a price changes. Prices AWS and the shipped snapshot disagree
+    on, and offer names this version cannot map to a model id, are in the metadata."""
+    regions = sorted({r for c in state_store.get().all() for r in c.regions})
+    if not regions:
+        return dg.MaterializeResult(
+            metadata={"skipped": "No connections yet: the shipped prices apply."}
+        )
+    try:
+        report = refresh_prices(
+            warehouse.get_connection, warehouse.path, regions, price_list.base_url()
+        )
+    except (PriceListError, settings.SettingsError) as error:
+        raise dg.Failure(
+            description=f"{error} The stored prices are unchanged (the shipped snapshot still "
+            "applies). Check the network or set BEDROCK_USAGE_PRICE_LIST_URL to a mirror."
+        ) from None
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/table_name": "bedrock_prices",
+            "regions_read": dg.MetadataValue.json(report.regions_read),
+            "rows_read": report.rows_read,
+            "rows_changed": report.rows_changed,
+            "names_not_mapped": dg.MetadataValue.json(report.unknown_names),
+            "differences_from_shipped": dg.MetadataValue.json(
+                [[m, r, t, str(a), str(s)] for m, r, t, a, s in report.differences]
+            ),
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=usage_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=POOL,
+    kinds={"duckdb"},
+    deps=[bedrock_usage_daily],
+    check_specs=[UNPRICED_CHECK],
+    metadata={
+        "dagster/table_name": "bedrock_cost_daily",
+        "dagster/column_schema": dg.TableSchema(
+            columns=[
+                dg.TableColumn(name, type_, description)
+                for name, type_, description in (*USAGE_COLUMN_DOCS, *COST_COLUMNS)
+                if name not in COST_OMITS
+            ]
+        ),
+    },  # fmt: skip
+)
+def bedrock_cost_daily(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    """Estimated cost in USD of each usage row (view `bedrock_cost_daily`: the usage
+    columns plus `estimated_cost_usd`, `price_effective_from`, `price_source`): tokens x
+    the on-demand list price in force that day in that region, cache reads and writes at
+    their own rates. NULL, never 0, where no list price applies (provisioned, custom and
+    imported models, unattributed usage, models missing from `bedrock_prices`): the
+    `usage_priced` check lists them. A view, so re-syncs and late data change it at once.
+    Excludes discounts, credits, batch, service tiers and provisioned hours, which
+    CloudWatch does not report."""
+    windows = windows_by_connection(context.partition_keys)
+    with warehouse.get_connection() as connection:
+        summary = cost_summary(connection, windows)
+        unpriced = unpriced_usage(connection, windows)
+    records = unpriced.to_dict("records")
+    return dg.MaterializeResult(
+        metadata={
+            "run_estimated_cost_usd": dg.MetadataValue.text(str(summary["estimated_cost_usd"])),
+            "run_unpriced_tokens": dg.MetadataValue.int(summary["unpriced_tokens"]),
+            "run_days": dg.MetadataValue.json({c: str(d) for c, d in windows.items()}),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="usage_priced",
+                passed=not records,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"unpriced_by_model": dg.MetadataValue.json(records)},
+                description=None
+                if not records
+                else (
+                    "Usage without a list price has no estimate (NULL) and is left out of the "
+                    "monthly totals. Provisioned, custom and imported models are billed by "
+                    "the hour or by AWS Marketplace, not per token; for a foundation model, "
+                    "run 'bedrock-usage prices refresh' or add its offer name to "
+                    "pricing/price_list_names.json."
+                ),
+            )
+        ],
+    )
+
+
+prices_job = dg.define_asset_job(
+    "bedrock_prices_refresh",
+    selection=[bedrock_prices],
+    description="Read AWS's Price List for the connections' regions into bedrock_prices.",
+)
+weekly_prices_schedule = dg.ScheduleDefinition(
+    job=prices_job,
+    cron_schedule="0 6 * * 1",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Mondays 06:00 UTC: refresh list prices from AWS's Price List.",
+)
+
+defs = dg.Definitions(
+    assets=[bedrock_prices, bedrock_cost_daily],
+    jobs=[prices_job],
+    schedules=[weekly_prices_schedule],
+)

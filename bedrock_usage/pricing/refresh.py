@@ -1,0 +1,71 @@
+"""Refresh `bedrock_prices` from AWS's Price List, checked against the shipped snapshot.
+
+The offer files are the authority (per region, what AWS bills); the shipped snapshot
+(genai-prices) is the cross-check: a price that differs between them is reported, so a
+wrong name mapping or a price change is seen, not absorbed in silence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+
+from ..storage.costs import store_prices
+from ..storage.warehouse import publish_snapshot, transaction
+from .price_list import fetch_offer_prices
+from .prices import shipped_prices
+
+WarehouseOpener = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+
+
+@dataclass
+class PriceRefresh:
+    rows_read: int
+    rows_changed: int
+    regions_read: list[str]
+    unknown_names: dict[str, list[str]]
+    # (model_id, region, token_type, AWS price, shipped price) per million tokens
+    differences: list[tuple[str, str, str, Decimal, Decimal]] = field(default_factory=list)
+
+
+def refresh_prices(
+    open_connection: WarehouseOpener, warehouse: Path, regions: list[str], base_url: str
+) -> PriceRefresh:
+    """Read the offer files of `regions`, merge their prices into the warehouse in one
+    transaction (keeping history), and refresh the analysts' copy. Nothing is written
+    when the files cannot be read."""
+    offer = fetch_offer_prices(regions, base_url)
+    with open_connection() as connection:
+        with transaction(connection):
+            changed = store_prices(connection, offer.rows)
+        publish_snapshot(connection, warehouse, {})
+    return PriceRefresh(
+        rows_read=len(offer.rows),
+        rows_changed=changed,
+        regions_read=offer.regions_read,
+        unknown_names={name: sorted(r) for name, r in sorted(offer.unknown_names.items())},
+        differences=cross_check(offer.rows),
+    )
+
+
+def cross_check(rows) -> list[tuple[str, str, str, Decimal, Decimal]]:
+    """AWS in-region prices in force now that differ from the shipped snapshot's."""
+    shipped = {
+        (r.model_id, r.token_type): r.usd_per_million_tokens
+        for r in shipped_prices()
+        if r.price_scope == "in_region" and r.effective_to is None
+    }
+    differences = []
+    for row in rows:
+        expected = shipped.get((row.model_id, row.token_type))
+        if row.price_scope == "in_region" and expected is not None:
+            if expected != row.usd_per_million_tokens:
+                differences.append(
+                    (row.model_id, row.region, row.token_type, row.usd_per_million_tokens, expected)
+                )
+    return sorted(set(differences))

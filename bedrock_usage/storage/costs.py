@@ -1,0 +1,269 @@
+"""Estimated cost: the price table, the cost view at the usage grain, and the monthly
+views analysts query. All SQL about dollars lives here.
+
+`bedrock_cost_daily` is a view over `bedrock_usage_daily` and `bedrock_prices`, so a
+re-sync, late data or a price refresh changes the estimate at once, with nothing to
+rebuild. Each usage row takes, per token type, the price in force on its day: a price
+for its own region before one for all regions ('*'), its own scope before the fallback
+of a geographic profile to the in-region price, then the latest to take effect (a price
+change one source knows of), then the latest read. A row gets NULL — never 0 — when its
+model has no input price, or when it has tokens of a type that has no price
+(provisioned, custom and imported ARNs, '(unattributed)' and unknown models are never
+priced).
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+from ..days import DayRange
+from ..pricing.prices import PriceRow, merge_prices
+
+PRICES_TABLE = "bedrock_prices"
+PRICE_COLUMNS = (
+    "model_id, price_scope, region, token_type, usd_per_million_tokens, effective_from, "
+    "effective_to, source, read_at"
+)
+# Sums of token counts times prices stay exact in DECIMAL(38, ...): BIGINT tokens are
+# widened first, so a large month cannot overflow an 18-digit product.
+_TOKENS = "CAST({column} AS DECIMAL(38,0))"
+
+COST_DAILY_VIEW = """
+CREATE OR REPLACE VIEW bedrock_cost_daily AS
+WITH usage AS (
+    SELECT u.*,
+        CASE
+            WHEN u.inference_scope = 'in_region' THEN 'in_region'
+            WHEN u.inference_scope = 'global' THEN 'global'
+            WHEN u.inference_scope IN ('us', 'eu', 'apac', 'jp', 'au', 'ca', 'us-gov')
+                THEN 'geo'
+        END AS price_scope
+    FROM bedrock_usage_daily u
+),
+matches AS (
+    SELECT u.usage_date, u.connection_id, u.region, u.api_endpoint, u.model_id,
+        p.token_type, p.usd_per_million_tokens, p.effective_from, p.source,
+        row_number() OVER (
+            PARTITION BY u.usage_date, u.connection_id, u.region, u.api_endpoint, u.model_id,
+                p.token_type
+            ORDER BY p.region = u.region DESC, p.price_scope = u.price_scope DESC,
+                p.effective_from DESC, p.read_at DESC
+        ) AS preference
+    FROM usage u
+    JOIN bedrock_prices p
+        ON p.model_id = u.base_model_id
+        AND (p.price_scope = u.price_scope
+            OR (u.price_scope = 'geo' AND p.price_scope = 'in_region'))
+        AND p.region IN (u.region, '*')
+        AND u.usage_date >= p.effective_from
+        AND (p.effective_to IS NULL OR u.usage_date < p.effective_to)
+),
+rates AS (
+    SELECT usage_date, connection_id, region, api_endpoint, model_id,
+        max(usd_per_million_tokens) FILTER (token_type = 'input') AS input_rate,
+        max(usd_per_million_tokens) FILTER (token_type = 'output') AS output_rate,
+        max(usd_per_million_tokens) FILTER (token_type = 'cache_read') AS cache_read_rate,
+        max(usd_per_million_tokens) FILTER (token_type = 'cache_write') AS cache_write_rate,
+        max(effective_from) AS price_effective_from,
+        max(source) FILTER (token_type = 'input') AS price_source
+    FROM matches
+    WHERE preference = 1
+    GROUP BY ALL
+)
+SELECT u.usage_date, u.connection_id, u.account_id, u.region, u.api_endpoint, u.model_id,
+    u.model_provider, u.base_model_id, u.inference_scope, u.input_tokens, u.output_tokens,
+    u.invocations, u.cache_read_input_tokens, u.cache_write_input_tokens,
+    CASE
+        WHEN r.input_rate IS NULL
+            OR (r.output_rate IS NULL AND u.output_tokens > 0)
+            OR (r.cache_read_rate IS NULL AND u.cache_read_input_tokens > 0)
+            OR (r.cache_write_rate IS NULL AND u.cache_write_input_tokens > 0)
+            THEN NULL
+        ELSE CAST((
+            {input} * r.input_rate
+            + {output} * coalesce(r.output_rate, 0)
+            + {cache_read} * coalesce(r.cache_read_rate, 0)
+            + {cache_write} * coalesce(r.cache_write_rate, 0)
+        ) * 0.000001::DECIMAL(7,6) AS DECIMAL(18,6))
+    END AS estimated_cost_usd,
+    CASE WHEN r.input_rate IS NOT NULL THEN r.price_effective_from END AS price_effective_from,
+    CASE WHEN r.input_rate IS NOT NULL THEN r.price_source END AS price_source
+FROM usage u
+LEFT JOIN rates r USING (usage_date, connection_id, region, api_endpoint, model_id)
+""".format(
+    input=_TOKENS.format(column="u.input_tokens"),
+    output=_TOKENS.format(column="u.output_tokens"),
+    cache_read=_TOKENS.format(column="u.cache_read_input_tokens"),
+    cache_write=_TOKENS.format(column="u.cache_write_input_tokens"),
+)
+
+
+def _monthly_view(name: str, keys: str) -> str:
+    return f"""
+CREATE OR REPLACE VIEW {name} AS
+SELECT date_trunc('month', usage_date)::DATE AS month, {keys},
+    sum(input_tokens)::BIGINT AS input_tokens,
+    sum(output_tokens)::BIGINT AS output_tokens,
+    sum(cache_read_input_tokens)::BIGINT AS cache_read_input_tokens,
+    sum(cache_write_input_tokens)::BIGINT AS cache_write_input_tokens,
+    sum(invocations)::BIGINT AS invocations,
+    CAST(sum(estimated_cost_usd) AS DECIMAL(18,6)) AS estimated_cost_usd,
+    sum(CASE WHEN estimated_cost_usd IS NULL
+        THEN input_tokens + output_tokens + cache_read_input_tokens + cache_write_input_tokens
+        ELSE 0 END)::BIGINT AS unpriced_tokens
+FROM bedrock_cost_daily
+GROUP BY ALL
+"""
+
+
+MONTHLY_VIEWS = {
+    "bedrock_cost_monthly_by_account": "account_id, connection_id",
+    "bedrock_cost_monthly_by_provider": "model_provider",
+    "bedrock_cost_monthly_by_model": "model_provider, base_model_id, model_id",
+}
+
+# The columns bedrock_cost_daily adds to the usage columns: (name, type, meaning).
+COST_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    (
+        "estimated_cost_usd",
+        "DECIMAL(18,6)",
+        "Estimated USD: tokens x the on-demand list price in force that day in that region "
+        "(cache reads and writes at their own rates). NULL when no list price applies "
+        "(provisioned, custom or imported models, unattributed usage, models missing from "
+        "bedrock_prices). Excludes discounts, credits, batch, service tiers and provisioned "
+        "hours.",
+    ),
+    ("price_effective_from", "DATE", "Start of the newest price row used for this row."),
+    ("price_source", "VARCHAR", "Where the input price came from (bedrock_prices.source)."),
+)
+COLUMN_COMMENTS: dict[str, dict[str, str]] = {
+    "bedrock_cost_daily": {name: text for name, _, text in COST_COLUMNS},
+    PRICES_TABLE: {
+        "model_id": "The base model id (the foundation model behind an inference profile).",
+        "price_scope": "in_region; geo (us./eu./apac. ... profiles, else priced in_region); "
+        "global (global. profiles).",
+        "region": "The AWS region the price is for, or * for every region.",
+        "token_type": "input, output, cache_read or cache_write.",
+        "usd_per_million_tokens": "List price in USD per million tokens.",
+        "effective_from": "First day the price applies (UTC).",
+        "effective_to": "First day it no longer applies; NULL while in force.",
+        "source": "aws-price-list:AmazonBedrock, or the shipped genai-prices snapshot.",
+        "read_at": "When the source was read (UTC).",
+    },
+}
+MONTHLY_COMMENTS = {
+    "month": "First day of the UTC month.",
+    "estimated_cost_usd": "Sum of the priced rows' estimates; unpriced rows are left out "
+    "(see unpriced_tokens).",
+    "unpriced_tokens": "Tokens in rows with no list price: not in estimated_cost_usd.",
+    "invocations": "Requests accepted.",
+}
+
+
+def create_cost_views(connection: duckdb.DuckDBPyConnection, catalog: str | None = None) -> None:
+    """(Re)create the cost views, with column comments, in the warehouse or, given
+    `catalog`, in an attached copy (the analysts')."""
+    prefix = f"{catalog}." if catalog else ""
+    connection.execute(
+        COST_DAILY_VIEW.replace("VIEW bedrock_cost_daily", f"VIEW {prefix}bedrock_cost_daily")
+    )
+    for name, keys in MONTHLY_VIEWS.items():
+        connection.execute(_monthly_view(f"{prefix}{name}", keys))
+    comments = {**COLUMN_COMMENTS}
+    comments.update({name: MONTHLY_COMMENTS for name in MONTHLY_VIEWS})
+    for relation, columns in comments.items():
+        for column, text in columns.items():
+            quoted = text.replace("'", "''")
+            connection.execute(f"COMMENT ON COLUMN {prefix}{relation}.{column} IS '{quoted}'")
+
+
+def stored_prices(connection: duckdb.DuckDBPyConnection, source: str) -> list[PriceRow]:
+    rows = connection.execute(
+        f"SELECT {PRICE_COLUMNS} FROM {PRICES_TABLE} WHERE source = ?", [source]
+    ).fetchall()
+    return [
+        PriceRow(m, s, r, t, p, f, src, read_at, effective_to=to)
+        for m, s, r, t, p, f, to, src, read_at in rows
+    ]
+
+
+def store_prices(connection: duckdb.DuckDBPyConnection, incoming: list[PriceRow]) -> int:
+    """Merge a reading into the table, source by source, keeping each source's history
+    (see `merge_prices`). The caller holds the transaction. Returns the rows changed."""
+    changed = 0
+    for source in sorted({row.source for row in incoming}):
+        existing = stored_prices(connection, source)
+        merged = merge_prices(existing, [row for row in incoming if row.source == source])
+        changed += len(set(merged) - set(existing))
+        connection.execute(f"DELETE FROM {PRICES_TABLE} WHERE source = ?", [source])
+        frame = pd.DataFrame([row.as_record() for row in merged], columns=PRICE_COLUMNS.split(", "))
+        connection.register("incoming_prices", frame)
+        try:
+            connection.execute(
+                f"INSERT INTO {PRICES_TABLE} ({PRICE_COLUMNS}) "
+                f"SELECT {PRICE_COLUMNS} FROM incoming_prices"
+            )
+        finally:
+            connection.unregister("incoming_prices")
+    return changed
+
+
+def has_source(connection: duckdb.DuckDBPyConnection, source: str) -> bool:
+    query = f"SELECT count(*) FROM {PRICES_TABLE} WHERE source = ?"
+    return connection.execute(query, [source]).fetchone()[0] > 0
+
+
+def _window_filter(windows: dict[str, DayRange]) -> tuple[str, list[object]]:
+    clauses, params = [], []
+    for connection_id, day_range in windows.items():
+        clauses.append("(connection_id = ? AND usage_date BETWEEN ? AND ?)")
+        params += [connection_id, day_range.first, day_range.last]
+    return " OR ".join(clauses) or "FALSE", params
+
+
+def cost_summary(connection: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]) -> dict:
+    """Estimated cost and unpriced tokens of the rows in `windows`."""
+    where, params = _window_filter(windows)
+    cost, unpriced = connection.execute(
+        f"""SELECT CAST(coalesce(sum(estimated_cost_usd), 0) AS DECIMAL(18,6)),
+            coalesce(sum(CASE WHEN estimated_cost_usd IS NULL THEN input_tokens + output_tokens
+                + cache_read_input_tokens + cache_write_input_tokens END), 0)::BIGINT
+        FROM bedrock_cost_daily WHERE {where}""",
+        params,
+    ).fetchone()
+    return {"estimated_cost_usd": cost, "unpriced_tokens": unpriced}
+
+
+def unpriced_usage(
+    connection: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]
+) -> pd.DataFrame:
+    """Usage with tokens or invocations that has no estimate, by model."""
+    where, params = _window_filter(windows)
+    return connection.execute(
+        f"""SELECT model_id, inference_scope,
+            string_agg(DISTINCT region, ',' ORDER BY region) AS regions,
+            sum(input_tokens + output_tokens + cache_read_input_tokens
+                + cache_write_input_tokens)::BIGINT AS tokens,
+            sum(invocations)::BIGINT AS invocations
+        FROM bedrock_cost_daily
+        WHERE estimated_cost_usd IS NULL AND (input_tokens + output_tokens
+            + cache_read_input_tokens + cache_write_input_tokens + invocations) > 0
+            AND ({where})
+        GROUP BY ALL ORDER BY tokens DESC, model_id""",
+        params,
+    ).df()
+
+
+def prices_in_force(connection: duckdb.DuckDBPyConnection, model_filter: str) -> list[dict]:
+    """Price rows in force today whose model id contains `model_filter`."""
+    cursor = connection.execute(
+        f"""SELECT {PRICE_COLUMNS} FROM {PRICES_TABLE}
+        WHERE effective_from <= current_date
+            AND (effective_to IS NULL OR effective_to > current_date)
+            AND contains(model_id, ?)
+        ORDER BY model_id, price_scope, region, token_type""",
+        [model_filter],
+    )
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -1,0 +1,129 @@
+"""Prices: AWS's Price List offer files read over real HTTP from a local server serving
+trimmed files in the offer format, the refresh command, and the shipped snapshot."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+
+import duckdb
+import pytest
+
+from bedrock_usage.pricing.genai_snapshot import genai_prices_rows
+from bedrock_usage.pricing.price_list import PriceListError, fetch_offer_prices
+from bedrock_usage.pricing.prices import shipped_prices
+
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
+NOVA_LITE = "amazon.nova-lite-v1:0"
+
+
+def _prices(rows):
+    return sorted(
+        (r.model_id, r.price_scope, r.region, r.token_type, r.usd_per_million_tokens,
+         r.effective_from)
+        for r in rows
+    )  # fmt: skip
+
+
+def test_offer_files_give_on_demand_token_prices_per_region_as_decimals(price_list):
+    _, url = price_list
+    offer = fetch_offer_prices(["us-east-1", "eu-west-1", "ap-south-9"], url)
+    start = date(2025, 11, 1)
+    assert _prices(offer.rows) == [
+        ("amazon.nova-2-lite-v1:0", "global", "us-east-1", "input", Decimal("0.3"), start),
+        (NOVA_LITE, "in_region", "us-east-1", "cache_read", Decimal("0.015"), start),
+        (NOVA_LITE, "in_region", "us-east-1", "input", Decimal("0.06"), start),
+        (NOVA_LITE, "in_region", "us-east-1", "output", Decimal("0.24"), start),
+        (HAIKU, "in_region", "eu-west-1", "input", Decimal("0.3"), start),
+        (HAIKU, "in_region", "eu-west-1", "output", Decimal("1.5"), start),
+        (HAIKU, "in_region", "us-east-1", "input", Decimal("0.25"), start),
+        (HAIKU, "in_region", "us-east-1", "output", Decimal("1.25"), start),
+    ]  # batch, provisioned, flex, images and volume tiers are not read
+    assert offer.unknown_names == {"Claude Fable 9": {"us-east-1"}}
+    assert offer.regions_read == ["us-east-1", "eu-west-1"]  # not sold in ap-south-9
+
+
+def test_a_file_in_another_format_is_an_error_not_an_empty_price_list(price_list):
+    root, url = price_list
+    (root / "us-east-1" / "index.json").write_text(json.dumps({"formatVersion": "v2"}))
+    with pytest.raises(PriceListError, match="no 'products'"):
+        fetch_offer_prices(["us-east-1"], url)
+
+
+def _stored(home):
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(
+            "SELECT region, token_type, usd_per_million_tokens, effective_from, effective_to "
+            "FROM bedrock_prices WHERE model_id = ? AND source LIKE 'aws-price-list%' "
+            "ORDER BY ALL",
+            [HAIKU],
+        ).fetchall()
+
+
+def test_refresh_stores_prices_keeps_history_and_reports_what_differs(cli, home, price_list):
+    root, url = price_list
+    env = {"BEDROCK_USAGE_PRICE_LIST_URL": url}
+    result = cli("prices", "refresh", "--region", "us-east-1", "--region", "eu-west-1", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Read 8 prices for us-east-1, eu-west-1" in result.stdout
+    assert "'Claude Fable 9' (us-east-1)" in result.stdout
+    assert f"{HAIKU} eu-west-1 input: AWS 0.3 vs 0.25" in result.stdout
+    # AWS lowers Haiku's input price in us-east-1 from 2026-12-01.
+    offer_path = root / "us-east-1" / "index.json"
+    offer = json.loads(offer_path.read_text())
+    term = offer["terms"]["OnDemand"]["3RQ2WV4XQ8F6BZ3D"]
+    [(code, details)] = term.items()
+    details["effectiveDate"] = "2026-12-01T00:00:00Z"
+    [dimension] = details["priceDimensions"].values()
+    dimension["pricePerUnit"]["USD"] = "0.0002"
+    offer_path.write_text(json.dumps(offer))
+    again = cli("prices", "refresh", "--region", "us-east-1", env=env)
+    assert again.returncode == 0, again.stderr
+    assert _stored(home) == [
+        ("eu-west-1", "input", Decimal("0.3"), date(2025, 11, 1), None),
+        ("eu-west-1", "output", Decimal("1.5"), date(2025, 11, 1), None),
+        ("us-east-1", "input", Decimal("0.2"), date(2026, 12, 1), None),
+        ("us-east-1", "input", Decimal("0.25"), date(2025, 11, 1), date(2026, 12, 1)),
+        ("us-east-1", "output", Decimal("1.25"), date(2025, 11, 1), None),
+    ]
+    shown = cli("prices", "show", "claude-3-haiku", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert {(p["region"], p["token_type"], p["usd_per_million_tokens"]) for p in json.loads(
+        shown.stdout
+    )} >= {("us-east-1", "input", "0.250000000"), ("*", "output", "1.250000000")}  # fmt: skip
+
+
+def test_an_unreachable_price_list_changes_nothing_and_says_what_to_do(cli, home, price_list):
+    _, url = price_list
+    assert cli("prices", "refresh", "--region", "us-east-1",
+               env={"BEDROCK_USAGE_PRICE_LIST_URL": url}).returncode == 0  # fmt: skip
+    before = _stored(home)
+    result = cli(
+        "prices", "refresh", "--region", "us-east-1",
+        env={"BEDROCK_USAGE_PRICE_LIST_URL": "http://127.0.0.1:9"},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "could not be reached" in result.stderr and "Nothing was changed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert _stored(home) == before
+
+
+def test_refresh_without_connections_or_regions_says_how(cli, price_list):
+    _, url = price_list
+    result = cli("prices", "refresh", env={"BEDROCK_USAGE_PRICE_LIST_URL": url})
+    assert result.returncode == 1 and "--region us-east-1" in result.stderr
+
+
+def test_the_shipped_snapshot_is_genai_prices_data_exactly():
+    """The cross-check between the two sources starts from a snapshot that is exactly
+    what genai-prices publishes (regenerate it with genai_snapshot after an upgrade)."""
+
+    def comparable(rows):
+        return sorted((*r.key, r.usd_per_million_tokens, r.effective_from, r.effective_to,
+                       r.source) for r in rows)  # fmt: skip
+
+    assert comparable(shipped_prices()) == comparable(genai_prices_rows())
+    haiku = {r.token_type: r.usd_per_million_tokens for r in shipped_prices()
+             if r.model_id == HAIKU and r.price_scope == "in_region"}  # fmt: skip
+    assert haiku == {"input": Decimal("0.25"), "output": Decimal("1.25")}

@@ -1,0 +1,176 @@
+"""The cost view on a real DuckDB file: exact dollars from list prices, NULL where no
+price applies, prices by date, region and scope."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+import pytest
+
+from bedrock_usage.days import DayRange
+from bedrock_usage.pricing.prices import ALL_REGIONS, PriceRow
+from bedrock_usage.shaping.model_ids import describe_model_id
+from bedrock_usage.storage.costs import cost_summary, store_prices, unpriced_usage
+from bedrock_usage.storage.warehouse import open_warehouse, transaction
+
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
+SONNET_V2 = "anthropic.claude-3-5-sonnet-20241022-v2:0"
+PROVISIONED = "arn:aws:bedrock:us-east-1:111122223333:provisioned-model/k3x9p2m1q8ab"
+D1, D2, D3 = date(2026, 10, 30), date(2026, 10, 31), date(2026, 11, 1)
+READ_AT = datetime(2026, 11, 27, 12, 0)
+
+
+@pytest.fixture
+def con(tmp_path):
+    with open_warehouse(tmp_path / "w.duckdb") as connection:
+        yield connection
+
+
+def add_usage(con, day, model_id, region="us-east-1", **tokens):
+    described = describe_model_id(model_id)
+    counts = {
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "cache_write_input_tokens": 0,
+        "invocations": 1,
+        **tokens,
+    }
+    con.execute(
+        "INSERT INTO bedrock_usage_daily VALUES (?, 'prod', '111122223333', ?, "
+        "'bedrock-runtime', ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, ?)",
+        [
+            day, region, model_id, described.model_provider, described.base_model_id,
+            described.inference_scope, counts["input_tokens"], counts["output_tokens"],
+            counts["invocations"], counts["cache_read_input_tokens"],
+            counts["cache_write_input_tokens"], READ_AT,
+        ],
+    )  # fmt: skip
+
+
+def costs(con):
+    return con.execute(
+        "SELECT usage_date, region, model_id, estimated_cost_usd FROM bedrock_cost_daily "
+        "ORDER BY ALL"
+    ).fetchall()
+
+
+def price(model, token_type, usd, start=date(2023, 9, 28), region=ALL_REGIONS, scope="in_region"):
+    return PriceRow(model, scope, region, token_type, Decimal(usd), start, "test", READ_AT)
+
+
+def test_a_million_input_and_output_tokens_cost_the_list_price_to_the_cent(con):
+    add_usage(con, D1, HAIKU, input_tokens=1_000_000, output_tokens=1_000_000)
+    [(_, _, _, cost)] = costs(con)
+    assert cost == Decimal("1.500000")  # 0.25 + 1.25 USD per million, shipped snapshot
+    assert isinstance(cost, Decimal)
+    source, since = con.execute(
+        "SELECT price_source, price_effective_from FROM bedrock_cost_daily"
+    ).fetchone()
+    assert source.startswith("genai-prices") and since == date(2023, 9, 28)
+
+
+def test_cache_reads_and_writes_are_priced_at_their_own_rates(con):
+    add_usage(
+        con, D1, SONNET_V2, input_tokens=1_000_000, output_tokens=1_000_000,
+        cache_read_input_tokens=2_000_000, cache_write_input_tokens=1_000_000,
+    )  # fmt: skip
+    # 3 input + 15 output + 2 x 0.30 cache read + 3.75 cache write
+    assert costs(con)[0][3] == Decimal("22.350000")
+
+
+def test_a_price_change_applies_from_its_effective_date(con):
+    for day in (D1, D2, D3):
+        add_usage(con, day, HAIKU, input_tokens=1_000_000)
+    with transaction(con):
+        store_prices(con, [price(HAIKU, "input", "0.25"), price(HAIKU, "output", "1.25")])
+        store_prices(con, [price(HAIKU, "input", "0.20", start=D2)])
+    assert [c[3] for c in costs(con)] == [
+        Decimal("0.250000"),
+        Decimal("0.200000"),
+        Decimal("0.200000"),
+    ]
+    closed = con.execute(
+        "SELECT effective_to FROM bedrock_prices WHERE source = 'test' AND token_type = 'input' "
+        "AND effective_from = DATE '2023-09-28'"
+    ).fetchone()
+    assert closed == (D2,)
+
+
+def test_a_regional_price_beats_the_all_regions_price_and_profiles_take_their_scope(con):
+    add_usage(con, D1, HAIKU, region="eu-west-1", input_tokens=1_000_000)
+    add_usage(con, D1, f"eu.{HAIKU}", region="eu-west-1", input_tokens=1_000_000)
+    add_usage(con, D1, "global.anthropic.claude-sonnet-4-5-20250929-v1:0", input_tokens=1_000_000)
+    with transaction(con):
+        store_prices(con, [price(HAIKU, "input", "0.30", region="eu-west-1")])
+    assert costs(con) == [
+        (D1, "eu-west-1", HAIKU, Decimal("0.300000")),
+        (D1, "eu-west-1", f"eu.{HAIKU}", Decimal("0.300000")),  # geo: the in-region price
+        (D1, "us-east-1", "global.anthropic.claude-sonnet-4-5-20250929-v1:0", Decimal("3.000000")),
+    ]
+
+
+def test_usage_without_a_list_price_is_null_never_zero_and_listed(con):
+    add_usage(con, D1, PROVISIONED, input_tokens=500, output_tokens=100)
+    add_usage(con, D1, "acme.unheard-of-model-v1:0", input_tokens=70)
+    add_usage(con, D1, "(unattributed)", input_tokens=9)
+    add_usage(con, D1, HAIKU, input_tokens=1_000_000, cache_read_input_tokens=10)  # no cache price
+    add_usage(con, D1, SONNET_V2, input_tokens=1_000_000)
+    # in model id order: (unattributed), acme..., Sonnet v2, Haiku, the ARN
+    assert [c[3] for c in costs(con)] == [None, None, Decimal("3.000000"), None, None]
+    window = {"prod": DayRange(D1, D1)}
+    assert cost_summary(con, window) == {
+        "estimated_cost_usd": Decimal("3.000000"),
+        "unpriced_tokens": 500 + 100 + 70 + 9 + 1_000_010,
+    }
+    assert unpriced_usage(con, window)[["model_id", "tokens"]].values.tolist() == [
+        [HAIKU, 1_000_010],
+        [PROVISIONED, 600],
+        ["acme.unheard-of-model-v1:0", 70],
+        ["(unattributed)", 9],
+    ]
+
+
+def test_a_resync_or_late_data_changes_the_cost_with_the_usage(con):
+    add_usage(con, D1, HAIKU, input_tokens=1_000_000)
+    assert costs(con)[0][3] == Decimal("0.250000")
+    con.execute("UPDATE bedrock_usage_daily SET input_tokens = 3_000_000")
+    assert costs(con)[0][3] == Decimal("0.750000")
+
+
+def test_a_very_large_month_does_not_overflow(con):
+    add_usage(con, D1, "anthropic.claude-3-opus-20240229-v1:0", output_tokens=10**12)
+    assert costs(con)[0][3] == Decimal("75000000.000000")  # 75 USD per million output
+
+
+def test_monthly_views_sum_priced_rows_and_count_unpriced_tokens(con):
+    add_usage(con, D2, HAIKU, input_tokens=1_000_000, output_tokens=1_000_000)
+    add_usage(con, D3, HAIKU, input_tokens=2_000_000)
+    add_usage(con, D3, PROVISIONED, input_tokens=40)
+    by_model = con.execute(
+        "SELECT month, model_id, input_tokens, estimated_cost_usd, unpriced_tokens "
+        "FROM bedrock_cost_monthly_by_model ORDER BY ALL"
+    ).fetchall()
+    assert by_model == [
+        (date(2026, 10, 1), HAIKU, 1_000_000, Decimal("1.500000"), 0),
+        (date(2026, 11, 1), HAIKU, 2_000_000, Decimal("0.500000"), 0),
+        (date(2026, 11, 1), PROVISIONED, 40, None, 40),
+    ]
+    by_provider = con.execute(
+        "SELECT month, model_provider, estimated_cost_usd, unpriced_tokens "
+        "FROM bedrock_cost_monthly_by_provider ORDER BY ALL"
+    ).fetchall()
+    assert by_provider == [
+        (date(2026, 10, 1), "anthropic", Decimal("1.500000"), 0),
+        (date(2026, 11, 1), "anthropic", Decimal("0.500000"), 0),
+        (date(2026, 11, 1), "unknown", None, 40),
+    ]
+    assert (
+        con.execute(
+            "SELECT comment FROM duckdb_columns() WHERE column_name = 'unpriced_tokens' "
+            "AND table_name = 'bedrock_cost_monthly_by_account'"
+        )
+        .fetchone()[0]
+        .startswith("Tokens in rows with no list price")
+    )
