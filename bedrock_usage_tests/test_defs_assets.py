@@ -49,7 +49,7 @@ def test_a_year_backfill_is_one_run_with_the_fewest_calls(aws, reader, bedrock_h
     assert aws.log.count("GetMetricData") == lower_bound_calls(series, 365) == 1
     assert _usage(bedrock_home) == [("us-east-1", HAIKU, 730, 365), ("us-east-1", NOVA, 730, 365)]
     materializations = result.get_asset_materialization_events()
-    assert len(materializations) == 2 * 365
+    assert len(materializations) == 3 * 365  # data points, usage, cost
     metadata = materializations[0].materialization.metadata
     assert metadata["run_get_metric_data_calls"].value == 1
     assert metadata["run_metrics_requested"].value == series
