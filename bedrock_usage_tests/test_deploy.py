@@ -1,0 +1,76 @@
+"""deploy/: the team deployment's Dagster instance on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import psycopg2
+import pytest
+import yaml
+from dagster._config import validate_config
+from dagster._core.instance.config import dagster_instance_config
+from dagster._core.workspace.config_schema import ensure_workspace_config
+from dagster._serdes.config_class import class_from_code_pointer
+
+from bedrock_usage.days import DayRange
+
+from .cli_helpers import run_cli
+from .conftest import days_ago, seed_daily
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
+
+
+@pytest.mark.parametrize("folder", [".", "ecs"])
+def test_the_instance_configurations_load_against_dagsters_schema(folder, monkeypatch):
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", "postgresql://dagster@db.internal/dagster")
+    monkeypatch.setenv("DAGSTER_COMPUTE_LOG_BUCKET", "team-dagster-logs")
+    config, _ = dagster_instance_config(str(DEPLOY / folder))
+    assert config["storage"]["postgres"]["postgres_url"] == {"env": "DAGSTER_POSTGRES_URL"}
+    assert config["run_monitoring"]["enabled"] is True
+    assert config["concurrency"]["pools"]["default_limit"] == 1
+    for part in ("run_launcher", "run_coordinator", "compute_logs"):
+        configured = class_from_code_pointer(config[part]["module"], config[part]["class"])
+        checked = validate_config(configured.config_type(), config[part].get("config", {}))
+        assert checked.success, (part, checked.errors)
+
+
+def test_the_workspace_loads_the_code_server_against_dagsters_schema(monkeypatch):
+    monkeypatch.setenv("BEDROCK_USAGE_CODE_SERVER_HOST", "code-server.internal")
+    path = DEPLOY / "workspace.yaml"
+    loaded = ensure_workspace_config(yaml.safe_load(path.read_text()), str(path))
+    [server] = loaded["load_from"]
+    assert server["grpc_server"]["location_name"] == "bedrock_usage"
+
+
+def test_a_cli_sync_runs_on_the_postgres_instance(aws, reader, home, tmp_path, postgres_url):
+    """The CLI's runs go to the deployment's instance: runs, events and pool slots in
+    PostgreSQL, nothing of Dagster's on the local disk but the config file."""
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    shutil.copy(DEPLOY / "dagster.yaml", dagster_home / "dagster.yaml")
+    env = {"DAGSTER_HOME": str(dagster_home), "DAGSTER_POSTGRES_URL": postgres_url}
+    day = days_ago(1)
+    seed_daily(aws, "Invocations", HAIKU, {day: 5})
+    seed_daily(aws, "Invocations", None, {day: 5})
+    connected = run_cli(
+        ["connect", "prod", "--account-id", reader.account_id, "--regions", "us-east-1",
+         "--access-key-id", reader.access_key_id, "--no-sync"],
+        home, aws.endpoint_url, reader.secret_access_key + "\n", env,
+    )  # fmt: skip
+    assert connected.returncode == 0, connected.stderr
+    window = DayRange(day, day)
+    synced = run_cli(
+        ["sync", "prod", "--start", str(window.first), "--end", str(window.last)],
+        home, aws.endpoint_url, None, env,
+    )  # fmt: skip
+    assert synced.returncode == 0, synced.stderr
+    with psycopg2.connect(postgres_url) as db, db.cursor() as cursor:
+        cursor.execute("SELECT pipeline_name, status FROM runs")
+        assert cursor.fetchall() == [("bedrock_usage_sync", "SUCCESS")]
+        cursor.execute(
+            "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'"
+        )
+        assert cursor.fetchone() == (3,)  # data points, usage, cost for the one day
+    assert sorted(p.name for p in dagster_home.iterdir()) == ["dagster.yaml"]
