@@ -38,6 +38,7 @@ def test_the_instance_configurations_load_against_dagsters_schema(folder, monkey
 
 def test_the_workspace_loads_the_code_server_against_dagsters_schema(monkeypatch):
     monkeypatch.setenv("BEDROCK_USAGE_CODE_SERVER_HOST", "code-server.internal")
+    monkeypatch.setenv("BEDROCK_USAGE_CODE_SERVER_PORT", "4000")
     path = DEPLOY / "workspace.yaml"
     loaded = ensure_workspace_config(yaml.safe_load(path.read_text()), str(path))
     [server] = loaded["load_from"]

@@ -1,0 +1,213 @@
+"""A team deployment as separate processes that share only PostgreSQL (Dagster's
+instance) and BEDROCK_USAGE_HOME: a gRPC code server, the daemon, the webserver, runs
+launched by the daemon in processes of their own, and an analyst's process querying
+while they write. (The state store and the warehouse are still files in that home:
+moving them to PostgreSQL and a DuckLake is the rest of issue 12.)"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import psycopg2
+import pytest
+from dagster_graphql import DagsterGraphQLClient
+
+from bedrock_usage.days import DayRange
+from bedrock_usage.defs.partitions import range_tags
+
+from .cli_helpers import CLI
+from .conftest import OTHER_ACCOUNT, days_ago, seed_daily
+from .dagster_helpers import connect
+from .test_e2e_dagster_dev import _free_port, _kill_group_leftovers
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(CLI).parent
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
+ANALYST = """
+import sys, time, duckdb
+path, seconds = sys.argv[1], float(sys.argv[2])
+queries = errors = 0
+deadline = time.monotonic() + seconds
+while time.monotonic() < deadline:
+    try:
+        with duckdb.connect(path, read_only=True) as con:
+            con.execute("SELECT count(*), sum(invocations) FROM bedrock_usage_daily").fetchone()
+        queries += 1
+    except duckdb.IOException:
+        pass  # not published yet
+    except Exception as error:
+        errors += 1
+        print(repr(error), file=sys.stderr)
+    time.sleep(0.2)
+print(queries, errors)
+"""
+
+
+def _runs(url: str) -> list[tuple]:
+    with psycopg2.connect(url) as db, db.cursor() as cursor:
+        cursor.execute(
+            "SELECT r.run_id, r.status, r.start_time, r.end_time, "
+            "max(CASE WHEN t.key = 'bedrock_usage/connection' THEN t.value END), "
+            "max(CASE WHEN t.key = 'bedrock_usage/pid' THEN t.value END) "
+            "FROM runs r LEFT JOIN run_tags t ON t.run_id = r.run_id "
+            "GROUP BY r.run_id, r.status, r.start_time, r.end_time ORDER BY r.start_time"
+        )
+        return cursor.fetchall()
+
+
+def _wait(condition, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def deployment(aws, tmp_path, postgres_url, monkeypatch):
+    home, dagster_home = tmp_path / "home", tmp_path / "dagster"
+    dagster_home.mkdir()
+    shutil.copy(ROOT / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
+    code_port, web_port = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BEDROCK_USAGE"))}
+    env.update(
+        BEDROCK_USAGE_HOME=str(home),
+        DAGSTER_HOME=str(dagster_home),
+        DAGSTER_POSTGRES_URL=postgres_url,
+        AWS_ENDPOINT_URL=aws.endpoint_url,
+        BEDROCK_USAGE_CODE_SERVER_HOST="127.0.0.1",
+        BEDROCK_USAGE_CODE_SERVER_PORT=str(code_port),
+    )
+    for name, value in env.items():
+        if name.startswith(("BEDROCK_USAGE", "DAGSTER")):
+            monkeypatch.setenv(name, value)
+    workspace = str(ROOT / "deploy" / "workspace.yaml")
+    commands = {
+        "code-server": [str(BIN / "dagster"), "code-server", "start", "-m",
+                        "bedrock_usage.defs.definitions", "-h", "127.0.0.1", "-p", str(code_port)],
+        "daemon": [str(BIN / "dagster-daemon"), "run", "-w", workspace],
+        "webserver": [str(BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1",
+                      "-p", str(web_port)],
+    }  # fmt: skip
+    processes = {}
+    logs = {name: open(tmp_path / f"{name}.log", "w") for name in commands}
+    try:
+        for name, command in commands.items():
+            processes[name] = subprocess.Popen(
+                command, cwd=tmp_path, env=env, stdout=logs[name], stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+            if name == "code-server":
+                time.sleep(5)  # the others connect to it
+        client = DagsterGraphQLClient("127.0.0.1", port_number=web_port, timeout=30)
+
+        def webserver_up():
+            try:
+                return client._execute("{ version }")
+            except Exception:
+                return None
+
+        _wait(webserver_up, 120, "the webserver")
+        yield client, home, env
+    finally:
+        for process in processes.values():
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            _kill_group_leftovers(process.pid)
+        for log in logs.values():
+            log.close()
+
+
+def test_a_deployment_of_separate_processes_syncs_exactly_and_reaps_a_killed_run(
+    aws, reader, postgres_url, deployment
+):
+    client, home, _ = deployment
+    other = aws.create_reader(OTHER_ACCOUNT)
+    days = {days_ago(d): 10 * d for d in range(1, 4)}
+    for key, scale in ((reader, 1), (other, 3)):
+        per_day = {day: value * scale for day, value in days.items()}
+        seed_daily(aws, "Invocations", HAIKU, per_day, account=key.account_id)
+        seed_daily(aws, "Invocations", None, per_day, account=key.account_id)
+    # Connected without a sync: the daemon's sensor starts both initial syncs. CloudWatch
+    # answers slowly, so they surely overlap.
+    aws.slow_down(2)
+    connect(reader, "prod", regions="us-east-1", backfill_days=5)
+    connect(other, "research", regions="us-east-1", backfill_days=5)
+    snapshot = home / "warehouse.snapshot.duckdb"
+    analyst = subprocess.Popen(
+        [sys.executable, "-c", ANALYST, str(snapshot), "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+    def both_synced():
+        runs = [r for r in _runs(postgres_url) if r[4] in ("prod", "research")]
+        return runs if len(runs) == 2 and all(r[1] == "SUCCESS" for r in runs) else None
+
+    first, second = _wait(both_synced, 240, "both initial syncs")
+    aws.slow_down(0)
+    assert {first[4], second[4]} == {"prod", "research"}
+    assert second[2] < first[3]  # launched before the first ended: they overlapped
+    queries, errors = analyst.communicate(timeout=90)[0].split()
+    assert int(errors) == 0 and int(queries) > 0, analyst.stderr
+
+    with duckdb.connect(str(snapshot), read_only=True) as con:
+        totals = con.execute(
+            "SELECT account_id, usage_date, sum(invocations)::BIGINT FROM bedrock_usage_daily "
+            "GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+    expected = sorted(
+        (key.account_id, day, value * scale)
+        for key, scale in ((reader, 1), (other, 3))
+        for day, value in days.items()
+    )
+    assert totals == expected
+
+    # kill -9 a run's process: the run is marked failed and its pool slot freed.
+    aws.slow_down(3)
+    try:
+        run_id = client.submit_job_execution(
+            "bedrock_usage_sync", tags=range_tags("prod", DayRange(days_ago(2), days_ago(1)))
+        )
+
+        def run_pid():
+            return next((int(r[5]) for r in _runs(postgres_url) if r[0] == run_id and r[5]), None)
+
+        os.kill(_wait(run_pid, 120, "the run's process"), signal.SIGKILL)
+    finally:
+        aws.slow_down(0)
+
+    def killed_run_failed():
+        return next((r for r in _runs(postgres_url) if r[0] == run_id and r[1] == "FAILURE"), None)
+
+    _wait(killed_run_failed, 120, "the daemon to fail the killed run")
+
+    def slot_freed():
+        with psycopg2.connect(postgres_url) as db, db.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM concurrency_slots WHERE run_id = %s", [run_id])
+            return cursor.fetchone() == (0,)
+
+    _wait(slot_freed, 90, "the killed run's pool slot to be freed")
+    with psycopg2.connect(postgres_url) as db, db.cursor() as cursor:
+        cursor.execute(
+            "SELECT event FROM event_logs WHERE run_id = %s AND dagster_event_type = %s",
+            [run_id, "PIPELINE_FAILURE"],
+        )
+        [(failure,)] = cursor.fetchall()
+    # The code server that launched the run saw its worker die and failed the run; the
+    # daemon freed the slot (run monitoring's free_slots_after_run_end_seconds, or the
+    # dead_run_sensor, whichever comes first).
+    assert "marked as failed from outside the execution context" in failure
