@@ -678,6 +678,11 @@ def prices_refresh(regions: tuple[str, ...]) -> None:
         f"Read {report.rows_read} prices for {', '.join(report.regions_read) or 'no region'} "
         f"from {settings.price_list_url()}; {report.rows_changed} new or changed."
     )
+    if report.regions_not_listed:
+        click.echo(
+            f"  not in AWS's price list for Bedrock: {', '.join(report.regions_not_listed)} "
+            "(check the region's name; Bedrock may not be sold there)."
+        )
     for name, names_regions in report.unknown_names.items():
         click.echo(
             f"  not mapped to a model id: {name!r} ({', '.join(names_regions)}): add it to "

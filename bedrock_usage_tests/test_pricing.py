@@ -41,7 +41,8 @@ def test_offer_files_give_on_demand_token_prices_per_region_as_decimals(price_li
         (HAIKU, "in_region", "us-east-1", "output", Decimal("1.25"), start),
     ]  # batch, provisioned, flex, images and volume tiers are not read
     assert offer.unknown_names == {"Claude Fable 9": {"us-east-1"}}
-    assert offer.regions_read == ["us-east-1", "eu-west-1"]  # not sold in ap-south-9
+    assert offer.regions_read == ["us-east-1", "eu-west-1"]
+    assert offer.regions_not_listed == ["ap-south-9"]
 
 
 def test_a_file_in_another_format_is_an_error_not_an_empty_price_list(price_list):
@@ -107,6 +108,16 @@ def test_an_unreachable_price_list_changes_nothing_and_says_what_to_do(cli, home
     assert "could not be reached" in result.stderr and "Nothing was changed" in result.stderr
     assert "Traceback" not in result.stderr
     assert _stored(home) == before
+
+
+def test_a_region_the_price_list_does_not_have_is_named(cli, price_list):
+    _, url = price_list
+    result = cli(
+        "prices", "refresh", "--region", "us-east-1", "--region", "us-eats-1",
+        env={"BEDROCK_USAGE_PRICE_LIST_URL": url},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "not in AWS's price list for Bedrock: us-eats-1" in result.stdout
 
 
 def test_refresh_without_connections_or_regions_says_how(cli, price_list):

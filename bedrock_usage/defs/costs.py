@@ -53,6 +53,7 @@ def bedrock_prices(
         metadata={
             "dagster/table_name": "bedrock_prices",
             "regions_read": dg.MetadataValue.json(report.regions_read),
+            "regions_not_in_price_list": dg.MetadataValue.json(report.regions_not_listed),
             "rows_read": report.rows_read,
             "rows_changed": report.rows_changed,
             "names_not_mapped": dg.MetadataValue.json(report.unknown_names),

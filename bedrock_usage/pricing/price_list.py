@@ -42,6 +42,7 @@ class OfferPrices:
     rows: list[PriceRow] = field(default_factory=list)
     unknown_names: dict[str, set[str]] = field(default_factory=dict)  # name -> regions
     regions_read: list[str] = field(default_factory=list)
+    regions_not_listed: list[str] = field(default_factory=list)
     publication_dates: dict[str, str] = field(default_factory=dict)
 
 
@@ -64,7 +65,8 @@ def fetch_offer_prices(regions: list[str], base_url: str, timeout: float = 60) -
     read_at = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     for region in wanted:
         if region not in listed:
-            continue  # Bedrock is not sold there: nothing to price
+            result.regions_not_listed.append(region)  # not sold there, or misspelt
+            continue
         offer = _get_json(base_url + listed[region]["currentVersionUrl"], timeout)
         result.publication_dates[region] = str(offer.get("publicationDate", ""))
         parse_offer(offer, read_at, result)

@@ -28,6 +28,7 @@ class PriceRefresh:
     rows_read: int
     rows_changed: int
     regions_read: list[str]
+    regions_not_listed: list[str]
     unknown_names: dict[str, list[str]]
     # (model_id, region, token_type, AWS price, shipped price) per million tokens
     differences: list[tuple[str, str, str, Decimal, Decimal]] = field(default_factory=list)
@@ -48,6 +49,7 @@ def refresh_prices(
         rows_read=len(offer.rows),
         rows_changed=changed,
         regions_read=offer.regions_read,
+        regions_not_listed=offer.regions_not_listed,
         unknown_names={name: sorted(r) for name, r in sorted(offer.unknown_names.items())},
         differences=cross_check(offer.rows),
     )
