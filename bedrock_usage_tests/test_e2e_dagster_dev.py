@@ -100,14 +100,21 @@ def dagster_dev(aws, bedrock_home, tmp_path):
                 time.sleep(1)
         yield client
     finally:
+        stop_process_groups([process])
+        log.close()
+
+
+def stop_process_groups(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM each process's group, SIGKILL what is left after 30 s, then end strays."""
+    for process in processes:
         os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         _kill_group_leftovers(process.pid)
-        log.close()
 
 
 def _kill_group_leftovers(group: int) -> None:

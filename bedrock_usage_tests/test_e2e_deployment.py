@@ -25,7 +25,7 @@ from bedrock_usage.defs.partitions import range_tags
 from .cli_helpers import CLI
 from .conftest import OTHER_ACCOUNT, days_ago, seed_daily
 from .dagster_helpers import connect
-from .test_e2e_dagster_dev import _free_port, _kill_group_leftovers
+from .test_e2e_dagster_dev import _free_port, stop_process_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(CLI).parent
@@ -119,15 +119,7 @@ def deployment(aws, tmp_path, postgres_url, monkeypatch):
         _wait(webserver_up, 120, "the webserver")
         yield client, home, env
     finally:
-        for process in processes.values():
-            os.killpg(process.pid, signal.SIGTERM)
-        for process in processes.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            _kill_group_leftovers(process.pid)
+        stop_process_groups(list(processes.values()))
         for log in logs.values():
             log.close()
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..days import DayRange
 from ..pricing.prices import PriceRow, merge_prices
+from .quality import window_filter
 
 PRICES_TABLE = "bedrock_prices"
 PRICE_COLUMNS = (
@@ -214,17 +215,9 @@ def has_source(connection: duckdb.DuckDBPyConnection, source: str) -> bool:
     return connection.execute(query, [source]).fetchone()[0] > 0
 
 
-def _window_filter(windows: dict[str, DayRange]) -> tuple[str, list[object]]:
-    clauses, params = [], []
-    for connection_id, day_range in windows.items():
-        clauses.append("(connection_id = ? AND usage_date BETWEEN ? AND ?)")
-        params += [connection_id, day_range.first, day_range.last]
-    return " OR ".join(clauses) or "FALSE", params
-
-
 def cost_summary(connection: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]) -> dict:
     """Estimated cost and unpriced tokens of the rows in `windows`."""
-    where, params = _window_filter(windows)
+    where, params = window_filter(windows)
     cost, unpriced = connection.execute(
         f"""SELECT CAST(coalesce(sum(estimated_cost_usd), 0) AS DECIMAL(18,6)),
             coalesce(sum(CASE WHEN estimated_cost_usd IS NULL THEN input_tokens + output_tokens
@@ -239,7 +232,7 @@ def unpriced_usage(
     connection: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]
 ) -> pd.DataFrame:
     """Usage with tokens or invocations that has no estimate, by model."""
-    where, params = _window_filter(windows)
+    where, params = window_filter(windows)
     return connection.execute(
         f"""SELECT model_id, inference_scope,
             string_agg(DISTINCT region, ',' ORDER BY region) AS regions,

@@ -14,7 +14,8 @@ from ..shaping.daily import TOTAL
 from ..shaping.model_ids import UNATTRIBUTED
 
 
-def _window_filter(windows: dict[str, DayRange]) -> tuple[str, list[object]]:
+def window_filter(windows: dict[str, DayRange]) -> tuple[str, list[object]]:
+    """A WHERE clause (and its parameters) for the rows of `windows`."""
     clauses, params = [], []
     for connection_id, day_range in windows.items():
         clauses.append("(connection_id = ? AND usage_date BETWEEN ? AND ?)")
@@ -24,7 +25,7 @@ def _window_filter(windows: dict[str, DayRange]) -> tuple[str, list[object]]:
 
 def duplicate_keys(con: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]) -> int:
     """Keys of the usage grain that occur more than once."""
-    where, params = _window_filter(windows)
+    where, params = window_filter(windows)
     return con.execute(
         "SELECT count(*) FROM (SELECT usage_date, connection_id, region, model_id "
         f"FROM bedrock_usage_daily WHERE {where} GROUP BY ALL HAVING count(*) > 1)",
@@ -33,7 +34,7 @@ def duplicate_keys(con: duckdb.DuckDBPyConnection, windows: dict[str, DayRange])
 
 
 def rows_with_negative_counts(con: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]) -> int:
-    where, params = _window_filter(windows)
+    where, params = window_filter(windows)
     condition = " OR ".join(f"{column} < 0" for column in COUNT_COLUMNS)
     return con.execute(
         f"SELECT count(*) FROM bedrock_usage_daily WHERE ({where}) AND ({condition})", params
@@ -45,7 +46,7 @@ def total_gaps(
 ) -> pd.DataFrame:
     """(connection, region, day, metric) where the models' sum and the region total
     differ by more than `tolerance`, largest first."""
-    where, params = _window_filter(windows)
+    where, params = window_filter(windows)
     return con.execute(
         f"""
         WITH sums AS (
@@ -71,7 +72,7 @@ def total_gaps(
 def project_gaps(con: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]) -> pd.DataFrame:
     """(connection, region, day, model) of the mantle endpoint where the projects' sum
     (Project+Model level) differs from the Model level, in inferences or tokens."""
-    where, params = _window_filter(windows)
+    where, params = window_filter(windows)
     return con.execute(
         f"""
         WITH models AS (
