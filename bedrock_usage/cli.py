@@ -655,28 +655,22 @@ def prices_refresh(regions: tuple[str, ...]) -> None:
     Changed prices close the old row on the day the new one starts, so past days keep
     the price they had. Prices that differ from the shipped snapshot are listed."""
     from .pricing.price_list import PriceListError
-    from .pricing.refresh import refresh_prices
+    from .pricing.refresh import connected_regions, refresh_prices
     from .storage.warehouse import open_warehouse
 
-    wanted = list(regions) or sorted({r for c in StateStore().all() for r in c.regions})
+    wanted = list(regions) or connected_regions(StateStore())
     if not wanted:
         raise UserError(
             "No connections yet, so no regions to price: pass --region, e.g. --region us-east-1."
         )
-    path = warehouse_path()
+    path, url = warehouse_path(), settings.price_list_url()
     try:
-        report = refresh_prices(
-            lambda: open_warehouse(path), path, wanted, settings.price_list_url()
-        )
+        report = refresh_prices(lambda: open_warehouse(path), path, wanted, url)
     except PriceListError as error:
-        raise UserError(
-            f"{error} Nothing was changed: the stored prices (at least the shipped snapshot) "
-            "still apply. Check the network, or set BEDROCK_USAGE_PRICE_LIST_URL to a mirror.",
-            ExitCode.FAILED,
-        ) from None
+        raise UserError(str(error), ExitCode.FAILED) from None
     click.echo(
         f"Read {report.rows_read} prices for {', '.join(report.regions_read) or 'no region'} "
-        f"from {settings.price_list_url()}; {report.rows_changed} new or changed."
+        f"from {url}; {report.rows_changed} new or changed."
     )
     if report.regions_not_listed:
         click.echo(

@@ -41,6 +41,11 @@ def _raw(name: str) -> str | None:
     return None if value is None else value.strip()
 
 
+def _given_or_environment(name: str, given):
+    """A value a resource's config gave, else the environment's."""
+    return _raw(name) if given is None else given
+
+
 def home() -> Path:
     """BEDROCK_USAGE_HOME, by default ./.bedrock_usage: a directory (created when missing)."""
     raw = _raw("BEDROCK_USAGE_HOME")
@@ -142,21 +147,21 @@ def parse_number(
 def lock_timeout_seconds(raw: str | None = None) -> float:
     """How long a write waits for a busy warehouse file before giving up."""
     name = "BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS"
-    raw = _raw(name) if raw is None else raw
+    raw = _given_or_environment(name, raw)
     return parse_number(name, raw, DEFAULT_LOCK_TIMEOUT_SECONDS, 0, 86_400)
 
 
 def lookback_days(raw: str | int | None = None) -> int:
     """Days before yesterday that the schedule and `sync` re-read, for late data."""
     name = "BEDROCK_USAGE_LOOKBACK_DAYS"
-    raw = _raw(name) if raw is None else raw
+    raw = _given_or_environment(name, raw)
     return int(parse_number(name, raw, DEFAULT_LOOKBACK_DAYS, 0, 60, int))
 
 
 def reconcile_tolerance(raw: str | None = None) -> float:
     """Share by which models and the region total may differ before a WARN."""
     name = "BEDROCK_USAGE_RECONCILE_TOLERANCE"
-    raw = _raw(name) if raw is None else raw
+    raw = _given_or_environment(name, raw)
     return parse_number(name, raw, DEFAULT_RECONCILE_TOLERANCE, 0, 1)
 
 
@@ -173,14 +178,14 @@ def start_date() -> date:
 def region_concurrency(raw: str | int | None = None) -> int:
     """How many regions of a connection are read at the same time."""
     name = "BEDROCK_USAGE_REGION_CONCURRENCY"
-    raw = _raw(name) if raw is None else raw
+    raw = _given_or_environment(name, raw)
     return int(parse_number(name, raw, DEFAULT_REGION_CONCURRENCY, 1, 32, int))
 
 
 def extra_model_ids(raw: str | None = None) -> list[str]:
     """Model ids to read in every region although no listing shows them (comma-separated:
     custom or provisioned model ARNs, application profile ids)."""
-    raw = _raw("BEDROCK_USAGE_EXTRA_MODEL_IDS") if raw is None else raw
+    raw = _given_or_environment("BEDROCK_USAGE_EXTRA_MODEL_IDS", raw)
     return [m.strip() for m in raw.split(",") if m.strip()] if raw else []
 
 
@@ -210,9 +215,7 @@ DEFAULT_PRICE_LIST_URL = "https://pricing.us-east-1.amazonaws.com"
 
 def price_list_url(raw: str | None = None) -> str:
     """Where AWS's Price List offer files are read (a mirror or proxy may stand in)."""
-    raw = (
-        raw if raw is not None else _raw("BEDROCK_USAGE_PRICE_LIST_URL")
-    ) or DEFAULT_PRICE_LIST_URL
+    raw = _given_or_environment("BEDROCK_USAGE_PRICE_LIST_URL", raw) or DEFAULT_PRICE_LIST_URL
     parsed = urlparse(raw)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise SettingsError(

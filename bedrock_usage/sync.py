@@ -21,6 +21,7 @@ import duckdb
 
 from .days import DayRange
 from .extraction.fetch import ProgressListener, RegionFetch, fetch_region
+from .settings import DEFAULT_REGION_CONCURRENCY
 from .storage.warehouse import (
     known_series,
     replace_datapoints,
@@ -42,7 +43,7 @@ class SyncOptions:
     """How a sync reads: regions at a time, and model ids always read (the resource
     `sync_settings` fills these from the settings)."""
 
-    region_concurrency: int = 4
+    region_concurrency: int = DEFAULT_REGION_CONCURRENCY
     extra_model_ids: tuple[str, ...] = ()
 
 

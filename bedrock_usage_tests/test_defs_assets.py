@@ -96,12 +96,19 @@ def test_every_region_failing_fails_the_run_with_the_explanation(aws, reader, be
     assert "InvalidClientTokenId" in message and "access key" in message
 
 
-def test_models_above_the_region_total_raise_a_reconciliation_warning(aws, reader, bedrock_home):
+def _connect_with_models_above_the_total(aws, reader):
+    """Yesterday, the models add up to 110 invocations and the region total to 100 (10%
+    over): connected as 'prod' in us-east-1. Returns the day."""
     day = days_ago(1)
     seed_daily(aws, "Invocations", HAIKU, {day: 90})
     seed_daily(aws, "Invocations", NOVA, {day: 20})
     seed_daily(aws, "Invocations", None, {day: 100})
     connect(reader, "prod", regions="us-east-1")
+    return day
+
+
+def test_models_above_the_region_total_raise_a_reconciliation_warning(aws, reader, bedrock_home):
+    day = _connect_with_models_above_the_total(aws, reader)
     result = run_sync("prod", DayRange(day, day))
     check = _checks(result)["totals_reconcile"]
     assert not check.passed and check.severity.value == "WARN"
@@ -116,11 +123,7 @@ def test_models_above_the_region_total_raise_a_reconciliation_warning(aws, reade
 
 
 def test_a_run_takes_its_settings_from_the_resource_config(aws, reader, bedrock_home):
-    day = days_ago(1)
-    seed_daily(aws, "Invocations", HAIKU, {day: 90})
-    seed_daily(aws, "Invocations", NOVA, {day: 20})
-    seed_daily(aws, "Invocations", None, {day: 100})
-    connect(reader, "prod", regions="us-east-1")
+    day = _connect_with_models_above_the_total(aws, reader)
     tolerant = {"sync_settings": {"reconcile_tolerance": "0.2", "region_concurrency": 1}}
     result = run_sync("prod", DayRange(day, day), resources=tolerant)
     check = _checks(result)["totals_reconcile"]

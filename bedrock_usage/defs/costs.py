@@ -5,7 +5,7 @@ import dagster as dg
 
 from .. import settings
 from ..pricing.price_list import PriceListError
-from ..pricing.refresh import refresh_prices
+from ..pricing.refresh import connected_regions, refresh_prices
 from ..storage.costs import COST_COLUMNS, cost_summary, unpriced_usage
 from ..storage.schema import USAGE_COLUMN_DOCS
 from .assets import GROUP, bedrock_usage_daily
@@ -35,7 +35,7 @@ def bedrock_prices(
     connection (public files: no credentials, nothing from the read-only policy) and
     keeps the history when a price changes. Prices AWS and the shipped snapshot disagree
     on, and offer names this version cannot map to a model id, are in the metadata."""
-    regions = sorted({r for c in state_store.get().all() for r in c.regions})
+    regions = connected_regions(state_store.get())
     if not regions:
         return dg.MaterializeResult(
             metadata={"skipped": "No connections yet: the shipped prices apply."}
@@ -45,10 +45,7 @@ def bedrock_prices(
             warehouse.get_connection, warehouse.path, regions, price_list.base_url()
         )
     except (PriceListError, settings.SettingsError) as error:
-        raise dg.Failure(
-            description=f"{error} The stored prices are unchanged (the shipped snapshot still "
-            "applies). Check the network or set BEDROCK_USAGE_PRICE_LIST_URL to a mirror."
-        ) from None
+        raise dg.Failure(description=str(error)) from None
     return dg.MaterializeResult(
         metadata={
             "dagster/table_name": "bedrock_prices",

@@ -117,39 +117,32 @@ class PriceListResource(dg.ConfigurableResource):
         return settings.price_list_url(self.url)
 
 
-def _from_environment(name: str, default: object, integer: bool = False) -> object:
-    """An EnvVar when the environment sets `name` (the UI shows it by name), else the
-    default."""
-    if not os.environ.get(name, "").strip():
-        return default
-    return dg.EnvVar.int(name) if integer else dg.EnvVar(name)
+def _configured(resource: type[dg.ConfigurableResource], **variables: str):
+    """`resource` with each field named in `variables` an `EnvVar` when the environment
+    sets that variable (the UI shows it by name, read when a run starts), else the
+    field's own default."""
+    values = {}
+    for field_name, variable in variables.items():
+        if os.environ.get(variable, "").strip():
+            integer = resource.model_fields[field_name].annotation is int
+            values[field_name] = dg.EnvVar.int(variable) if integer else dg.EnvVar(variable)
+    return resource(**values)
 
 
 def default_resources() -> dict[str, object]:
-    defaults = SyncSettingsResource()
     return {
-        "warehouse": WarehouseResource(
-            database=_from_environment("BEDROCK_USAGE_WAREHOUSE", ""),
-            lock_timeout_seconds=_from_environment(
-                "BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS", str(settings.DEFAULT_LOCK_TIMEOUT_SECONDS)
-            ),
+        "warehouse": _configured(
+            WarehouseResource,
+            database="BEDROCK_USAGE_WAREHOUSE",
+            lock_timeout_seconds="BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS",
         ),
         "state_store": StateStoreResource(),
-        "price_list": PriceListResource(
-            url=_from_environment("BEDROCK_USAGE_PRICE_LIST_URL", settings.DEFAULT_PRICE_LIST_URL)
-        ),
-        "sync_settings": SyncSettingsResource(
-            lookback_days=_from_environment(
-                "BEDROCK_USAGE_LOOKBACK_DAYS", defaults.lookback_days, integer=True
-            ),
-            region_concurrency=_from_environment(
-                "BEDROCK_USAGE_REGION_CONCURRENCY", defaults.region_concurrency, integer=True
-            ),
-            reconcile_tolerance=_from_environment(
-                "BEDROCK_USAGE_RECONCILE_TOLERANCE", defaults.reconcile_tolerance
-            ),
-            extra_model_ids=_from_environment(
-                "BEDROCK_USAGE_EXTRA_MODEL_IDS", defaults.extra_model_ids
-            ),
+        "price_list": _configured(PriceListResource, url="BEDROCK_USAGE_PRICE_LIST_URL"),
+        "sync_settings": _configured(
+            SyncSettingsResource,
+            lookback_days="BEDROCK_USAGE_LOOKBACK_DAYS",
+            region_concurrency="BEDROCK_USAGE_REGION_CONCURRENCY",
+            reconcile_tolerance="BEDROCK_USAGE_RECONCILE_TOLERANCE",
+            extra_model_ids="BEDROCK_USAGE_EXTRA_MODEL_IDS",
         ),
     }

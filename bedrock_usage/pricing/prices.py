@@ -14,6 +14,7 @@ import io
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cache
 from importlib import resources
 
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")
@@ -69,10 +70,12 @@ class PriceRow:
         )
 
 
-def shipped_prices() -> list[PriceRow]:
-    """The snapshot in the package (bedrock_prices.csv): what works offline."""
+@cache
+def shipped_prices() -> tuple[PriceRow, ...]:
+    """The snapshot in the package (bedrock_prices.csv): what works offline. Read once
+    per process: every write to the warehouse checks that it is loaded."""
     text = resources.files("bedrock_usage.pricing").joinpath(SNAPSHOT_FILE).read_text()
-    return read_csv(text)
+    return tuple(read_csv(text))
 
 
 def read_csv(text: str) -> list[PriceRow]:

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import duckdb
 
+from ..connections.store import StateStore
 from ..storage.costs import store_prices
 from ..storage.warehouse import publish_snapshot, transaction
-from .price_list import fetch_offer_prices
+from .price_list import PriceListError, fetch_offer_prices
 from .prices import shipped_prices
 
 WarehouseOpener = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
@@ -39,8 +40,15 @@ def refresh_prices(
 ) -> PriceRefresh:
     """Read the offer files of `regions`, merge their prices into the warehouse in one
     transaction (keeping history), and refresh the analysts' copy. Nothing is written
-    when the files cannot be read."""
-    offer = fetch_offer_prices(regions, base_url)
+    when the files cannot be read, and the error says so."""
+    try:
+        offer = fetch_offer_prices(regions, base_url)
+    except PriceListError as error:
+        raise PriceListError(
+            f"{error} Nothing was changed; the shipped snapshot still applies, with any "
+            "prices refreshed before. Check the network, or set BEDROCK_USAGE_PRICE_LIST_URL "
+            "to a mirror."
+        ) from None
     with open_connection() as connection:
         with transaction(connection):
             changed = store_prices(connection, offer.rows)
@@ -53,6 +61,11 @@ def refresh_prices(
         unknown_names={name: sorted(r) for name, r in sorted(offer.unknown_names.items())},
         differences=cross_check(offer.rows),
     )
+
+
+def connected_regions(store: StateStore) -> list[str]:
+    """Every region of every connection: what a refresh prices by default."""
+    return sorted({region for connection in store.all() for region in connection.regions})
 
 
 def cross_check(rows) -> list[tuple[str, str, str, Decimal, Decimal]]:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..days import DayRange
 from ..pricing.prices import PriceRow, merge_prices
+from .frames import insert_frame
 from .quality import window_filter
 
 PRICES_TABLE = "bedrock_prices"
@@ -198,15 +199,9 @@ def store_prices(connection: duckdb.DuckDBPyConnection, incoming: list[PriceRow]
         merged = merge_prices(existing, [row for row in incoming if row.source == source])
         changed += len(set(merged) - set(existing))
         connection.execute(f"DELETE FROM {PRICES_TABLE} WHERE source = ?", [source])
-        frame = pd.DataFrame([row.as_record() for row in merged], columns=PRICE_COLUMNS.split(", "))
-        connection.register("incoming_prices", frame)
-        try:
-            connection.execute(
-                f"INSERT INTO {PRICES_TABLE} ({PRICE_COLUMNS}) "
-                f"SELECT {PRICE_COLUMNS} FROM incoming_prices"
-            )
-        finally:
-            connection.unregister("incoming_prices")
+        columns = PRICE_COLUMNS.split(", ")
+        frame = pd.DataFrame([row.as_record() for row in merged], columns=columns)
+        insert_frame(connection, PRICES_TABLE, columns, frame)
     return changed
 
 

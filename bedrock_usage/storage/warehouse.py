@@ -11,7 +11,6 @@ calling AWS again.
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import shutil
@@ -37,6 +36,7 @@ from ..shaping.daily import (
     shape_project_usage,
 )
 from .costs import PRICES_TABLE, create_cost_views
+from .frames import insert_frame
 from .schema import MIGRATIONS, ensure_schema
 
 RAW_COLUMNS = [
@@ -134,24 +134,8 @@ def replace_datapoints(
         region=region,
         fetched_at=fetched_at,
     ).reindex(columns=RAW_COLUMNS)
-    _insert_frame(connection, "cloudwatch_daily_datapoints", RAW_COLUMNS, rows)
+    insert_frame(connection, "cloudwatch_daily_datapoints", RAW_COLUMNS, rows)
     return len(rows)
-
-
-_frame_names = itertools.count()
-
-
-def _insert_frame(
-    connection: duckdb.DuckDBPyConnection, table: str, columns: list[str], frame: pd.DataFrame
-) -> None:
-    """Append `frame` to `table`. A registered frame lives until the connection closes;
-    unregistering inside an aborted transaction would raise and hide the real error, so
-    each gets a fresh name of our own (never a user's text: names are not parameters)."""
-    name = f"frame_{next(_frame_names)}"
-    connection.register(name, frame)
-    connection.execute(
-        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM {name}"
-    )
 
 
 def rebuild_usage(
@@ -193,7 +177,7 @@ def rebuild_usage(
             f"DELETE FROM {table} WHERE connection_id = ? AND usage_date BETWEEN ? AND ?",
             [connection_id, day_range.first, day_range.last],
         )
-        _insert_frame(connection, table, columns, frame.reindex(columns=columns))
+        insert_frame(connection, table, columns, frame.reindex(columns=columns))
     return usage
 
 
