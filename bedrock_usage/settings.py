@@ -11,6 +11,7 @@ can set them; a value given there is checked by the same reader here.
 from __future__ import annotations
 
 import os
+import re
 from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
@@ -23,6 +24,10 @@ DEFAULT_LOOKBACK_DAYS = 2
 DEFAULT_RECONCILE_TOLERANCE = 0.01
 DEFAULT_START_DATE = "2025-01-01"
 DEFAULT_REGION_CONCURRENCY = 4
+# A sync's DuckDB: one thread and a bounded buffer pool keep a run's memory near what
+# it holds (a year of a connection is 600k data points); larger work spills to disk.
+DEFAULT_WAREHOUSE_MEMORY_LIMIT = "128MB"
+DEFAULT_WAREHOUSE_THREADS = 1
 RETRY_MODES = ("standard", "adaptive", "legacy")
 # What a Dagster instance keeps in DAGSTER_HOME.
 DAGSTER_OWN = {"dagster.yaml", "storage", "history", "schedules", "logs", ".telemetry", ".nux"}
@@ -151,6 +156,28 @@ def lock_timeout_seconds(raw: str | None = None) -> float:
     return parse_number(name, raw, DEFAULT_LOCK_TIMEOUT_SECONDS, 0, 86_400)
 
 
+_MEMORY_SIZE = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KIB|MIB|GIB|TIB)$", re.IGNORECASE)
+
+
+def warehouse_memory_limit(raw: str | None = None) -> str:
+    """DuckDB's memory_limit for the warehouse's writers, e.g. 256MB or 2GB."""
+    name = "BEDROCK_USAGE_WAREHOUSE_MEMORY_LIMIT"
+    raw = _given_or_environment(name, raw)
+    raw = None if raw is None else str(raw).strip()
+    if not raw:
+        return DEFAULT_WAREHOUSE_MEMORY_LIMIT
+    if not _MEMORY_SIZE.match(raw):
+        raise SettingsError(name, raw, "use a size such as 256MB or 2GB")
+    return raw
+
+
+def warehouse_threads(raw: str | int | None = None) -> int:
+    """DuckDB's threads for the warehouse's writers."""
+    name = "BEDROCK_USAGE_WAREHOUSE_THREADS"
+    raw = _given_or_environment(name, raw)
+    return int(parse_number(name, raw, DEFAULT_WAREHOUSE_THREADS, 1, 256, int))
+
+
 def lookback_days(raw: str | int | None = None) -> int:
     """Days before yesterday that the schedule and `sync` re-read, for late data."""
     name = "BEDROCK_USAGE_LOOKBACK_DAYS"
@@ -245,6 +272,8 @@ def check_all() -> None:
     dagster_home()
     snapshot_path()
     lock_timeout_seconds()
+    warehouse_memory_limit()
+    warehouse_threads()
     lookback_days()
     reconcile_tolerance()
     start_date()

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pandas as pd
 
 from bedrock_usage.days import DayRange
 from bedrock_usage.extraction.errors import FailureKind
-from bedrock_usage.extraction.fetch import fetch_region, lower_bound_calls, queries_per_call
-from bedrock_usage.extraction.metrics import MANTLE_METRICS, USAGE_METRICS, KnownSeries
+from bedrock_usage.extraction.fetch import (
+    Answers,
+    fetch_region,
+    lower_bound_calls,
+    queries_per_call,
+)
+from bedrock_usage.extraction.metrics import MANTLE_METRICS, USAGE_METRICS, KnownSeries, Series
 
 from .conftest import days_ago, seed_daily, session_for
 
@@ -22,7 +27,8 @@ LLAMA = "meta.llama3-70b-instruct-v1:0"
 
 def _sums(fetch) -> dict[tuple[str | None, str], float]:
     frame = fetch.datapoints[fetch.datapoints.statistic == "Sum"]
-    grouped = frame.groupby([frame.model_id.fillna("TOTAL"), "metric_name"])["value"].sum()
+    models = frame.model_id.astype(object).fillna("TOTAL")
+    grouped = frame.groupby([models, frame.metric_name.astype(object)])["value"].sum()
     return {(m if m != "TOTAL" else None, metric): v for (m, metric), v in grouped.items()}
 
 
@@ -190,3 +196,30 @@ def test_declared_model_ids_are_always_read(aws, reader):
     )
     assert _sums(fetch)[(application_profile, "Invocations")] == 6
     assert fetch.models_found_in_catalog == set()
+
+
+def test_a_series_day_answered_twice_keeps_its_last_value_once():
+    moment = datetime.combine(days_ago(2), time(), UTC)
+    later = moment + timedelta(days=1)
+    invocations, total = Series(USAGE_METRICS[2], HAIKU), Series(USAGE_METRICS[2], None)
+    answers = Answers()
+    answers.add(invocations, [moment, later], [4.0, 5.0])
+    answers.add(total, [moment], [9.0])
+    answers.add(invocations, [later], [6.0])  # a later page repeats a day
+    frame = answers.frame()
+    assert len(frame) == 3
+    rows = {
+        (m, str(d.date())): v
+        for m, d, v in zip(
+            frame.model_id.astype(object).fillna("TOTAL"),
+            frame.usage_date,
+            frame.value,
+            strict=True,
+        )
+    }
+    assert rows == {
+        (HAIKU, str(days_ago(2))): 4.0,
+        (HAIKU, str(days_ago(1))): 6.0,
+        ("TOTAL", str(days_ago(2))): 9.0,
+    }
+    assert answers.by_day(invocations) == {days_ago(2): 4.0, days_ago(1): 6.0}

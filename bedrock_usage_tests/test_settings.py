@@ -50,6 +50,9 @@ def test_the_default_and_a_separate_snapshot_path_are_accepted(home, monkeypatch
         ("AWS_ENDPOINT_URL", "http://127.0.0.1:port"),
         ("BEDROCK_USAGE_HOME", ""),
         ("BEDROCK_USAGE_START_DATE", "2025-13-01"),
+        ("BEDROCK_USAGE_WAREHOUSE_MEMORY_LIMIT", "lots"),
+        ("BEDROCK_USAGE_WAREHOUSE_MEMORY_LIMIT", "128"),
+        ("BEDROCK_USAGE_WAREHOUSE_THREADS", "0"),
     ],
 )
 def test_a_bad_value_names_the_setting(home, monkeypatch, name, value):

@@ -82,3 +82,18 @@ def test_latency_is_kept_as_sum_and_samples():
 
 def test_no_points_give_no_rows():
     assert _shape(_points()).empty
+
+
+def test_a_fractional_value_is_rounded_once_half_to_even():
+    usage = _shape(
+        _points(
+            (DAY, "a.model-v1", "InputTokenCount", "Sum", 2.5),
+            (DAY, "b.model-v1", "InputTokenCount", "Sum", 3.5),
+            (DAY, None, "InputTokenCount", "Sum", 7.5),
+        )
+    )
+    assert usage.set_index("model_id").input_tokens.to_dict() == {
+        "a.model-v1": 2,
+        "b.model-v1": 4,
+        UNATTRIBUTED: 2,  # 8 - (2 + 4)
+    }

@@ -15,6 +15,7 @@ from bedrock_usage.extraction.metrics import KnownSeries
 from bedrock_usage.storage.schema import MIGRATIONS
 from bedrock_usage.storage.warehouse import (
     WarehouseBusyError,
+    WriterLimits,
     known_series,
     open_warehouse,
     publish_snapshot,
@@ -66,8 +67,8 @@ def _tokens(path):
 def test_rewriting_a_window_replaces_it_without_duplicates(tmp_path):
     path = tmp_path / "w.duckdb"
     window = ("us-east-1", {D1: 10, D2: 20}, DayRange(D1, D2))
-    assert len(_sync(path, [window])) == 2
-    assert len(_sync(path, [window])) == 2
+    assert _sync(path, [window]).rows == 2
+    assert _sync(path, [window]).rows == 2
     assert _tokens(path) == {("2026-11-01", "us-east-1"): 10, ("2026-11-02", "us-east-1"): 20}
 
 
@@ -270,3 +271,17 @@ def test_a_warehouse_of_schema_1_is_migrated_in_place_without_losing_a_row(tmp_p
     assert (row["input_tokens"], row["output_tokens"], row["invocations"]) == (10**15, 5, 7)
     assert (row["client_errors"], row["throttles"], row["latency_ms_sum"]) == (1, 2, 3.5)
     assert no_keys == 0
+
+
+def test_a_writer_is_bounded_and_a_reader_is_not(tmp_path, monkeypatch):
+    path = tmp_path / "w.duckdb"
+    monkeypatch.setenv("BEDROCK_USAGE_WAREHOUSE_MEMORY_LIMIT", "96MB")
+    with open_warehouse(path) as con:
+        limit, threads = con.execute(
+            "SELECT current_setting('memory_limit'), current_setting('threads')"
+        ).fetchone()
+    assert (limit, threads) == ("91.5 MiB", 1)  # DuckDB shows 96 MB in MiB
+    with open_warehouse(path, limits=WriterLimits(memory_limit="1GB", threads=2)) as con:
+        assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 2
+    with open_warehouse(path, read_only=True) as con:
+        assert con.execute("SELECT current_setting('threads')").fetchone()[0] >= 1

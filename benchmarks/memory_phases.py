@@ -37,6 +37,7 @@ class PhaseSampler:
     def __init__(self) -> None:
         self.phase = "imports"
         self.peaks: dict[str, float] = {}
+        self.starts: dict[str, float] = {}
         threading.Thread(target=self._sample, daemon=True).start()
 
     def _sample(self) -> None:
@@ -49,6 +50,7 @@ class PhaseSampler:
         original = getattr(module, name)
 
         def wrapped(*args, **kwargs):
+            self.starts.setdefault(phase, resident_mb())
             self.phase = phase
             return original(*args, **kwargs)
 
@@ -89,7 +91,9 @@ def main() -> None:
     emulator.stop()
     print(f"shape: 1 connection x {args.regions} regions x {args.models} models x {args.days} days")
     for phase, peak in sampler.peaks.items():
-        print(f"peak RSS during {phase + ':':<24} {peak:6.0f} MB")
+        start = sampler.starts.get(phase)
+        began = f"   (at its start {start:4.0f} MB)" if start else ""
+        print(f"peak RSS during {phase + ':':<24} {peak:6.0f} MB{began}")
 
 
 if __name__ == "__main__":

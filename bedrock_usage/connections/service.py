@@ -16,6 +16,7 @@ from ..days import DayRange, readable_range, utc_today
 from ..errors import ExitCode, UserError
 from ..extraction.errors import FailureKind, RegionFailure, classify
 from ..extraction.fetch import ProgressListener, RegionFetch, empty_datapoints
+from ..memory import release_freed_memory
 from ..settings import warehouse_path
 from ..storage.warehouse import purge_connection, stored_connection_rows, transaction
 from ..sync import (
@@ -230,6 +231,7 @@ def fetch_and_store(
             # nothing of the connection may be written again.
             ensure_still_connected(store, connection)
             store_fetches(warehouse, name, connection.account_id, fetches, now_utc())
+        release_freed_memory()
     _record_fetches(store, connection, fetches)
     return connection, fetches
 

@@ -17,6 +17,7 @@ from ..connections import attempts, service
 from ..connections.secrets import SecretKeyError
 from ..errors import UserError
 from ..extraction.fetch import FetchProgress, RegionFetch
+from ..memory import release_freed_memory
 from ..storage.schema import USAGE_COLUMN_DOCS
 from ..storage.warehouse import (
     WarehouseBusyError,
@@ -231,13 +232,16 @@ def bedrock_usage_daily(
                     if store.get(connection_id) is None:
                         context.log.warning(f"{connection_id} was disconnected: not rebuilt.")
                         continue
-                    usage = rebuild_usage(connection, connection_id, day_range)
-                    for region, count in usage.groupby("region").size().items():
-                        rows_by_region[f"{connection_id}/{region}"] = int(count)
-                    for column in tokens:
-                        tokens[column] += int(usage[column].sum()) if len(usage) else 0
-                    models.update(usage.model_id)
-            # Committed: the analysts' copy is refreshed before any check can fail the step.
+                    written = rebuild_usage(connection, connection_id, day_range)
+                    for region, count in written.rows_by_region.items():
+                        rows_by_region[f"{connection_id}/{region}"] = count
+                    tokens["input_tokens"] += written.input_tokens
+                    tokens["output_tokens"] += written.output_tokens
+                    models.update(written.models)
+        # Committed: the analysts' copy is refreshed before any check can fail the step.
+        # A fresh connection: closing the rebuild's gives DuckDB's memory back first.
+        release_freed_memory()
+        with warehouse.get_connection() as connection:
             for connection_id in windows:
                 store.set_phase(connection_id, attempts.PUBLISHING)
             snapshot = publish_snapshot(connection, warehouse.path, windows)

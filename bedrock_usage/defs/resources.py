@@ -18,7 +18,7 @@ from pydantic import Field
 
 from .. import settings
 from ..connections.store import StateStore
-from ..storage.warehouse import open_warehouse
+from ..storage.warehouse import WriterLimits, open_warehouse
 from ..sync import SyncOptions
 
 
@@ -39,17 +39,31 @@ class WarehouseResource(DuckDBResource):
         "(BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS, 0-86400).",
     )
 
+    memory_limit: str = Field(
+        default=settings.DEFAULT_WAREHOUSE_MEMORY_LIMIT,
+        description="DuckDB's memory_limit while a run writes "
+        "(BEDROCK_USAGE_WAREHOUSE_MEMORY_LIMIT, e.g. 256MB or 2GB; more spills to disk).",
+    )
+    threads: int = Field(
+        default=settings.DEFAULT_WAREHOUSE_THREADS,
+        description="DuckDB's threads while a run writes (BEDROCK_USAGE_WAREHOUSE_THREADS).",
+    )
+
     @property
     def path(self) -> Path:
         return Path(self.database) if self.database else settings.warehouse_path()
 
     def check(self) -> None:
         settings.lock_timeout_seconds(self.lock_timeout_seconds)
+        self._limits().config()
+
+    def _limits(self) -> WriterLimits:
+        return WriterLimits(self.memory_limit, self.threads)
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         timeout = settings.lock_timeout_seconds(self.lock_timeout_seconds)
-        with open_warehouse(self.path, timeout=timeout) as connection:
+        with open_warehouse(self.path, timeout=timeout, limits=self._limits()) as connection:
             yield connection
 
 
@@ -135,6 +149,8 @@ def default_resources() -> dict[str, object]:
             WarehouseResource,
             database="BEDROCK_USAGE_WAREHOUSE",
             lock_timeout_seconds="BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS",
+            memory_limit="BEDROCK_USAGE_WAREHOUSE_MEMORY_LIMIT",
+            threads="BEDROCK_USAGE_WAREHOUSE_THREADS",
         ),
         "state_store": StateStoreResource(),
         "price_list": _configured(PriceListResource, url="BEDROCK_USAGE_PRICE_LIST_URL"),

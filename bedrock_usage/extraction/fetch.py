@@ -22,16 +22,19 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, timedelta
+from datetime import date, timedelta
 
 import boto3
+import numpy as np
 import pandas as pd
 
 from ..days import DayRange, utc_today
+from ..memory import release_freed_memory
 from . import catalog
 from .aws import cloudwatch_client
 from .errors import FailureKind, RegionFailure, classify
 from .metrics import (
+    DAY_SECONDS,
     ENDPOINTS,
     MANTLE,
     MANTLE_METRICS,
@@ -159,8 +162,8 @@ class _Reader:
         self.list_metrics_calls += calls
         return models
 
-    def read(self, series: list[Series]) -> dict[Series, dict[date, float]]:
-        values: dict[Series, dict[date, float]] = defaultdict(dict)
+    def read(self, series: list[Series]) -> Answers:
+        answers = Answers()
         per_call = queries_per_call(self.day_range.days)
         for offset in range(0, len(series), per_call):
             chunk = series[offset : offset + per_call]
@@ -193,15 +196,93 @@ class _Reader:
                 for result in response.get("MetricDataResults", []):
                     if result.get("StatusCode") == "InternalError":
                         raise CloudWatchInternalError(result.get("Id", ""))
-                    target = values[chunk[int(result["Id"][1:])]]
-                    for timestamp, value in zip(
-                        result.get("Timestamps", []), result.get("Values", []), strict=True
-                    ):
-                        target[timestamp.astimezone(UTC).date()] = value
+                    answers.add(
+                        chunk[int(result["Id"][1:])],
+                        result.get("Timestamps", []),
+                        result.get("Values", []),
+                    )
                 token = response.get("NextToken")
+                del response
+                release_freed_memory()
                 if not token:
                     break
+        return answers
+
+
+class Answers:
+    """What CloudWatch answered for one region, kept compact: per series, arrays of UTC
+    epoch days and values in the order they arrived (a year of a region is 150k points:
+    as Python objects they would cost ten times the memory). A (series, day) answered
+    twice, as pages may repeat, keeps its last value and is never added twice."""
+
+    def __init__(self) -> None:
+        self._chunks: dict[Series, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+
+    def add(self, series: Series, timestamps: list, values: list) -> None:
+        if len(timestamps) != len(values):
+            raise ValueError(f"{len(timestamps)} timestamps for {len(values)} values")
+        if timestamps:
+            days = np.fromiter(
+                (int(moment.timestamp()) // DAY_SECONDS for moment in timestamps),
+                dtype=np.int32,
+                count=len(timestamps),
+            )
+            self._chunks[series].append((days, np.asarray(values, dtype=np.float64)))
+
+    def series(self) -> list[Series]:
+        """The series that answered with at least one point."""
+        return [series for series, chunks in self._chunks.items() if chunks]
+
+    def by_day(self, series: Series) -> dict[date, float]:
+        """One series' values by UTC day."""
+        values: dict[date, float] = {}
+        for days, points in self._chunks.get(series, ()):
+            for day, value in zip(days.tolist(), points.tolist(), strict=True):
+                values[_EPOCH + timedelta(days=day)] = value
         return values
+
+    def take(self, other: Answers, keep: Callable[[Series], bool] = lambda _: True) -> None:
+        """Adopt `other`'s series that `keep` accepts (replacing any held here)."""
+        for series, chunks in other._chunks.items():
+            if keep(series):
+                self._chunks[series] = chunks
+
+    def frame(self) -> pd.DataFrame:
+        """One row per (series, day): DATAPOINT_COLUMNS, model_id None for the region
+        total and project_id None where the series has no project."""
+        keys = self.series()
+        if not keys:
+            return empty_datapoints()
+        parts = [(i, days, values) for i, s in enumerate(keys) for days, values in self._chunks[s]]
+        codes = np.concatenate([np.full(len(days), i, dtype=np.int64) for i, days, _ in parts])
+        days = np.concatenate([days for _, days, _ in parts]).astype(np.int64)
+        values = np.concatenate([values for _, _, values in parts])
+        # The last answer of each (series, day): first seen when read backwards.
+        _, first_backwards = np.unique((codes * 2**32 + days)[::-1], return_index=True)
+        keep = np.sort(len(codes) - 1 - first_backwards)
+        codes = codes[keep]
+
+        def column(attribute: Callable[[Series], str | None]) -> pd.Categorical:
+            # Few distinct strings, many rows: a code per row (None is code -1).
+            names = [attribute(s) for s in keys]
+            categories = sorted({name for name in names if name is not None})
+            index = {name: i for i, name in enumerate(categories)}
+            per_series = np.array([index.get(name, -1) for name in names], dtype=np.int32)
+            return pd.Categorical.from_codes(per_series[codes], categories=categories)
+
+        return pd.DataFrame(
+            {
+                "usage_date": days[keep].astype("datetime64[D]"),
+                "model_id": column(lambda s: s.model_id),
+                "project_id": column(lambda s: s.project_id),
+                "metric_name": column(lambda s: s.metric.metric_name),
+                "statistic": column(lambda s: s.metric.statistic),
+                "value": values[keep],
+            }
+        )
+
+
+_EPOCH = date(1970, 1, 1)
 
 
 class SyncStopped(BaseException):
@@ -235,15 +316,16 @@ def fetch_region(
         declared = set(extra_model_ids)
         wanted = fetch.models_listed | (known or KnownSeries()) | KnownSeries(declared, declared)
         runtime, mantle = sorted(wanted.runtime), sorted(wanted.mantle)
-        values = reader.read(
+        answers = reader.read(
             series_for([None, *runtime])
             + series_for([None, *mantle], MANTLE_METRICS)
             + project_series_for(sorted(wanted.projects))
         )
-        found = _probe_idle_models(reader, values, runtime, RUNTIME_PROBE)
-        found |= _probe_idle_models(reader, values, mantle, MANTLE_PROBE)
+        found = _probe_idle_models(reader, answers, runtime, RUNTIME_PROBE)
+        found |= _probe_idle_models(reader, answers, mantle, MANTLE_PROBE)
         fetch.models_found_in_catalog = found
-        fetch.datapoints = _to_frame(values)
+        fetch.datapoints = answers.frame()
+        del answers
     except Exception as error:  # noqa: BLE001 - classified below, or re-raised
         failure = (
             RegionFailure(region, FailureKind.OTHER, "InternalError", str(error))
@@ -273,26 +355,26 @@ MANTLE_PROBE = _Probe(MANTLE_PRESENCE_METRICS, MANTLE_METRICS, catalog.mantle_mo
 
 def _probe_idle_models(
     reader: _Reader,
-    values: dict[Series, dict[date, float]],
+    answers: Answers,
     models: list[str],
     probe: _Probe,
 ) -> set[str]:
     """When the region total shows usage older than two weeks that the known models do
     not explain, read the catalog's other models (presence first, the rest for those
-    found) into `values`; returns the models found."""
-    if not _unattributed_days(values, models, probe.presence):
+    found) into `answers`; returns the models found."""
+    if not _unattributed_days(answers, models, probe.presence):
         return set()
     probed = [m for m in probe.catalog_ids() if m not in set(models)]
     presence = reader.read(series_for(probed, probe.presence))
-    found = sorted({s.model_id for s, points in presence.items() if points})
-    values.update({s: p for s, p in presence.items() if s.model_id in found})
+    found = sorted({s.model_id for s in presence.series()})
+    answers.take(presence, lambda s: s.model_id in found)
     rest = tuple(m for m in probe.metrics if m not in probe.presence)
-    values.update(reader.read(series_for(found, rest)))
+    answers.take(reader.read(series_for(found, rest)))
     return set(found)
 
 
 def _unattributed_days(
-    values: dict[Series, dict[date, float]],
+    answers: Answers,
     models: list[str],
     presence: tuple[UsageMetric, ...],
 ) -> list[date]:
@@ -301,25 +383,13 @@ def _unattributed_days(
     window_start = utc_today() - timedelta(days=LIST_METRICS_WINDOW_DAYS - 1)
     gaps = []
     for metric in presence:
-        total = values.get(Series(metric, None), {})
-        for day, total_value in total.items():
+        by_model = [answers.by_day(Series(metric, m)) for m in models]
+        for day, total_value in answers.by_day(Series(metric, None)).items():
             if day >= window_start:
                 continue
-            attributed = sum(values.get(Series(metric, m), {}).get(day, 0.0) for m in models)
-            if total_value > attributed:
+            if total_value > sum(values.get(day, 0.0) for values in by_model):
                 gaps.append(day)
     return sorted(set(gaps))
-
-
-def _to_frame(values: dict[Series, dict[date, float]]) -> pd.DataFrame:
-    rows = [
-        (day, s.model_id, s.project_id, s.metric.metric_name, s.metric.statistic, value)
-        for s, points in values.items()
-        for day, value in points.items()
-    ]
-    if not rows:
-        return empty_datapoints()
-    return pd.DataFrame(rows, columns=DATAPOINT_COLUMNS)
 
 
 def empty_datapoints() -> pd.DataFrame:

@@ -13,6 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 DAY_SECONDS = 86_400
+# How the data points are stored: the region total's model_id, and the project_id of
+# every series that has no Project dimension.
+TOTAL = "(region total)"
+NO_PROJECT = ""
 
 
 @dataclass(frozen=True)

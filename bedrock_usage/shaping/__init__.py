@@ -1,1 +1,1 @@
-"""Turning CloudWatch data points into the daily usage table's rows, with pandas."""
+"""Turning CloudWatch data points into the daily usage table's rows, in SQL."""

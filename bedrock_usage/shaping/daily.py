@@ -1,37 +1,40 @@
-"""From long CloudWatch data points to the wide daily usage frame.
+"""From long CloudWatch data points to the daily usage rows, in SQL.
 
 Grain: (usage_date, connection_id, account_id, region, api_endpoint, model_id). Each
 endpoint is shaped on its own: the runtime endpoint's `AWS/Bedrock` series and the
 mantle endpoint's `AWS/BedrockMantle` Model-level series, each against its own region
 total, so a region's rows sum to the two totals added. Counts are exact
 integers: CloudWatch answers doubles, which hold integers exactly up to 2**53, so each
-value is rounded once and all arithmetic after that is int64.
+value is rounded once (half to even) and all arithmetic after that is BIGINT.
 
 The region total (the dimensionless series) is never added to the models: where it
 exceeds the sum over the models for a metric and day, one `(unattributed)` row carries
 the difference, so the table sums to the region total. Where it is lower, nothing is
 written; the gap stays visible to the reconciliation check through the raw table.
+
+The shaping runs inside DuckDB, over the stored data points: a year of a connection
+is 600k points, which as pandas objects would cost hundreds of megabytes.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-import numpy as np
+import duckdb
 import pandas as pd
 
 from ..extraction.metrics import (
     COUNT_COLUMNS,
-    ENDPOINTS,
     MANTLE_METRICS,
+    NO_PROJECT,
     PROJECT_METRICS,
+    TOTAL,
     USAGE_METRICS,
-    endpoint_of_metric,
+    UsageMetric,
 )
+from ..storage.frames import registered
 from .model_ids import UNATTRIBUTED, describe_model_id
 
-TOTAL = "(region total)"
-NO_PROJECT = ""  # project_id of every series that has no Project dimension
 GRAIN = ["usage_date", "connection_id", "account_id", "region", "api_endpoint", "model_id"]
 DERIVED = ["model_provider", "base_model_id", "inference_scope"]
 USAGE_COLUMNS = [
@@ -49,81 +52,6 @@ USAGE_COLUMNS = [
     "latency_samples",
     "synced_at",
 ]
-# Metric names differ between the two namespaces, so one map serves both.
-_COLUMN_OF = {f"{m.metric_name}|{m.statistic}": m.column for m in USAGE_METRICS + MANTLE_METRICS}
-_VALUE_COLUMNS = [m.column for m in USAGE_METRICS]
-
-
-def project_ids(datapoints: pd.DataFrame) -> pd.Series:
-    """Each point's mantle project, NO_PROJECT where the series has none."""
-    if "project_id" not in datapoints:
-        return pd.Series(NO_PROJECT, index=datapoints.index, dtype=object)
-    return datapoints["project_id"].fillna(NO_PROJECT)
-
-
-def _naive_utc(moment: datetime) -> pd.Timestamp:
-    stamp = pd.Timestamp(moment)
-    return stamp.tz_localize(None) if stamp.tzinfo else stamp
-
-
-def exact_counts(values: pd.Series | np.ndarray) -> np.ndarray:
-    """CloudWatch's doubles as int64, without drift up to 2**53."""
-    return np.rint(np.asarray(values, dtype=np.float64)).astype(np.int64)
-
-
-def wide_by_model(datapoints: pd.DataFrame) -> pd.DataFrame:
-    """One row per (usage_date, model_id) and a column per usage metric; the region total
-    is the row with model_id TOTAL."""
-    if datapoints.empty:
-        return pd.DataFrame(columns=["usage_date", "model_id", *_VALUE_COLUMNS])
-    keys = datapoints.metric_name + "|" + datapoints.statistic
-    frame = datapoints.assign(
-        column=keys.map(_COLUMN_OF), model_id=datapoints.model_id.fillna(TOTAL)
-    )
-    # Each (day, model, metric, statistic) arrives once: the extractor keeps one value per key.
-    wide = frame.pivot(index=["usage_date", "model_id"], columns="column", values="value")
-    wide = wide.reindex(columns=_VALUE_COLUMNS).fillna(0.0).reset_index()
-    for column in COUNT_COLUMNS:
-        wide[column] = exact_counts(wide[column])
-    return wide
-
-
-def shape_daily_usage(
-    datapoints: pd.DataFrame,
-    connection_id: str,
-    account_id: str,
-    region: str,
-    synced_at: datetime,
-) -> pd.DataFrame:
-    """The rows of `bedrock_usage_daily` for one region's data points (Project+Model
-    series excluded: they repeat the Model level)."""
-    datapoints = datapoints[project_ids(datapoints) == NO_PROJECT]
-    endpoints = datapoints.metric_name.map(lambda name: endpoint_of_metric(name).name)
-    parts = []
-    for endpoint in ENDPOINTS:
-        wide = wide_by_model(datapoints[endpoints == endpoint.name])
-        is_total = wide.model_id == TOTAL
-        models, totals = wide[~is_total], wide[is_total].set_index("usage_date")
-        part = pd.concat([models, _unattributed(models, totals)], ignore_index=True)
-        parts.append(part.assign(api_endpoint=endpoint.name))
-    rows = pd.concat(parts, ignore_index=True)
-    descriptions = [describe_model_id(m) for m in rows.model_id]  # cached per id
-    rows = rows.assign(
-        connection_id=connection_id,
-        account_id=account_id,
-        region=region,
-        model_provider=[d.model_provider for d in descriptions],
-        base_model_id=[d.base_model_id for d in descriptions],
-        inference_scope=[d.inference_scope for d in descriptions],
-        synced_at=_naive_utc(synced_at),
-    )
-    rows = rows.reindex(columns=USAGE_COLUMNS)
-    for column in COUNT_COLUMNS:
-        rows[column] = rows[column].astype(np.int64)
-    rows["latency_ms_sum"] = rows["latency_ms_sum"].astype(np.float64)
-    return rows.sort_values(["usage_date", "api_endpoint", "model_id"], ignore_index=True)
-
-
 PROJECT_COLUMNS = [
     "usage_date",
     "connection_id",
@@ -137,7 +65,127 @@ PROJECT_COLUMNS = [
     "client_errors",
     "synced_at",
 ]
-_PROJECT_COLUMN_OF = {f"{m.metric_name}|{m.statistic}": m.column for m in PROJECT_METRICS}
+# The columns every query here reads from its `points` relation.
+POINT_COLUMNS = [
+    "usage_date",
+    "connection_id",
+    "account_id",
+    "region",
+    "model_id",  # TOTAL for the region total
+    "project_id",  # NO_PROJECT where the series has none
+    "metric_name",
+    "statistic",
+    "value",
+    "synced_at",
+]
+_KEYS = ["usage_date", "connection_id", "account_id", "region", "api_endpoint", "synced_at"]
+_SUMMED = [*COUNT_COLUMNS, "latency_ms_sum"]
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _metric_table(metrics: list[UsageMetric]) -> str:
+    rows = ", ".join(
+        f"({_literal(m.metric_name)}, {_literal(m.statistic)}, "
+        f"{_literal(m.endpoint.name)}, {_literal(m.column)})"
+        for m in metrics
+    )
+    return f"(VALUES {rows}) AS metric_columns(metric_name, statistic, api_endpoint, metric_column)"
+
+
+def _pivoted(columns: list[str]) -> str:
+    """One column per usage metric: the day's value, 0 where none came; counts rounded."""
+    out = []
+    for column in columns:
+        value = f"coalesce(sum(value) FILTER (WHERE metric_column = {_literal(column)}), 0)"
+        if column == "latency_ms_sum":
+            out.append(f"{value}::DOUBLE AS {column}")
+        else:
+            out.append(f"round_even({value}, 0)::BIGINT AS {column}")
+    return ", ".join(out)
+
+
+def usage_query(points: str, descriptions: str) -> str:
+    """SELECT of `bedrock_usage_daily`'s rows (USAGE_COLUMNS) from the relation `points`
+    (POINT_COLUMNS) and the relation `descriptions` (model_descriptions' columns).
+    Project+Model series are left out: they repeat the Model level."""
+    keys = ", ".join(_KEYS)
+    gap_columns = ", ".join(
+        f"greatest(t.{c} - coalesce(a.{c}, 0), 0)::BIGINT AS {c}" for c in COUNT_COLUMNS
+    )
+    attributed = ", ".join(f"sum({c}) AS {c}" for c in _SUMMED)
+    any_count = " OR ".join(f"{c} > 0" for c in COUNT_COLUMNS)
+    return f"""
+        WITH wide AS (
+            SELECT {keys}, model_id, {_pivoted(_SUMMED)}
+            FROM {points} JOIN {_metric_table(USAGE_METRICS + MANTLE_METRICS)}
+                USING (metric_name, statistic)
+            WHERE project_id = {_literal(NO_PROJECT)}
+            GROUP BY ALL
+        ),
+        models AS (SELECT * FROM wide WHERE model_id <> {_literal(TOTAL)}),
+        attributed AS (SELECT {keys}, {attributed} FROM models GROUP BY ALL),
+        gaps AS (
+            SELECT {", ".join(f"t.{k}" for k in _KEYS)},
+                {_literal(UNATTRIBUTED)} AS model_id, {gap_columns},
+                CASE WHEN t.latency_samples > coalesce(a.latency_samples, 0)
+                    THEN t.latency_ms_sum - coalesce(a.latency_ms_sum, 0) ELSE 0 END
+                    AS latency_ms_sum
+            FROM wide AS t LEFT JOIN attributed AS a USING ({keys})
+            WHERE t.model_id = {_literal(TOTAL)}
+        ),
+        rows AS (
+            SELECT * FROM models
+            UNION ALL BY NAME
+            SELECT * FROM gaps WHERE {any_count}
+        )
+        SELECT {", ".join(USAGE_COLUMNS)}
+        FROM rows JOIN {descriptions} USING (model_id)
+        ORDER BY usage_date, region, api_endpoint, model_id
+    """
+
+
+def project_query(points: str, descriptions: str = "") -> str:
+    """SELECT of `bedrock_usage_daily_by_project`'s rows (PROJECT_COLUMNS) from `points`:
+    the mantle endpoint's usage per project and model, from its Project+Model series
+    (`descriptions` is not needed: the signature matches usage_query's)."""
+    columns = [m.column for m in PROJECT_METRICS]
+    return f"""
+        SELECT usage_date, connection_id, account_id, region, project_id, model_id,
+            {_pivoted(columns)}, synced_at
+        FROM {points} JOIN {_metric_table(PROJECT_METRICS)} USING (metric_name, statistic)
+        WHERE project_id <> {_literal(NO_PROJECT)}
+        GROUP BY ALL
+        ORDER BY usage_date, region, project_id, model_id
+    """
+
+
+def model_descriptions(model_ids) -> pd.DataFrame:
+    """DERIVED for each model id, and for the unattributed row."""
+    ids = sorted({*model_ids, UNATTRIBUTED})
+    descriptions = [describe_model_id(m) for m in ids]  # cached per id
+    return pd.DataFrame(
+        {
+            "model_id": ids,
+            "model_provider": [d.model_provider for d in descriptions],
+            "base_model_id": [d.base_model_id for d in descriptions],
+            "inference_scope": [d.inference_scope for d in descriptions],
+        }
+    )
+
+
+def shape_daily_usage(
+    datapoints: pd.DataFrame,
+    connection_id: str,
+    account_id: str,
+    region: str,
+    synced_at: datetime,
+) -> pd.DataFrame:
+    """`bedrock_usage_daily`'s rows for one region's data points as fetched (model_id
+    None for the region total), shaped by the same query the warehouse runs."""
+    return _shape(usage_query, datapoints, connection_id, account_id, region, synced_at)
 
 
 def shape_project_usage(
@@ -147,41 +195,29 @@ def shape_project_usage(
     region: str,
     synced_at: datetime,
 ) -> pd.DataFrame:
-    """The rows of `bedrock_usage_daily_by_project`: the mantle endpoint's usage per
-    project and model, from its Project+Model series."""
-    points = datapoints[project_ids(datapoints) != NO_PROJECT]
-    if points.empty:
-        return pd.DataFrame(columns=PROJECT_COLUMNS)
-    keys = points.metric_name + "|" + points.statistic
-    frame = points.assign(column=keys.map(_PROJECT_COLUMN_OF)).dropna(subset=["column"])
-    wide = frame.pivot(
-        index=["usage_date", "project_id", "model_id"], columns="column", values="value"
-    )
-    value_columns = list(_PROJECT_COLUMN_OF.values())
-    wide = wide.reindex(columns=value_columns).fillna(0.0).reset_index()
-    for column in value_columns:
-        wide[column] = exact_counts(wide[column])
-    wide = wide.assign(
-        connection_id=connection_id,
-        account_id=account_id,
-        region=region,
-        synced_at=_naive_utc(synced_at),
-    )
-    return wide.reindex(columns=PROJECT_COLUMNS).sort_values(
-        ["usage_date", "project_id", "model_id"], ignore_index=True
-    )
+    """`bedrock_usage_daily_by_project`'s rows for one region's data points."""
+    return _shape(project_query, datapoints, connection_id, account_id, region, synced_at)
 
 
-def _unattributed(models: pd.DataFrame, totals: pd.DataFrame) -> pd.DataFrame:
-    if totals.empty:
-        return models.iloc[0:0]
-    attributed = (
-        models.groupby("usage_date")[_VALUE_COLUMNS].sum().reindex(totals.index, fill_value=0)
+def _shape(query, datapoints, connection_id, account_id, region, synced_at) -> pd.DataFrame:
+    points = datapoints.assign(
+        **{column: None for column in ("model_id", "project_id") if column not in datapoints}
     )
-    gap = totals[_VALUE_COLUMNS] - attributed
-    for column in COUNT_COLUMNS:
-        gap[column] = gap[column].clip(lower=0).astype(np.int64)
-    # Latency only where the total has samples no model accounts for.
-    gap["latency_ms_sum"] = np.where(gap["latency_samples"] > 0, gap["latency_ms_sum"], 0.0)
-    gap = gap[(gap[list(COUNT_COLUMNS)] > 0).any(axis=1)]
-    return gap.reset_index().assign(model_id=UNATTRIBUTED)
+    with duckdb.connect() as connection:
+        name = registered(connection, points)
+        descriptions = registered(connection, model_descriptions(points.model_id.dropna()))
+        relation = f"""(
+            SELECT usage_date::DATE AS usage_date, $connection AS connection_id,
+                $account AS account_id, $region AS region,
+                coalesce(model_id, {_literal(TOTAL)}) AS model_id,
+                coalesce(project_id, {_literal(NO_PROJECT)}) AS project_id,
+                metric_name, statistic, value, $synced::TIMESTAMP AS synced_at
+            FROM {name}
+        )"""
+        params = {
+            "connection": connection_id,
+            "account": account_id,
+            "region": region,
+            "synced": synced_at.replace(tzinfo=None) if synced_at.tzinfo else synced_at,
+        }
+        return connection.execute(query(relation, descriptions), params).df()

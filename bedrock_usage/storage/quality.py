@@ -9,8 +9,7 @@ import duckdb
 import pandas as pd
 
 from ..days import DayRange
-from ..extraction.metrics import COUNT_COLUMNS
-from ..shaping.daily import TOTAL
+from ..extraction.metrics import COUNT_COLUMNS, TOTAL
 from ..shaping.model_ids import UNATTRIBUTED
 
 

@@ -17,6 +17,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -24,19 +25,23 @@ import duckdb
 import pandas as pd
 
 from ..days import DayRange
-from ..extraction.metrics import MANTLE_METRIC_NAMES, KnownSeries
-from ..settings import lock_timeout_seconds, snapshot_path
+from ..extraction.metrics import MANTLE_METRIC_NAMES, NO_PROJECT, TOTAL, KnownSeries
+from ..settings import (
+    lock_timeout_seconds,
+    snapshot_path,
+    warehouse_memory_limit,
+    warehouse_threads,
+)
 from ..shaping.daily import (
-    NO_PROJECT,
+    POINT_COLUMNS,
     PROJECT_COLUMNS,
-    TOTAL,
     USAGE_COLUMNS,
-    project_ids,
-    shape_daily_usage,
-    shape_project_usage,
+    model_descriptions,
+    project_query,
+    usage_query,
 )
 from .costs import PRICES_TABLE, create_cost_views
-from .frames import insert_frame
+from .frames import registered
 from .schema import MIGRATIONS, ensure_schema
 
 RAW_COLUMNS = [
@@ -57,11 +62,29 @@ class WarehouseBusyError(RuntimeError):
     """Another process holds the DuckDB file for longer than we wait."""
 
 
+@dataclass(frozen=True)
+class WriterLimits:
+    """DuckDB's memory_limit and threads for a connection that writes."""
+
+    memory_limit: str | None = None  # None: the setting's value
+    threads: int | str | None = None
+
+    def config(self) -> dict[str, object]:
+        return {
+            "memory_limit": warehouse_memory_limit(self.memory_limit),
+            "threads": warehouse_threads(self.threads),
+        }
+
+
 @contextmanager
 def open_warehouse(
-    path: Path | str, read_only: bool = False, timeout: float | None = None
+    path: Path | str,
+    read_only: bool = False,
+    timeout: float | None = None,
+    limits: WriterLimits = WriterLimits(),
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to the warehouse file, held only inside the `with` block."""
+    """A connection to the warehouse file, held only inside the `with` block. A writer's
+    DuckDB is bounded by `limits`; a reader's keeps DuckDB's defaults."""
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,11 +93,12 @@ def open_warehouse(
             f"No warehouse at {path}: run a sync first (bedrock-usage sync NAME or the Dagster "
             "assets), or point BEDROCK_USAGE_WAREHOUSE at the right file."
         )
+    config = {} if read_only else limits.config()
     deadline = time.monotonic() + (lock_timeout_seconds() if timeout is None else timeout)
     delay = 0.05
     while True:
         try:
-            connection = duckdb.connect(str(path), read_only=read_only)
+            connection = duckdb.connect(str(path), read_only=read_only, config=config)
             break
         except duckdb.IOException as error:
             if "lock" not in str(error).lower():
@@ -126,64 +150,83 @@ def replace_datapoints(
         "AND usage_date BETWEEN ? AND ?",
         [connection_id, region, day_range.first, day_range.last],
     )
-    rows = datapoints.assign(
-        model_id=datapoints.model_id.fillna(TOTAL),
-        project_id=project_ids(datapoints),
-        connection_id=connection_id,
-        account_id=account_id,
-        region=region,
-        fetched_at=fetched_at,
-    ).reindex(columns=RAW_COLUMNS)
-    insert_frame(connection, "cloudwatch_daily_datapoints", RAW_COLUMNS, rows)
-    return len(rows)
+    missing = {c: None for c in ("model_id", "project_id") if c not in datapoints}
+    name = registered(connection, datapoints.assign(**missing) if missing else datapoints)
+    connection.execute(
+        f"INSERT INTO cloudwatch_daily_datapoints ({', '.join(RAW_COLUMNS)}) "
+        "SELECT usage_date, $connection, $account, $region, coalesce(model_id, $total), "
+        "coalesce(project_id, $no_project), metric_name, statistic, value, $fetched_at "
+        f"FROM {name}",
+        {
+            "connection": connection_id,
+            "account": account_id,
+            "region": region,
+            "total": TOTAL,
+            "no_project": NO_PROJECT,
+            "fetched_at": fetched_at,
+        },
+    )
+    return len(datapoints)
+
+
+@dataclass(frozen=True)
+class UsageWritten:
+    """What a rebuild wrote: usage rows by region and model, and their tokens."""
+
+    rows_by_region: dict[str, int]
+    models: frozenset[str]
+    input_tokens: int
+    output_tokens: int
+
+    @property
+    def rows(self) -> int:
+        return sum(self.rows_by_region.values())
 
 
 def rebuild_usage(
     connection: duckdb.DuckDBPyConnection, connection_id: str, day_range: DayRange
-) -> pd.DataFrame:
+) -> UsageWritten:
     """Recompute a connection's usage rows for `day_range` from the stored data points
     (no AWS call) and replace them. Run inside `transaction`. A row's synced_at is when
     its region's data points were fetched, so a region that failed keeps its old time.
-    Returns the rows written. Regions are shaped one at a time: a year of one region's
-    data points is held in memory, never the whole connection's."""
-    window = "connection_id = ? AND usage_date BETWEEN ? AND ?"
-    params = [connection_id, day_range.first, day_range.last]
+    The shaping runs inside DuckDB, a region at a time: no data point becomes a Python
+    object."""
+    window = "connection_id = $connection AND usage_date BETWEEN $first AND $last"
+    params = {"connection": connection_id, "first": day_range.first, "last": day_range.last}
     regions = connection.execute(
-        f"SELECT DISTINCT region FROM cloudwatch_daily_datapoints WHERE {window} ORDER BY 1",
+        "SELECT region, max(fetched_at), list(DISTINCT model_id) "
+        f"FROM cloudwatch_daily_datapoints WHERE {window} GROUP BY region ORDER BY region",
         params,
     ).fetchall()
-    usage_parts, project_parts = [], []
-    for (region,) in regions:
-        stored = connection.execute(
-            "SELECT usage_date, account_id, model_id, project_id, metric_name, statistic, "
-            "value, max(fetched_at) OVER () AS fetched_at FROM cloudwatch_daily_datapoints "
-            f"WHERE {window} AND region = ?",
-            [*params, region],
-        ).df()
-        stored["usage_date"] = pd.to_datetime(stored["usage_date"]).dt.date
-        stored["model_id"] = stored["model_id"].where(stored["model_id"] != TOTAL, None)
-        for (account_id, fetched_at), points in stored.groupby(["account_id", "fetched_at"]):
-            key = (connection_id, account_id, region, fetched_at)
-            usage_parts.append(shape_daily_usage(points, *key))
-            project_parts.append(shape_project_usage(points, *key))
-        del stored
-    usage = _concat(usage_parts, USAGE_COLUMNS)
-    by_project = _concat(project_parts, PROJECT_COLUMNS)
-    for table, frame, columns in (
-        ("bedrock_usage_daily", usage, USAGE_COLUMNS),
-        ("bedrock_usage_daily_by_project", by_project, PROJECT_COLUMNS),
+    descriptions = registered(
+        connection, model_descriptions({m for *_, models in regions for m in models})
+    )
+    points = f"""(
+        SELECT {", ".join(c for c in POINT_COLUMNS if c != "synced_at")},
+            $synced_at AS synced_at
+        FROM cloudwatch_daily_datapoints WHERE {window} AND region = $region
+    )"""
+    for table, query, columns in (
+        ("bedrock_usage_daily", usage_query, USAGE_COLUMNS),
+        ("bedrock_usage_daily_by_project", project_query, PROJECT_COLUMNS),
     ):
-        connection.execute(
-            f"DELETE FROM {table} WHERE connection_id = ? AND usage_date BETWEEN ? AND ?",
-            [connection_id, day_range.first, day_range.last],
-        )
-        insert_frame(connection, table, columns, frame.reindex(columns=columns))
-    return usage
-
-
-def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+        connection.execute(f"DELETE FROM {table} WHERE {window}", params)
+        insert = f"INSERT INTO {table} ({', '.join(columns)}) {query(points, descriptions)}"
+        for region, synced_at, _ in regions:
+            connection.execute(insert, {**params, "region": region, "synced_at": synced_at})
+    written = connection.execute(
+        "SELECT region, model_id, count(*), sum(input_tokens), sum(output_tokens) "
+        f"FROM bedrock_usage_daily WHERE {window} GROUP BY ALL",
+        params,
+    ).fetchall()
+    rows_by_region: dict[str, int] = {}
+    models, input_tokens, output_tokens = set(), 0, 0
+    for region, model_id, rows, inputs, outputs in written:
+        rows_by_region[region] = rows_by_region.get(region, 0) + rows
+        models.add(model_id)
+        input_tokens += int(inputs)
+        output_tokens += int(outputs)
+    return UsageWritten(rows_by_region, frozenset(models), input_tokens, output_tokens)
 
 
 def usage_row_count(connection: duckdb.DuckDBPyConnection) -> int:
@@ -235,11 +278,9 @@ def publish_snapshot(
     staging = target.with_name(f"{target.name}.tmp")
     for leftover in (staging, staging.with_name(f"{staging.name}.wal")):
         leftover.unlink(missing_ok=True)
-    incremental = changed is not None and _snapshot_is_current(target)
-    if incremental:
-        shutil.copyfile(target, staging)
-    quoted = str(staging).replace("'", "''")
-    connection.execute(f"ATTACH '{quoted}' AS analysts_snapshot")
+    incremental = changed is not None and _attach_previous_copy(connection, target, staging)
+    if not incremental:
+        connection.execute(f"ATTACH {_quoted(staging)} AS analysts_snapshot")
     try:
         connection.execute("BEGIN TRANSACTION")
         if incremental:
@@ -276,18 +317,37 @@ def publish_snapshot(
 SNAPSHOT_VERSION_TABLE = "snapshot_schema_version"
 
 
-def _snapshot_is_current(path: Path) -> bool:
-    """The previous copy exists, opens, and was written by this schema version."""
-    if not path.exists():
+def _quoted(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _attach_previous_copy(
+    connection: duckdb.DuckDBPyConnection, target: Path, staging: Path
+) -> bool:
+    """Copy the previous analysts' copy to `staging` and attach it as analysts_snapshot
+    when it exists, opens and was written by this schema version; else leave nothing
+    attached or staged (it is then rebuilt whole). Read through the writer's own
+    connection: a second DuckDB instance in the process would cost memory of its own."""
+    if not target.exists():
+        return False
+    shutil.copyfile(target, staging)
+    try:
+        connection.execute(f"ATTACH {_quoted(staging)} AS analysts_snapshot")
+    except duckdb.Error:
+        staging.unlink(missing_ok=True)  # damaged: rebuilt whole
         return False
     try:
-        with duckdb.connect(str(path), read_only=True) as snapshot:
-            version = snapshot.execute(f"SELECT version FROM {SNAPSHOT_VERSION_TABLE}").fetchone()[
-                0
-            ]
+        version = connection.execute(
+            f"SELECT version FROM analysts_snapshot.{SNAPSHOT_VERSION_TABLE}"
+        ).fetchone()[0]
     except duckdb.Error:
-        return False  # locked by nobody but damaged or older: rebuilt whole
-    return version == MIGRATIONS[-1][0]
+        version = None  # written before the version was kept: rebuilt whole
+    if version == MIGRATIONS[-1][0]:
+        return True
+    connection.execute("DETACH analysts_snapshot")
+    for path in (staging, staging.with_name(f"{staging.name}.wal")):
+        path.unlink(missing_ok=True)
+    return False
 
 
 def _replace_windows(
