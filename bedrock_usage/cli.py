@@ -34,6 +34,14 @@ from .settings import SettingsError, state_path, warehouse_path
 from .storage.warehouse import WarehouseBusyError, usage_rows
 
 
+def _postgres_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import psycopg2
+    except ImportError:
+        return ()
+    return (psycopg2.Error,)
+
+
 def handles_errors(command: Callable) -> Callable:
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -52,11 +60,12 @@ def handles_errors(command: Callable) -> Callable:
             # Connections are stored only after verification and every write is one
             # transaction, so an interruption leaves the previous state intact.
             _fail(INTERRUPTED, ExitCode.INTERRUPTED)
-        except sqlite3.Error as error:
+        except (sqlite3.Error, *_postgres_errors()) as error:
             _fail(
-                f"The state store {state_path()} cannot be used: {error}. If the disk is full "
-                "or read-only, free space or fix its permissions; if the file is damaged, "
-                "restore it from a backup (it holds the connections).",
+                f"The state store {StateStore().location} cannot be used: {error}. If the disk "
+                "is full or read-only, free space or fix its permissions; if it is a database "
+                "server, check that it is up and the URL's user may connect; if the file is "
+                "damaged, restore it from a backup (it holds the connections).",
                 ExitCode.FAILED,
             )
         except duckdb.Error as error:
@@ -613,7 +622,7 @@ def events(name, limit, as_json):
 def disconnect(name, purge_usage):
     """Delete a connection's stored credentials now (usage history stays)."""
     purged = service.disconnect(name, purge_usage)
-    click.echo(f"Disconnected '{name}': its credentials are deleted from {StateStore().path}.")
+    click.echo(f"Disconnected '{name}': its credentials are deleted from {StateStore().location}.")
     if purge_usage:
         click.echo(f"Purged {purged} usage rows.")
     else:
@@ -633,7 +642,9 @@ def scrub():
             f"Another process still holds a read transaction on {state_path()}: close it "
             "(a sqlite3 shell, a stuck command) and run 'bedrock-usage scrub' again."
         )
-    click.echo(f"{state_path()}: deleted data wiped; the write-ahead log is empty.")
+    store = StateStore()
+    done = "the write-ahead log is empty" if store.path else "the tables were rewritten"
+    click.echo(f"{store.location}: deleted data wiped; {done}.")
 
 
 @main.group()

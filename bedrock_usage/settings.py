@@ -68,6 +68,27 @@ def state_path() -> Path:
     return home() / STATE_FILE_NAME
 
 
+def state_url() -> str | None:
+    """BEDROCK_USAGE_STATE_URL: the state store on PostgreSQL (postgresql://user@host/db),
+    for a deployment whose processes share no disk. Unset: SQLite in home."""
+    name = "BEDROCK_USAGE_STATE_URL"
+    raw = _raw(name)
+    if not raw:
+        return None
+    if urlparse(raw).scheme not in ("postgresql", "postgres"):
+        raise SettingsError(name, redacted_url(raw), "use a postgresql:// URL, or unset it")
+    return raw
+
+
+def redacted_url(url: str) -> str:
+    """`url` without its password, for messages."""
+    parts = urlparse(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()
+
+
 def key_file_path() -> Path:
     return home() / KEY_FILE_NAME
 
@@ -270,6 +291,7 @@ def check_all() -> None:
     """Every setting at once, before anything runs."""
     home()
     dagster_home()
+    state_url()
     snapshot_path()
     lock_timeout_seconds()
     warehouse_memory_limit()

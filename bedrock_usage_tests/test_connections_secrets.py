@@ -40,3 +40,12 @@ def test_a_changed_key_names_the_fix_without_the_secret(home, monkeypatch):
     with pytest.raises(SecretKeyError, match="rotate") as raised:
         secrets.decrypt(token)
     assert "s3cr3t" not in str(raised.value)
+
+
+def test_a_shared_state_store_takes_the_key_from_the_environment_only(home, monkeypatch):
+    monkeypatch.setenv("BEDROCK_USAGE_STATE_URL", "postgresql://bedrock@db.internal/state")
+    with pytest.raises(SecretKeyError, match="BEDROCK_USAGE_SECRET_KEY"):
+        secrets.encrypt("s3cr3t")
+    assert not (home / "secret.key").exists()
+    monkeypatch.setenv("BEDROCK_USAGE_SECRET_KEY", Fernet.generate_key().decode())
+    assert secrets.decrypt(secrets.encrypt("s3cr3t")) == "s3cr3t"

@@ -1,6 +1,19 @@
-"""The state store: one initial-sync claim, region health, events, and disconnect."""
+"""The state store: one initial-sync claim, region health, events, and disconnect — on
+SQLite and on a real PostgreSQL server, with the same tests."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg2
+import pytest
 
 from bedrock_usage.connections.store import Connection, StateStore
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path) -> StateStore:
+    if request.param == "sqlite":
+        return StateStore(tmp_path / "state.sqlite3")
+    return StateStore(url=request.getfixturevalue("postgres_url"))
 
 
 def _connection(name="prod", account="111122223333"):
@@ -21,16 +34,14 @@ def _connection(name="prod", account="111122223333"):
     )
 
 
-def test_the_initial_sync_is_claimed_exactly_once(tmp_path):
-    store = StateStore(tmp_path / "state.sqlite3")
+def test_the_initial_sync_is_claimed_exactly_once(store):
     store.add(_connection())
     assert store.claim_initial_sync("prod") is True
     assert store.claim_initial_sync("prod") is False
     assert store.get("prod").initial_sync == "running"
 
 
-def test_region_health_flags_until_a_success(tmp_path):
-    store = StateStore(tmp_path / "state.sqlite3")
+def test_region_health_flags_until_a_success(store):
     store.add(_connection())
     store.record_region_failure("prod", "us-east-1", "permission", "AccessDenied", "m", "fix it")
     assert store.region_health("prod")["us-east-1"].needs_attention
@@ -41,8 +52,7 @@ def test_region_health_flags_until_a_success(tmp_path):
     assert store.region_health("prod")["us-east-1"].last_synced_day == "2026-11-26"
 
 
-def test_events_are_newest_first_and_filterable(tmp_path):
-    store = StateStore(tmp_path / "state.sqlite3")
+def test_events_are_newest_first_and_filterable(store):
     for i in range(3):
         store.log_event("prod", "sync", "ok", f"event {i}", region="us-east-1")
     store.log_event("other", "sync", "ok", "elsewhere")
@@ -61,3 +71,52 @@ def test_removing_a_connection_leaves_no_trace_of_its_ciphertext(tmp_path):
         assert path.read_bytes().count(b"gAAAA-ciphertext") == (
             1 if path.name == "state.sqlite3" else 0
         )  # the other connection's copy only
+
+
+def test_concurrent_claims_of_the_initial_sync_have_one_winner(store):
+    store.add(_connection())
+    with ThreadPoolExecutor(8) as pool:
+        claims = list(pool.map(lambda _: store.claim_initial_sync("prod"), range(8)))
+    assert claims.count(True) == 1
+
+
+def test_attempts_and_the_alert_cursor_are_replaced_not_duplicated(store):
+    store.add(_connection())
+    store.begin_attempt("prod", "run-1", "2026-11-01..2026-11-02", "fetching")
+    store.set_phase("prod", "writing data points", ["eu-west-1"])
+    store.begin_attempt("prod", "run-2", "2026-11-03..2026-11-03", "fetching")
+    (attempt,) = store.attempts()
+    assert (attempt.run_id, attempt.failed_regions) == ("run-2", None)
+    store.save_alert_cursor({"event_id": 1})
+    store.save_alert_cursor({"event_id": 2})
+    assert store.alert_cursor() == {"event_id": 2}
+
+
+def test_on_postgresql_a_removed_secret_is_in_no_table_and_its_table_is_rewritten(postgres_url):
+    store = StateStore(url=postgres_url)
+    store.add(_connection())
+    store.add(_connection("other", "444455556666"))
+    store.record_region_failure("prod", "us-east-1", "permission", "AccessDenied", "m", "fix")
+
+    def files_and_copies():
+        with psycopg2.connect(postgres_url) as db, db.cursor() as cursor:
+            cursor.execute("SELECT pg_relation_filenode('connections')")
+            filenode = cursor.fetchone()[0]
+            cursor.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            )
+            copies = 0
+            for (table,) in cursor.fetchall():
+                cursor.execute(f"SELECT count(*) FROM {table} t WHERE t::text LIKE '%gAAAA%'")
+                copies += cursor.fetchone()[0]
+        return filenode, copies
+
+    before, copies = files_and_copies()
+    assert copies == 2
+    store.remove("prod")
+    assert store.scrub() is True
+    after, copies = files_and_copies()
+    assert copies == 1  # the other connection's
+    assert after != before  # VACUUM FULL wrote a new file without the dead row versions
+    assert store.get("prod") is None and store.region_health("prod") == {}
+    assert store.location.startswith("postgresql://") and "***" not in postgres_url

@@ -8,6 +8,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 import yaml
+from cryptography.fernet import Fernet
 from dagster._config import validate_config
 from dagster._core.instance.config import dagster_instance_config
 from dagster._core.workspace.config_schema import ensure_workspace_config
@@ -45,13 +46,24 @@ def test_the_workspace_loads_the_code_server_against_dagsters_schema(monkeypatch
     assert server["grpc_server"]["location_name"] == "bedrock_usage"
 
 
-def test_a_cli_sync_runs_on_the_postgres_instance(aws, reader, home, tmp_path, postgres_url):
+def test_a_cli_sync_runs_on_the_postgres_instance(
+    aws, reader, home, tmp_path, postgres_url, postgres_server
+):
     """The CLI's runs go to the deployment's instance: runs, events and pool slots in
-    PostgreSQL, nothing of Dagster's on the local disk but the config file."""
+    PostgreSQL, nothing of Dagster's on the local disk but the config file. The state
+    store is a PostgreSQL database too, with the key from the environment: no state file
+    and no key file is written, and disconnect deletes the secret there."""
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
     shutil.copy(DEPLOY / "dagster.yaml", dagster_home / "dagster.yaml")
-    env = {"DAGSTER_HOME": str(dagster_home), "DAGSTER_POSTGRES_URL": postgres_url}
+    postgres_server.psql("CREATE DATABASE bedrock_state_cli;")
+    state_url = postgres_server.get_uri("bedrock_state_cli")
+    env = {
+        "DAGSTER_HOME": str(dagster_home),
+        "DAGSTER_POSTGRES_URL": postgres_url,
+        "BEDROCK_USAGE_STATE_URL": state_url,
+        "BEDROCK_USAGE_SECRET_KEY": Fernet.generate_key().decode(),
+    }
     day = days_ago(1)
     seed_daily(aws, "Invocations", HAIKU, {day: 5})
     seed_daily(aws, "Invocations", None, {day: 5})
@@ -75,3 +87,15 @@ def test_a_cli_sync_runs_on_the_postgres_instance(aws, reader, home, tmp_path, p
         )
         assert cursor.fetchone() == (3,)  # data points, usage, cost for the one day
     assert sorted(p.name for p in dagster_home.iterdir()) == ["dagster.yaml"]
+    assert not (home / "state.sqlite3").exists() and not (home / "secret.key").exists()
+    with psycopg2.connect(state_url) as db, db.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM connections WHERE secret_ciphertext LIKE 'gAAAA%'")
+        assert cursor.fetchone() == (1,)
+        cursor.execute("SELECT outcome FROM events WHERE action = 'sync' ORDER BY event_id")
+        assert "ok" in [outcome for (outcome,) in cursor.fetchall()]
+    gone = run_cli(["disconnect", "prod"], home, aws.endpoint_url, None, env)
+    assert gone.returncode == 0, gone.stderr
+    assert "postgresql://" in gone.stdout
+    with psycopg2.connect(state_url) as db, db.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM connections")
+        assert cursor.fetchone() == (0,)

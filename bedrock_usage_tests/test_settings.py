@@ -53,6 +53,7 @@ def test_the_default_and_a_separate_snapshot_path_are_accepted(home, monkeypatch
         ("BEDROCK_USAGE_WAREHOUSE_MEMORY_LIMIT", "lots"),
         ("BEDROCK_USAGE_WAREHOUSE_MEMORY_LIMIT", "128"),
         ("BEDROCK_USAGE_WAREHOUSE_THREADS", "0"),
+        ("BEDROCK_USAGE_STATE_URL", "sqlite:///state.db"),
     ],
 )
 def test_a_bad_value_names_the_setting(home, monkeypatch, name, value):
@@ -67,3 +68,10 @@ def test_a_home_that_is_a_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("BEDROCK_USAGE_HOME", str(tmp_path / "file"))
     with pytest.raises(SettingsError, match="is a file"):
         settings.check_all()
+
+
+def test_a_state_url_is_shown_without_its_password(home, monkeypatch):
+    monkeypatch.setenv("BEDROCK_USAGE_STATE_URL", "mysql://bedrock:hunter2@db/state")
+    with pytest.raises(SettingsError) as raised:
+        settings.check_all()
+    assert "hunter2" not in str(raised.value) and "bedrock:***@db" in str(raised.value)

@@ -2,7 +2,8 @@
 
 The key comes from BEDROCK_USAGE_SECRET_KEY or, when that is unset, from a key file in
 BEDROCK_USAGE_HOME created with mode 0600. Keep the key file out of backups that leave
-the machine, or set the variable from a secret manager.
+the machine, or set the variable from a secret manager. With the state store on
+PostgreSQL (BEDROCK_USAGE_STATE_URL) the variable is required: no key file is used.
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ def _key() -> bytes:
     if configured:
         key = configured.encode()
         source = "BEDROCK_USAGE_SECRET_KEY"
+    elif settings.state_url():
+        # A key file lives on one machine; the shared store's other processes would
+        # never find it (or would each make their own).
+        raise SecretKeyError(
+            "BEDROCK_USAGE_STATE_URL puts the state store on a shared database, so the key "
+            "must come from the environment too: set BEDROCK_USAGE_SECRET_KEY from your "
+            "secret manager (the same value in every service and run)."
+        )
     else:
         key = _key_file_key()
         source = str(settings.key_file_path())

@@ -408,8 +408,8 @@ def disconnect(
 def _scrub_ciphertext(store: StateStore, connection: Connection) -> None:
     """Return only once no file of the state store holds the secret's ciphertext."""
     store.scrub(timeout=settings.lock_timeout_seconds())
-    if not connection.secret_ciphertext:
-        return
+    if not connection.secret_ciphertext or store.path is None:
+        return  # PostgreSQL: rows deleted and tables rewritten; its files are its own
     needle = connection.secret_ciphertext.encode()
     holding = [
         path

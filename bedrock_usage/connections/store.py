@@ -1,15 +1,23 @@
 """The state store: connections, their encrypted credentials, region health and the
-integration event log, in SQLite under BEDROCK_USAGE_HOME.
+integration event log — in SQLite under BEDROCK_USAGE_HOME, or in PostgreSQL when
+BEDROCK_USAGE_STATE_URL names one (a deployment whose runs share no disk).
 
-SQLite in WAL mode lets the processes of a Dagster deployment (webserver, daemon, run
-workers) and the CLI read it at once while one writes. `secure_delete` zeroes deleted
-content, and a TRUNCATE checkpoint empties the WAL, so a disconnected secret leaves no
-trace in any file.
+SQLite in WAL mode lets the processes of one machine (webserver, daemon, run workers,
+the CLI) read it at once while one writes. `secure_delete` zeroes deleted content, and
+a TRUNCATE checkpoint empties the WAL, so a disconnected secret leaves no trace in any
+file. On PostgreSQL a disconnect deletes the rows in one transaction and rewrites the
+tables that held them (VACUUM FULL); PostgreSQL does not promise that the old row
+versions' bytes are gone from its write-ahead log, its backups or the disk's free
+blocks (README says so, and recommends role-based connections, which store no key).
+
+Both speak the same SQL: statements use sqlite3's placeholders (? and :name), turned
+into psycopg2's for PostgreSQL.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -19,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..processes import ProcessId, this_process
-from ..settings import state_path
+from ..settings import redacted_url, state_path, state_url
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS connections (
@@ -153,40 +161,90 @@ class Event:
     next_action: str | None
 
 
-# Files whose schema this process has already ensured (each open would otherwise
+# Stores whose schema this process has already ensured (each open would otherwise
 # re-run the DDL under a write lock).
-_SCHEMA_READY: set[Path] = set()
+_SCHEMA_READY: set[str] = set()
+# PostgreSQL's only difference in the schema.
+_POSTGRES_SCHEMA = SCHEMA.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+_NAMED = re.compile(r"(?<![:\w]):([a-z_]+)")
+
+
+class _Db:
+    """An open connection to the store that answers rows as dicts, in either dialect."""
+
+    def __init__(self, raw, postgres: bool) -> None:
+        self.raw = raw
+        self.postgres = postgres
+
+    def execute(self, sql: str, params=()) -> _Result:
+        if not self.postgres:
+            return _Result(self.raw.execute(sql, params))
+        cursor = self.raw.cursor()
+        cursor.execute(_NAMED.sub(r"%(\1)s", sql.replace("?", "%s")), params or None)
+        return _Result(cursor)
+
+
+class _Result:
+    def __init__(self, cursor) -> None:
+        self.cursor = cursor
+        self.rowcount = cursor.rowcount
+
+    def _dict(self, row) -> dict:
+        if isinstance(row, sqlite3.Row):
+            return dict(row)
+        return dict(zip((c[0] for c in self.cursor.description), row, strict=True))
+
+    def fetchone(self) -> dict | None:
+        row = self.cursor.fetchone()
+        return None if row is None else self._dict(row)
+
+    def fetchall(self) -> list[dict]:
+        return [self._dict(row) for row in self.cursor.fetchall()]
 
 
 class StateStore:
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or state_path()
+    """`path`: a SQLite file. Without one, BEDROCK_USAGE_STATE_URL's PostgreSQL database
+    when it is set, else state.sqlite3 in BEDROCK_USAGE_HOME."""
+
+    def __init__(self, path: Path | None = None, url: str | None = None) -> None:
+        self.url = None if path is not None else (url or state_url())
+        self.path = None if self.url else (path or state_path())
+
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages (a URL without its password)."""
+        return redacted_url(self.url) if self.url else str(self.path)
 
     @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
+    def _db(self) -> Iterator[_Db]:
+        if self.url:
+            with _postgres(self.url) as db:
+                yield db
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.row_factory = sqlite3.Row
+        raw = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        raw.row_factory = sqlite3.Row
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA secure_delete=ON")
-            db.execute("PRAGMA busy_timeout=30000")
-            if self.path not in _SCHEMA_READY:
-                db.executescript(SCHEMA)
-                _SCHEMA_READY.add(self.path)
-            yield db
+            raw.execute("PRAGMA journal_mode=WAL")
+            raw.execute("PRAGMA secure_delete=ON")
+            raw.execute("PRAGMA busy_timeout=30000")
+            if str(self.path) not in _SCHEMA_READY:
+                raw.executescript(SCHEMA)
+                _SCHEMA_READY.add(str(self.path))
+            yield _Db(raw, postgres=False)
         finally:
-            db.close()
+            raw.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[_Db]:
         with self._db() as db:
-            db.execute("BEGIN IMMEDIATE")
+            if not db.postgres:
+                db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
-                db.execute("COMMIT")
+                db.raw.commit() if db.postgres else db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                db.raw.rollback() if db.postgres else db.execute("ROLLBACK")
                 raise
 
     # Connections -------------------------------------------------------------
@@ -234,13 +292,13 @@ class StateStore:
             self.scrub()
 
     def has_secrets(self) -> bool:
-        if not self.path.exists():
+        if self.path is not None and not self.path.exists():
             return False
         with self._db() as db:
             row = db.execute(
-                "SELECT count(*) FROM connections WHERE secret_ciphertext IS NOT NULL"
+                "SELECT count(*) AS n FROM connections WHERE secret_ciphertext IS NOT NULL"
             ).fetchone()
-        return row[0] > 0
+        return row["n"] > 0
 
     def remove(self, connection_id: str) -> None:
         """Delete the connection and its credentials. The event log stays, as history;
@@ -250,16 +308,22 @@ class StateStore:
                 db.execute(f"DELETE FROM {table} WHERE connection_id = ?", [connection_id])
 
     def scrub(self, timeout: float = 30.0) -> bool:
-        """Push every change into the main file and empty the WAL: with secure_delete on,
-        no freed page keeps an old secret. A reader in another process that holds an old
-        snapshot pins the WAL; this retries until `timeout` and returns whether the WAL
-        could be emptied."""
+        """SQLite: push every change into the main file and empty the WAL: with
+        secure_delete on, no freed page keeps an old secret. A reader in another process
+        that holds an old snapshot pins the WAL; this retries until `timeout` and returns
+        whether the WAL could be emptied. PostgreSQL: rewrite the tables that held
+        credentials, so their files keep no dead row version."""
+        if self.url:
+            with self._db() as db:
+                db.raw.autocommit = True
+                db.execute("VACUUM FULL connections, region_health, sync_attempts")
+            return True
         deadline = time.monotonic() + timeout
         with self._db() as db:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             db.execute("VACUUM")
             while True:
-                busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()["busy"]
                 if not busy or time.monotonic() > deadline:
                     return not busy
                 time.sleep(0.2)
@@ -270,11 +334,15 @@ class StateStore:
         """The last event the permission sensor read and the regions it has flagged."""
         with self._db() as db:
             row = db.execute("SELECT cursor FROM alert_cursor").fetchone()
-        return json.loads(row[0]) if row else None
+        return json.loads(row["cursor"]) if row else None
 
     def save_alert_cursor(self, cursor: dict) -> None:
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO alert_cursor VALUES (1, ?)", [json.dumps(cursor)])
+            db.execute(
+                "INSERT INTO alert_cursor VALUES (1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET cursor = excluded.cursor",
+                [json.dumps(cursor)],
+            )
 
     # Sync attempts ----------------------------------------------------------------
 
@@ -286,7 +354,12 @@ class StateStore:
         me = this_process()
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO sync_attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                "INSERT INTO sync_attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL) "
+                "ON CONFLICT (connection_id) DO UPDATE SET run_id = excluded.run_id, "
+                "host = excluded.host, pid = excluded.pid, "
+                "process_started = excluded.process_started, phase = excluded.phase, "
+                "day_range = excluded.day_range, started_at = excluded.started_at, "
+                "failed_regions = NULL",
                 [connection_id, run_id, me.host, me.pid, me.started, phase, day_range, now_iso()],
             )
 
@@ -319,14 +392,14 @@ class StateStore:
     def attempts(self) -> list[SyncAttempt]:
         with self._db() as db:
             rows = db.execute("SELECT * FROM sync_attempts ORDER BY connection_id").fetchall()
-        return [SyncAttempt(**dict(row)) for row in rows]
+        return [SyncAttempt(**row) for row in rows]
 
     def attempt(self, connection_id: str) -> SyncAttempt | None:
         with self._db() as db:
             row = db.execute(
                 "SELECT * FROM sync_attempts WHERE connection_id = ?", [connection_id]
             ).fetchone()
-        return SyncAttempt(**dict(row)) if row else None
+        return SyncAttempt(**row) if row else None
 
     def abandon_attempt(self, attempt: SyncAttempt) -> bool:
         """Drop an attempt whose process is gone; False if another process took over."""
@@ -354,7 +427,7 @@ class StateStore:
             rows = db.execute(
                 "SELECT * FROM region_health WHERE connection_id = ?", [connection_id]
             ).fetchall()
-        return {row["region"]: RegionHealth(**dict(row)) for row in rows}
+        return {row["region"]: RegionHealth(**row) for row in rows}
 
     def record_region_success(self, connection_id: str, region: str, last_day: str) -> None:
         with self.transaction() as db:
@@ -364,7 +437,9 @@ class StateStore:
                 SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM connections WHERE connection_id = ?)
                 ON CONFLICT (connection_id, region) DO UPDATE SET
                     last_success_at = excluded.last_success_at,
-                    last_synced_day = max(coalesce(last_synced_day, ''), excluded.last_synced_day),
+                    last_synced_day = CASE
+                        WHEN coalesce(region_health.last_synced_day, '') > excluded.last_synced_day
+                        THEN region_health.last_synced_day ELSE excluded.last_synced_day END,
                     failure_kind = NULL, failure_code = NULL, failure_message = NULL,
                     failure_next_action = NULL, failed_at = NULL
                 """,
@@ -432,14 +507,37 @@ class StateStore:
         params.append(limit)
         with self._db() as db:
             rows = db.execute(query, params).fetchall()
-        return [Event(**dict(row)) for row in rows]
+        return [Event(**row) for row in rows]
 
 
 _CONNECTION_FIELDS = {f.name for f in fields(Connection)}
 
 
-def _connection(row: sqlite3.Row) -> Connection:
+def _connection(row: dict) -> Connection:
     # Stores written before version 0.2 have a sync_started_at column; it is not read.
-    values = {k: v for k, v in dict(row).items() if k in _CONNECTION_FIELDS}
+    values = {k: v for k, v in row.items() if k in _CONNECTION_FIELDS}
     values["regions"] = tuple(json.loads(values["regions"]))
     return Connection(**values)
+
+
+@contextmanager
+def _postgres(url: str) -> Iterator[_Db]:
+    try:
+        import psycopg2
+    except ImportError:
+        raise RuntimeError(
+            "BEDROCK_USAGE_STATE_URL names a PostgreSQL database, but psycopg2 is not "
+            "installed: pip install 'bedrock-usage[deploy]'."
+        ) from None
+    raw = psycopg2.connect(url, connect_timeout=10)
+    try:
+        if url not in _SCHEMA_READY:
+            with raw.cursor() as cursor:
+                # Processes starting at once must not race to create the same tables.
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext('bedrock_usage_state'))")
+                cursor.execute(_POSTGRES_SCHEMA)
+            raw.commit()
+            _SCHEMA_READY.add(url)
+        yield _Db(raw, postgres=True)
+    finally:
+        raw.close()
