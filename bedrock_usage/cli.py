@@ -30,8 +30,8 @@ from .days import DayRangeError, parse_day, readable_range, utc_today
 from .errors import ExitCode, UserError
 from .extraction.errors import FailureKind, RegionFailure
 from .extraction.fetch import FetchProgress, RegionFetch
-from .settings import SettingsError, state_path, warehouse_path
-from .storage.warehouse import WarehouseBusyError, usage_rows
+from .settings import SettingsError, state_path
+from .storage.warehouse import WarehouseBusyError, usage_rows, warehouse_target
 
 
 def _postgres_errors() -> tuple[type[BaseException], ...]:
@@ -278,7 +278,7 @@ def _run_sync(name: str, day_range, tags: dict[str, str] | None = None) -> None:
     )
     click.echo(
         f"Dagster run {result.run_id}: {'succeeded' if result.success else 'FAILED'}; "
-        f"{rows} usage rows in {warehouse_path()}."
+        f"{rows} usage rows in {warehouse_target()}."
     )
     failures = result.get_step_failure_events()
     if any(
@@ -332,10 +332,10 @@ def _usage_or_none(connection_id, since):
     """Usage rows from the warehouse, or None (said on stderr) while a sync holds it: the
     state and health still answer."""
     try:
-        return usage_rows(warehouse_path(), connection_id, since)
+        return usage_rows(warehouse_target(), connection_id, since)
     except WarehouseBusyError:
         click.echo(
-            f"Note: {warehouse_path()} is busy (a sync is writing); usage rows are not shown.",
+            f"Note: {warehouse_target()} is busy (a sync is writing); usage rows are not shown.",
             err=True,
         )
         return None
@@ -674,7 +674,7 @@ def prices_refresh(regions: tuple[str, ...]) -> None:
         raise UserError(
             "No connections yet, so no regions to price: pass --region, e.g. --region us-east-1."
         )
-    path, url = warehouse_path(), settings.price_list_url()
+    path, url = warehouse_target(), settings.price_list_url()
     try:
         report = refresh_prices(lambda: open_warehouse(path), path, wanted, url)
     except PriceListError as error:
@@ -709,7 +709,7 @@ def prices_show(model: str | None, as_json: bool) -> None:
     from .storage.costs import prices_in_force
     from .storage.warehouse import open_warehouse
 
-    with open_warehouse(warehouse_path()) as connection:
+    with open_warehouse(warehouse_target()) as connection:
         rows = prices_in_force(connection, model or "")
     if as_json:
         click.echo(json.dumps(rows, default=str, indent=2))
@@ -752,3 +752,42 @@ def demo(days: int) -> None:
     from .demo import run_demo
 
     run_demo(days)
+
+
+@main.group()
+def lake() -> None:
+    """The warehouse as a DuckLake (BEDROCK_USAGE_LAKE_CATALOG, BEDROCK_USAGE_LAKE_DATA_PATH)."""
+
+
+@lake.command("import")
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The local warehouse file to copy. Default: BEDROCK_USAGE_WAREHOUSE's, or the one "
+    "in BEDROCK_USAGE_HOME.",
+)
+@handles_errors
+def lake_import(source: Path | None) -> None:
+    """Copy a local warehouse file into the (new, empty) DuckLake, checked row for row.
+
+    The file stays as it was; once this succeeds, keep the lake settings in every
+    service and run, and move the file aside."""
+    from .storage.lake import configured_lake
+    from .storage.warehouse import LakeNotEmptyError, copy_into_lake
+
+    target = configured_lake()
+    if target is None:
+        raise UserError(
+            "Set BEDROCK_USAGE_LAKE_CATALOG (a postgresql:// URL) and "
+            "BEDROCK_USAGE_LAKE_DATA_PATH (s3://bucket/prefix/) to the lake to copy into.",
+            ExitCode.USAGE,
+        )
+    source = source or settings.warehouse_path()
+    try:
+        copied = copy_into_lake(source, target)
+    except (FileNotFoundError, LakeNotEmptyError) as error:
+        raise UserError(str(error), ExitCode.FAILED) from None
+    for table, rows in copied.items():
+        click.echo(f"  {table}: {rows} rows")
+    click.echo(f"Copied {source} into {target}; every table's rows and sums match.")

@@ -80,6 +80,33 @@ def state_url() -> str | None:
     return raw
 
 
+def lake_catalog() -> str | None:
+    """BEDROCK_USAGE_LAKE_CATALOG: the warehouse as a DuckLake whose catalog is this
+    PostgreSQL database (a postgresql:// URL). Unset: the local DuckDB file."""
+    name = "BEDROCK_USAGE_LAKE_CATALOG"
+    raw = _raw(name)
+    if not raw:
+        return None
+    if urlparse(raw).scheme not in ("postgresql", "postgres"):
+        raise SettingsError(name, redacted_url(raw), "use a postgresql:// URL, or unset it")
+    lake_data_path()
+    return raw
+
+
+def lake_data_path() -> str:
+    """BEDROCK_USAGE_LAKE_DATA_PATH: where the lake's Parquet files go, s3://bucket/prefix/
+    (any S3-compatible endpoint) or an absolute folder."""
+    name = "BEDROCK_USAGE_LAKE_DATA_PATH"
+    raw = _raw(name) or ""
+    if raw.startswith("s3://") and len(raw) > len("s3://"):
+        return raw if raw.endswith("/") else raw + "/"
+    if raw.startswith("/"):
+        return raw.rstrip("/") + "/"
+    raise SettingsError(
+        name, raw, "with BEDROCK_USAGE_LAKE_CATALOG set, name s3://bucket/prefix/ or a folder"
+    )
+
+
 def redacted_url(url: str) -> str:
     """`url` without its password, for messages."""
     parts = urlparse(url)
@@ -292,6 +319,7 @@ def check_all() -> None:
     home()
     dagster_home()
     state_url()
+    lake_catalog()
     snapshot_path()
     lock_timeout_seconds()
     warehouse_memory_limit()

@@ -1,8 +1,9 @@
 """A team deployment as separate processes that share only PostgreSQL (Dagster's
-instance) and BEDROCK_USAGE_HOME: a gRPC code server, the daemon, the webserver, runs
-launched by the daemon in processes of their own, and an analyst's process querying
-while they write. (The state store and the warehouse are still files in that home:
-moving them to PostgreSQL and a DuckLake is the rest of issue 12.)"""
+instance, and the state store with the key from the environment) and, for now, the
+warehouse's folder BEDROCK_USAGE_HOME: a gRPC code server, the daemon, the webserver,
+runs launched by the daemon in processes of their own, and an analyst's process
+querying while they write. (The warehouse is still a DuckDB file in that folder: moving
+it to a DuckLake is the rest of issue 12.)"""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import duckdb
 import psycopg2
 import pytest
+from cryptography.fernet import Fernet
 from dagster_graphql import DagsterGraphQLClient
 
 from bedrock_usage.days import DayRange
@@ -73,8 +76,10 @@ def _wait(condition, seconds: float, what: str):
 
 
 @pytest.fixture
-def deployment(aws, tmp_path, postgres_url, monkeypatch):
+def deployment(aws, tmp_path, postgres_url, postgres_server, monkeypatch):
     home, dagster_home = tmp_path / "home", tmp_path / "dagster"
+    state = f"state_{uuid.uuid4().hex[:12]}"
+    postgres_server.psql(f"CREATE DATABASE {state};")
     dagster_home.mkdir()
     shutil.copy(ROOT / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
     code_port, web_port = _free_port(), _free_port()
@@ -83,6 +88,8 @@ def deployment(aws, tmp_path, postgres_url, monkeypatch):
         BEDROCK_USAGE_HOME=str(home),
         DAGSTER_HOME=str(dagster_home),
         DAGSTER_POSTGRES_URL=postgres_url,
+        BEDROCK_USAGE_STATE_URL=postgres_server.get_uri(state),
+        BEDROCK_USAGE_SECRET_KEY=Fernet.generate_key().decode(),
         AWS_ENDPOINT_URL=aws.endpoint_url,
         BEDROCK_USAGE_CODE_SERVER_HOST="127.0.0.1",
         BEDROCK_USAGE_CODE_SERVER_PORT=str(code_port),
@@ -203,3 +210,5 @@ def test_a_deployment_of_separate_processes_syncs_exactly_and_reaps_a_killed_run
     # daemon freed the slot (run monitoring's free_slots_after_run_end_seconds, or the
     # dead_run_sensor, whichever comes first).
     assert "marked as failed from outside the execution context" in failure
+    # Connections, secrets and events were in PostgreSQL: no state or key file anywhere.
+    assert not list(home.glob("state.sqlite3*")) and not (home / "secret.key").exists()

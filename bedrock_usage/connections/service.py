@@ -17,8 +17,13 @@ from ..errors import ExitCode, UserError
 from ..extraction.errors import FailureKind, RegionFailure, classify
 from ..extraction.fetch import ProgressListener, RegionFetch, empty_datapoints
 from ..memory import release_freed_memory
-from ..settings import warehouse_path
-from ..storage.warehouse import purge_connection, stored_connection_rows, transaction
+from ..storage.lake import retrying
+from ..storage.warehouse import (
+    purge_connection,
+    stored_connection_rows,
+    transaction,
+    warehouse_target,
+)
 from ..sync import (
     DEFAULT_OPTIONS,
     SyncOptions,
@@ -226,11 +231,17 @@ def fetch_and_store(
     fetches = _fetch(connection, day_range, open_connection, on_region_done, on_progress, options)
     store.set_phase(name, attempts.WRITING, [f.region for f in fetches if not f.ok])
     if any(f.ok for f in fetches):
-        with open_connection() as warehouse, transaction(warehouse):
-            # The warehouse lock orders this write and a purge: after a purge committed,
-            # nothing of the connection may be written again.
-            ensure_still_connected(store, connection)
-            store_fetches(warehouse, name, connection.account_id, fetches, now_utc())
+        fetched_at = now_utc()
+        with open_connection() as warehouse:
+
+            def write() -> None:
+                with transaction(warehouse):
+                    # The warehouse lock orders this write and a purge: after a purge
+                    # committed, nothing of the connection may be written again.
+                    ensure_still_connected(store, connection)
+                    store_fetches(warehouse, name, connection.account_id, fetches, fetched_at)
+
+            retrying(write)  # again, whole, if a lake's commit meets another writer
         release_freed_memory()
     _record_fetches(store, connection, fetches)
     return connection, fetches
@@ -382,7 +393,7 @@ def disconnect(
     again (see `ensure_still_connected`). A purge interrupted after the credentials
     went is completed by running the same command again."""
     store = store or StateStore()
-    path = warehouse or warehouse_path()
+    path = warehouse or warehouse_target()
     connection = store.get(name)
     if connection is None:
         if purge_usage and stored_connection_rows(path, name):

@@ -18,8 +18,10 @@ from ..connections.secrets import SecretKeyError
 from ..errors import UserError
 from ..extraction.fetch import FetchProgress, RegionFetch
 from ..memory import release_freed_memory
+from ..storage.lake import retrying
 from ..storage.schema import USAGE_COLUMN_DOCS
 from ..storage.warehouse import (
+    UsageWritten,
     WarehouseBusyError,
     publish_snapshot,
     rebuild_usage,
@@ -227,17 +229,24 @@ def bedrock_usage_daily(
         for connection_id in windows:
             store.set_phase(connection_id, attempts.REBUILDING)
         with warehouse.get_connection() as connection:
-            with transaction(connection):
-                for connection_id, day_range in windows.items():
-                    if store.get(connection_id) is None:
-                        context.log.warning(f"{connection_id} was disconnected: not rebuilt.")
-                        continue
-                    written = rebuild_usage(connection, connection_id, day_range)
-                    for region, count in written.rows_by_region.items():
-                        rows_by_region[f"{connection_id}/{region}"] = count
-                    tokens["input_tokens"] += written.input_tokens
-                    tokens["output_tokens"] += written.output_tokens
-                    models.update(written.models)
+
+            def rebuild() -> dict[str, UsageWritten]:
+                # One transaction; run again whole if a lake's commit meets another writer.
+                written = {}
+                with transaction(connection):
+                    for connection_id, day_range in windows.items():
+                        if store.get(connection_id) is None:
+                            context.log.warning(f"{connection_id} was disconnected: not rebuilt.")
+                            continue
+                        written[connection_id] = rebuild_usage(connection, connection_id, day_range)
+                return written
+
+            for connection_id, written in retrying(rebuild).items():
+                for region, count in written.rows_by_region.items():
+                    rows_by_region[f"{connection_id}/{region}"] = count
+                tokens["input_tokens"] += written.input_tokens
+                tokens["output_tokens"] += written.output_tokens
+                models.update(written.models)
         # Committed: the analysts' copy is refreshed before any check can fail the step.
         # A fresh connection: closing the rebuild's gives DuckDB's memory back first.
         release_freed_memory()
@@ -259,11 +268,18 @@ def bedrock_usage_daily(
             "run_rows_by_region": dg.MetadataValue.json(rows_by_region),
             "run_rows": sum(rows_by_region.values()),
             "run_models": dg.MetadataValue.json(sorted(models)),
-            "analysts_snapshot": dg.MetadataValue.path(str(snapshot)),
+            **_analysts_metadata(snapshot, warehouse.path),
             **{f"run_{column}": total for column, total in tokens.items()},
         },
         check_results=check_results,
     )
+
+
+def _analysts_metadata(snapshot, target) -> dict[str, object]:
+    """Where analysts read: the refreshed copy of the file, or the lake itself."""
+    if snapshot is None:
+        return {"analysts_attach": dg.MetadataValue.text(f"{target} — see README")}
+    return {"analysts_snapshot": dg.MetadataValue.path(str(snapshot))}
 
 
 def _finish_attempt(store, connection_id: str, day_range, rows_by_region) -> None:

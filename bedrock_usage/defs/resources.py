@@ -18,7 +18,8 @@ from pydantic import Field
 
 from .. import settings
 from ..connections.store import StateStore
-from ..storage.warehouse import WriterLimits, open_warehouse
+from ..storage.lake import Lake
+from ..storage.warehouse import WriterLimits, open_warehouse, warehouse_target
 from ..sync import SyncOptions
 
 
@@ -50,8 +51,9 @@ class WarehouseResource(DuckDBResource):
     )
 
     @property
-    def path(self) -> Path:
-        return Path(self.database) if self.database else settings.warehouse_path()
+    def path(self) -> Path | Lake:
+        """The file, or the DuckLake when BEDROCK_USAGE_LAKE_CATALOG is set."""
+        return Path(self.database) if self.database else warehouse_target()
 
     def check(self) -> None:
         settings.lock_timeout_seconds(self.lock_timeout_seconds)

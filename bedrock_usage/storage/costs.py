@@ -163,6 +163,16 @@ MONTHLY_COMMENTS = {
 }
 
 
+def is_lake(connection: duckdb.DuckDBPyConnection) -> bool:
+    """The connection's default catalog is a DuckLake (not a DuckDB file)."""
+    return (
+        connection.execute(
+            "SELECT type FROM duckdb_databases() WHERE database_name = current_database()"
+        ).fetchone()[0]
+        == "ducklake"
+    )
+
+
 def create_cost_views(connection: duckdb.DuckDBPyConnection, catalog: str | None = None) -> None:
     """(Re)create the cost views, with column comments, in the warehouse or, given
     `catalog`, in an attached copy (the analysts')."""
@@ -174,6 +184,9 @@ def create_cost_views(connection: duckdb.DuckDBPyConnection, catalog: str | None
         connection.execute(_monthly_view(f"{prefix}{name}", keys))
     comments = {**COLUMN_COMMENTS}
     comments.update({name: MONTHLY_COMMENTS for name in MONTHLY_VIEWS})
+    if catalog is None and is_lake(connection):
+        # DuckLake keeps comments on tables' columns, not on views'.
+        comments = {name: columns for name, columns in comments.items() if name == PRICES_TABLE}
     for relation, columns in comments.items():
         for column, text in columns.items():
             quoted = text.replace("'", "''")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import duckdb
 
 from ..pricing.prices import shipped_prices
-from .costs import create_cost_views, has_source, store_prices
+from .costs import create_cost_views, has_source, is_lake, store_prices
 
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (
@@ -192,13 +192,57 @@ USAGE_COLUMN_DOCS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+# A new DuckLake starts at this version with the layout the migrations up to it built:
+# DuckLake has no PRIMARY KEY, so migration 1 cannot run there. A test checks that the
+# two layouts are the same; migrations after it apply to files and lakes alike.
+LAKE_BASELINE_VERSION = 3
+LAKE_BASELINE = """
+CREATE TABLE cloudwatch_daily_datapoints (
+    usage_date DATE NOT NULL, connection_id VARCHAR NOT NULL, account_id VARCHAR NOT NULL,
+    region VARCHAR NOT NULL, model_id VARCHAR NOT NULL, project_id VARCHAR NOT NULL,
+    metric_name VARCHAR NOT NULL, statistic VARCHAR NOT NULL, value DOUBLE NOT NULL,
+    fetched_at TIMESTAMP NOT NULL
+);
+CREATE TABLE bedrock_usage_daily (
+    usage_date DATE NOT NULL, connection_id VARCHAR NOT NULL, account_id VARCHAR NOT NULL,
+    region VARCHAR NOT NULL, api_endpoint VARCHAR NOT NULL, model_id VARCHAR NOT NULL,
+    model_provider VARCHAR NOT NULL, base_model_id VARCHAR NOT NULL,
+    inference_scope VARCHAR NOT NULL, input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL, invocations BIGINT NOT NULL,
+    cache_read_input_tokens BIGINT NOT NULL, cache_write_input_tokens BIGINT NOT NULL,
+    client_errors BIGINT NOT NULL, server_errors BIGINT NOT NULL, throttles BIGINT NOT NULL,
+    latency_ms_sum DOUBLE NOT NULL, latency_samples BIGINT NOT NULL,
+    synced_at TIMESTAMP NOT NULL
+);
+CREATE TABLE bedrock_usage_daily_by_project (
+    usage_date DATE NOT NULL, connection_id VARCHAR NOT NULL, account_id VARCHAR NOT NULL,
+    region VARCHAR NOT NULL, project_id VARCHAR NOT NULL, model_id VARCHAR NOT NULL,
+    input_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL, inferences BIGINT NOT NULL,
+    client_errors BIGINT NOT NULL, synced_at TIMESTAMP NOT NULL
+);
+CREATE TABLE bedrock_prices (
+    model_id VARCHAR NOT NULL, price_scope VARCHAR NOT NULL, region VARCHAR NOT NULL,
+    token_type VARCHAR NOT NULL, usd_per_million_tokens DECIMAL(18,9) NOT NULL,
+    effective_from DATE NOT NULL, effective_to DATE, source VARCHAR NOT NULL,
+    read_at TIMESTAMP NOT NULL
+);
+"""
+
+
 def ensure_schema(connection: duckdb.DuckDBPyConnection) -> int:
-    """Apply the migrations this file lacks, then make sure the cost views exist and the
-    price snapshot shipped with this version is loaded; return the schema version."""
+    """Apply the migrations this warehouse lacks (a new lake starts from the baseline),
+    then make sure the cost views exist and the price snapshot shipped with this version
+    is loaded; return the schema version."""
     connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
     current = row[0] or 0
     migrated = False
+    if current == 0 and is_lake(connection):
+        connection.execute("BEGIN TRANSACTION")
+        connection.execute(LAKE_BASELINE)
+        connection.execute("INSERT INTO schema_version VALUES (?)", [LAKE_BASELINE_VERSION])
+        connection.execute("COMMIT")
+        current, migrated = LAKE_BASELINE_VERSION, True
     for version, ddl in MIGRATIONS:
         if version > current:
             connection.execute("BEGIN TRANSACTION")
@@ -214,7 +258,8 @@ def ensure_schema(connection: duckdb.DuckDBPyConnection) -> int:
 def _ensure_prices(connection: duckdb.DuckDBPyConnection, migrated: bool) -> None:
     shipped = shipped_prices()
     views = connection.execute(
-        "SELECT count(*) FROM duckdb_views() WHERE view_name = 'bedrock_cost_daily'"
+        "SELECT count(*) FROM duckdb_views() WHERE view_name = 'bedrock_cost_daily' "
+        "AND database_name = current_database()"
     ).fetchone()[0]
     if not migrated and views and has_source(connection, shipped[0].source):
         return

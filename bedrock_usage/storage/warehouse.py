@@ -30,6 +30,7 @@ from ..settings import (
     lock_timeout_seconds,
     snapshot_path,
     warehouse_memory_limit,
+    warehouse_path,
     warehouse_threads,
 )
 from ..shaping.daily import (
@@ -42,6 +43,7 @@ from ..shaping.daily import (
 )
 from .costs import PRICES_TABLE, create_cost_views
 from .frames import registered
+from .lake import Lake, configured_lake, open_lake, retrying
 from .schema import MIGRATIONS, ensure_schema
 
 RAW_COLUMNS = [
@@ -76,15 +78,33 @@ class WriterLimits:
         }
 
 
+# Where the warehouse is: a DuckDB file, or a DuckLake.
+Target = Path | Lake
+
+
+def warehouse_target() -> Target:
+    """The DuckLake when BEDROCK_USAGE_LAKE_CATALOG is set, else the DuckDB file."""
+    return configured_lake() or warehouse_path()
+
+
 @contextmanager
 def open_warehouse(
-    path: Path | str,
+    path: Path | str | Lake,
     read_only: bool = False,
     timeout: float | None = None,
     limits: WriterLimits = WriterLimits(),
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to the warehouse file, held only inside the `with` block. A writer's
+    """A connection to the warehouse, held only inside the `with` block. A writer's
     DuckDB is bounded by `limits`; a reader's keeps DuckDB's defaults."""
+    if isinstance(path, Lake):
+        connection = open_lake(path, read_only, {} if read_only else limits.config())
+        try:
+            if not read_only:
+                retrying(lambda: ensure_schema(connection))
+            yield connection
+        finally:
+            connection.close()
+        return
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,7 +150,10 @@ def transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
         yield
         connection.execute("COMMIT")
     except BaseException:
-        connection.execute("ROLLBACK")
+        try:
+            connection.execute("ROLLBACK")
+        except duckdb.TransactionException:
+            pass  # a refused COMMIT has already ended the transaction
         raise
 
 
@@ -261,9 +284,9 @@ ANALYST_TABLES = ("bedrock_usage_daily", "bedrock_usage_daily_by_project")
 
 def publish_snapshot(
     connection: duckdb.DuckDBPyConnection,
-    warehouse: Path | str,
+    warehouse: Path | str | Lake,
     changed: dict[str, DayRange | None] | None = None,
-) -> Path:
+) -> Path | None:
     """Refresh the analysts' copy of the usage tables, the prices and the cost views, as
     committed, and swap it in
     atomically. A reader holding the old copy keeps reading it and never blocks the
@@ -273,7 +296,10 @@ def publish_snapshot(
     that connection}. Then the previous copy's bytes are copied (the file system's
     speed, no DuckDB work) and only those windows are replaced in it, so a daily sync
     costs the same however much history is stored. Without it, or without a previous
-    copy of this schema, the copy is built whole."""
+    copy of this schema, the copy is built whole. A DuckLake has no copy (None):
+    analysts attach the lake, whose snapshots never block a writer."""
+    if isinstance(warehouse, Lake):
+        return None  # analysts attach the lake itself: nothing to copy
     target = snapshot_path(warehouse)
     staging = target.with_name(f"{target.name}.tmp")
     for leftover in (staging, staging.with_name(f"{staging.name}.wal")):
@@ -367,9 +393,13 @@ def _replace_windows(
             )
 
 
-def stored_connection_rows(path: Path | str, connection_id: str) -> int:
+def _exists(target: Path | str | Lake) -> bool:
+    return isinstance(target, Lake) or Path(target).exists()
+
+
+def stored_connection_rows(path: Path | str | Lake, connection_id: str) -> int:
     """Raw and usage rows stored for a connection (0 when there is no warehouse)."""
-    if not Path(path).exists():
+    if not _exists(path):
         return 0
     with open_warehouse(path) as connection:
         return connection.execute(
@@ -380,33 +410,42 @@ def stored_connection_rows(path: Path | str, connection_id: str) -> int:
 
 
 def purge_connection(
-    path: Path | str, connection_id: str, before_delete: Callable[[], None] | None = None
+    path: Path | str | Lake, connection_id: str, before_delete: Callable[[], None] | None = None
 ) -> int:
     """Delete every stored row of a connection; returns the usage rows deleted.
     `before_delete` runs once the warehouse is held (a busy file raises before it)."""
-    if not Path(path).exists():
+    if not _exists(path):
         if before_delete:
             before_delete()
         return 0
     with open_warehouse(path) as connection:
         if before_delete:
             before_delete()
-        with transaction(connection):
-            deleted = connection.execute(
-                "SELECT count(*) FROM bedrock_usage_daily WHERE connection_id = ?",
-                [connection_id],
-            ).fetchone()[0]
-            for table in (
-                "bedrock_usage_daily",
-                "bedrock_usage_daily_by_project",
-                "cloudwatch_daily_datapoints",
-            ):
-                connection.execute(f"DELETE FROM {table} WHERE connection_id = ?", [connection_id])
+
+        def delete() -> int:
+            with transaction(connection):
+                deleted = connection.execute(
+                    "SELECT count(*) FROM bedrock_usage_daily WHERE connection_id = ?",
+                    [connection_id],
+                ).fetchone()[0]
+                for table in (
+                    "bedrock_usage_daily",
+                    "bedrock_usage_daily_by_project",
+                    "cloudwatch_daily_datapoints",
+                ):
+                    connection.execute(
+                        f"DELETE FROM {table} WHERE connection_id = ?", [connection_id]
+                    )
+            return deleted
+
+        deleted = retrying(delete)
         publish_snapshot(connection, path, {connection_id: None})
     return deleted
 
 
-def usage_rows(path: Path | str, connection_id: str | None = None, since=None) -> pd.DataFrame:
+def usage_rows(
+    path: Path | str | Lake, connection_id: str | None = None, since=None
+) -> pd.DataFrame:
     """Usage rows and token sums per connection, account, region and model, read from the
     analysts' snapshot when there is one (so asking never blocks a sync), else from the
     warehouse read-only, waiting at most a few seconds for a busy file."""
@@ -422,9 +461,9 @@ def usage_rows(path: Path | str, connection_id: str | None = None, since=None) -
         "output_tokens",
         "invocations",
     ]
-    if snapshot_path(path).exists():
+    if not isinstance(path, Lake) and snapshot_path(path).exists():
         path = snapshot_path(path)
-    if not Path(path).exists():
+    if not _exists(path):
         return pd.DataFrame(columns=columns)
     query = (
         "SELECT connection_id, account_id, region, model_id, count(*) AS rows, "
@@ -442,3 +481,86 @@ def usage_rows(path: Path | str, connection_id: str | None = None, since=None) -
     query += " GROUP BY ALL ORDER BY connection_id, region, input_tokens DESC"
     with open_warehouse(path, read_only=True, timeout=10) as connection:
         return connection.execute(query, params).df()
+
+
+LAKE_TABLES = (
+    "cloudwatch_daily_datapoints",
+    "bedrock_usage_daily",
+    "bedrock_usage_daily_by_project",
+    "bedrock_prices",
+)
+
+
+def copy_into_lake(source: Path, lake: Lake) -> dict[str, int]:
+    """Copy every row of the warehouse file `source` into `lake`, which must hold no
+    usage yet, in one transaction; then check that each table's rows and sums are the
+    file's. Returns the rows copied per table. The file is left as it was (it is brought
+    to the current schema first, as any write would)."""
+    if not Path(source).exists():
+        raise FileNotFoundError(f"No warehouse file at {source}: nothing to copy.")
+    with open_warehouse(source):
+        pass
+    with open_warehouse(lake) as connection:
+        connection.execute(f"ATTACH {_quoted(Path(source))} AS local_file (READ_ONLY)")
+        try:
+            held = {
+                table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                for table in LAKE_TABLES[:3]
+            }
+            if any(held.values()):
+                raise LakeNotEmptyError(
+                    f"{lake} already holds usage ({held}); nothing was copied. Copy into a "
+                    "new, empty lake (a new catalog database and data path)."
+                )
+
+            def copy() -> None:
+                with transaction(connection):
+                    connection.execute(f"DELETE FROM {PRICES_TABLE}")  # the file's, refreshed
+                    for table in LAKE_TABLES:
+                        columns = ", ".join(_columns(connection, table))
+                        order = "" if table == PRICES_TABLE else " ORDER BY usage_date, region"
+                        connection.execute(
+                            f"INSERT INTO {table} ({columns}) "
+                            f"SELECT {columns} FROM local_file.{table}{order}"
+                        )
+
+            retrying(copy)
+            copied = {}
+            for table in LAKE_TABLES:
+                totals = f"SELECT count(*), {_checksum(table)} FROM"
+                lake_totals = connection.execute(f"{totals} {table}").fetchone()
+                file_totals = connection.execute(f"{totals} local_file.{table}").fetchone()
+                if lake_totals != file_totals:
+                    raise RuntimeError(
+                        f"{table}: the lake holds {lake_totals}, the file {file_totals} — the "
+                        "copy is not exact; do not switch to the lake, and report this."
+                    )
+                copied[table] = lake_totals[0]
+        finally:
+            connection.execute("DETACH local_file")
+    return copied
+
+
+class LakeNotEmptyError(RuntimeError):
+    """The lake to copy a warehouse file into already holds usage."""
+
+
+def _columns(connection: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [
+        name
+        for (name,) in connection.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "AND table_catalog = current_database() ORDER BY ordinal_position",
+            [table],
+        ).fetchall()
+    ]
+
+
+def _checksum(table: str) -> str:
+    """An exact sum over the table's numbers, to compare two copies."""
+    return {
+        "cloudwatch_daily_datapoints": "sum(value::DECIMAL(38,6))",
+        "bedrock_usage_daily": "sum(input_tokens + output_tokens + invocations)",
+        "bedrock_usage_daily_by_project": "sum(input_tokens + output_tokens + inferences)",
+        PRICES_TABLE: "sum(usd_per_million_tokens)",
+    }[table]

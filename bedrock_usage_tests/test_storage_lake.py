@@ -1,0 +1,214 @@
+"""The warehouse as a DuckLake: its catalog in a real PostgreSQL server (pgserver), its
+data files on the emulator's S3 (moto), DuckDB's extensions loaded from their wheels,
+offline."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from datetime import date, datetime, timedelta
+
+import boto3
+import duckdb
+import pandas as pd
+import pytest
+
+from bedrock_usage.days import DayRange
+from bedrock_usage.storage.lake import configured_lake, create_s3_secret, load_extensions, retrying
+from bedrock_usage.storage.schema import LAKE_BASELINE_VERSION
+from bedrock_usage.storage.warehouse import (
+    open_warehouse,
+    rebuild_usage,
+    replace_datapoints,
+    transaction,
+)
+
+from .cli_helpers import run_cli
+from .conftest import ACCOUNT, days_ago, seed_daily
+
+LAKE_ACCOUNT = ACCOUNT
+S3_WRITER = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+}
+TABLES = (
+    "bedrock_prices",
+    "bedrock_usage_daily",
+    "bedrock_usage_daily_by_project",
+    "cloudwatch_daily_datapoints",
+)
+D1, D2 = date(2026, 11, 1), date(2026, 11, 2)
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
+USAGE_QUERY = (
+    "SELECT usage_date, model_id, input_tokens FROM bedrock_usage_daily ORDER BY usage_date, "
+    "input_tokens DESC"
+)
+
+
+@pytest.fixture
+def lake(aws, postgres_server, monkeypatch):
+    """A new lake: an empty catalog database and an empty bucket; the runtime's AWS
+    credentials (the environment's) may use S3 and nothing else."""
+    writer = aws.create_reader(LAKE_ACCOUNT, "lake-writer", policy=S3_WRITER)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", writer.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", writer.secret_access_key)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    bucket = f"lake-{uuid.uuid4().hex[:10]}"
+    boto3.Session().client("s3").create_bucket(Bucket=bucket)
+    catalog = f"lake_{uuid.uuid4().hex[:10]}"
+    postgres_server.psql(f"CREATE DATABASE {catalog};")
+    monkeypatch.setenv("BEDROCK_USAGE_LAKE_CATALOG", postgres_server.get_uri(catalog))
+    monkeypatch.setenv("BEDROCK_USAGE_LAKE_DATA_PATH", f"s3://{bucket}/usage/")
+    return configured_lake()
+
+
+def _layout(connection: duckdb.DuckDBPyConnection) -> list[tuple]:
+    return connection.execute(
+        "SELECT table_name, column_name, data_type, is_nullable "
+        "FROM information_schema.columns WHERE table_catalog = current_database() "
+        f"AND table_name IN {TABLES} ORDER BY table_name, ordinal_position"
+    ).fetchall()
+
+
+def test_a_new_lake_has_the_layout_the_migrations_give_a_file(lake, tmp_path):
+    with open_warehouse(tmp_path / "file.duckdb") as file:
+        expected = _layout(file)
+    with open_warehouse(lake) as connection:
+        assert _layout(connection) == expected
+        version = connection.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+        assert version == LAKE_BASELINE_VERSION
+        assert connection.execute("SELECT count(*) FROM bedrock_prices").fetchone()[0] > 300
+    with open_warehouse(lake) as connection:  # opening again applies nothing twice
+        assert connection.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 1
+    bucket = lake.data_path.split("/")[2]
+    objects = boto3.Session().client("s3").list_objects_v2(Bucket=bucket)["Contents"]
+    assert objects and all(o["Key"].startswith("usage/") for o in objects)
+
+
+def _points(tokens: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        [(D1, "a.model-v1", "InputTokenCount", "Sum", float(tokens)),
+         (D2, "a.model-v1", "InputTokenCount", "Sum", float(tokens + 1))],
+        columns=["usage_date", "model_id", "metric_name", "statistic", "value"],
+    )  # fmt: skip
+
+
+def test_two_writers_replace_windows_of_the_same_tables_at_once(lake):
+    """Two runs for different connections write at the same time: DuckLake refuses the
+    second commit, which runs again whole, and both windows are kept exactly once."""
+    both_inside = threading.Barrier(2, timeout=60)
+    attempts = {"acme": 0, "globex": 0}
+    errors = []
+
+    def sync(connection_id: str, tokens: int, together: bool = True) -> None:
+        with open_warehouse(lake) as connection:
+
+            def write() -> None:
+                attempts[connection_id] += 1
+                with transaction(connection):
+                    replace_datapoints(
+                        connection, connection_id, LAKE_ACCOUNT, "us-east-1",
+                        DayRange(D1, D2), _points(tokens), datetime(2026, 11, 3),
+                    )  # fmt: skip
+                    rebuild_usage(connection, connection_id, DayRange(D1, D2))
+                    if together and attempts[connection_id] == 1:
+                        both_inside.wait()  # both hold uncommitted writes
+
+            try:
+                retrying(write)
+            except Exception as error:  # noqa: BLE001 - asserted below
+                errors.append(error)
+
+    for connection_id in attempts:  # earlier syncs: the windows hold rows to replace
+        sync(connection_id, 1, together=False)
+        attempts[connection_id] = 0
+    threads = [threading.Thread(target=sync, args=a) for a in (("acme", 10), ("globex", 20))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(attempts.values()) == [1, 2]  # one commit was refused and retried
+    with open_warehouse(lake, read_only=True) as connection:
+        rows = connection.execute(
+            "SELECT connection_id, usage_date, input_tokens FROM bedrock_usage_daily ORDER BY ALL"
+        ).fetchall()
+    assert rows == [
+        ("acme", D1, 10), ("acme", D2, 11), ("globex", D1, 20), ("globex", D2, 21),
+    ]  # fmt: skip
+
+
+def test_an_analyst_attaches_the_lake_while_a_writer_commits(lake):
+    with open_warehouse(lake) as connection, transaction(connection):
+        replace_datapoints(
+            connection, "acme", LAKE_ACCOUNT, "us-east-1", DayRange(D1, D2), _points(10),
+            datetime(2026, 11, 3),
+        )  # fmt: skip
+        rebuild_usage(connection, "acme", DayRange(D1, D2))
+    analyst = duckdb.connect()
+    load_extensions(analyst)
+    create_s3_secret(analyst)
+    analyst.execute(lake.attach_sql(read_only=True))
+    query = "SELECT sum(input_tokens)::BIGINT FROM warehouse.bedrock_usage_daily"
+    assert analyst.execute(query).fetchone() == (21,)
+    with open_warehouse(lake) as connection, transaction(connection):  # not blocked
+        replace_datapoints(
+            connection, "acme", LAKE_ACCOUNT, "us-east-1", DayRange(D1, D2), _points(100),
+            datetime(2026, 11, 4),
+        )  # fmt: skip
+        rebuild_usage(connection, "acme", DayRange(D1, D2))
+    assert analyst.execute(query).fetchone() == (201,)  # the next query sees the commit
+    analyst.close()
+
+
+def _lake_env() -> dict[str, str]:
+    names = (
+        "BEDROCK_USAGE_LAKE_CATALOG", "BEDROCK_USAGE_LAKE_DATA_PATH", "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+    )  # fmt: skip
+    return {name: os.environ[name] for name in names}
+
+
+def test_the_cli_syncs_into_the_lake_and_moves_a_local_warehouse_into_one(
+    lake, aws, reader, home, postgres_server, monkeypatch
+):
+    day = days_ago(2)
+    seed_daily(aws, "InputTokenCount", HAIKU, {day: 1200, day + timedelta(days=1): 800})
+    seed_daily(aws, "InputTokenCount", None, {day: 1500, day + timedelta(days=1): 800})
+    local = {"BEDROCK_USAGE_LAKE_CATALOG": "", "BEDROCK_USAGE_LAKE_DATA_PATH": ""}
+    connected = run_cli(
+        ["connect", "prod", "--account-id", reader.account_id, "--regions", "us-east-1",
+         "--access-key-id", reader.access_key_id, "--backfill-days", "5"],
+        home, aws.endpoint_url, reader.secret_access_key + "\n", local,
+    )  # fmt: skip
+    assert connected.returncode == 0, connected.stderr
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as file:
+        expected = file.execute(USAGE_QUERY).fetchall()
+    assert expected == [(day, HAIKU, 1200), (day, "(unattributed)", 300),
+                        (day + timedelta(days=1), HAIKU, 800)]  # fmt: skip
+
+    moved = run_cli(["lake", "import"], home, aws.endpoint_url, None, _lake_env())
+    assert moved.returncode == 0, moved.stderr
+    assert "bedrock_usage_daily: 3 rows" in moved.stdout and "match" in moved.stdout
+    with open_warehouse(lake, read_only=True) as connection:
+        assert connection.execute(USAGE_QUERY).fetchall() == expected
+    again = run_cli(["lake", "import"], home, aws.endpoint_url, None, _lake_env())
+    assert again.returncode == 1 and "already holds usage" in again.stderr
+
+    # From now on the CLI reads and writes the lake: a sync replaces its window there,
+    # and no warehouse file is written.
+    (home / "warehouse.duckdb").rename(home / "moved-aside.duckdb")
+    (home / "warehouse.snapshot.duckdb").unlink()
+    seed_daily(aws, "InputTokenCount", HAIKU, {day: 50})  # late data: 1,250 in all
+    synced = run_cli(
+        ["sync", "prod", "--start", str(day), "--end", str(day)],
+        home, aws.endpoint_url, None, _lake_env(),
+    )  # fmt: skip
+    assert synced.returncode == 0, synced.stderr
+    with open_warehouse(lake, read_only=True) as connection:
+        assert connection.execute(USAGE_QUERY).fetchall() == [
+            (day, HAIKU, 1250), (day, "(unattributed)", 250), (day + timedelta(days=1), HAIKU, 800),
+        ]  # fmt: skip
+    assert not (home / "warehouse.duckdb").exists()
+    assert not (home / "warehouse.snapshot.duckdb").exists()
