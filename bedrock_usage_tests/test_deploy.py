@@ -30,7 +30,7 @@ def test_the_instance_configurations_load_against_dagsters_schema(folder, monkey
     config, _ = dagster_instance_config(str(DEPLOY / folder))
     assert config["storage"]["postgres"]["postgres_url"] == {"env": "DAGSTER_POSTGRES_URL"}
     assert config["run_monitoring"]["enabled"] is True
-    assert config["concurrency"]["pools"]["default_limit"] == 1
+    assert config["concurrency"]["pools"]["default_limit"] == 4  # the lake takes writers at once
     for part in ("run_launcher", "run_coordinator", "compute_logs"):
         configured = class_from_code_pointer(config[part]["module"], config[part]["class"])
         checked = validate_config(configured.config_type(), config[part].get("config", {}))

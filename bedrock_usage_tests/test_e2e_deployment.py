@@ -1,9 +1,8 @@
-"""A team deployment as separate processes that share only PostgreSQL (Dagster's
-instance, and the state store with the key from the environment) and, for now, the
-warehouse's folder BEDROCK_USAGE_HOME: a gRPC code server, the daemon, the webserver,
-runs launched by the daemon in processes of their own, and an analyst's process
-querying while they write. (The warehouse is still a DuckDB file in that folder: moving
-it to a DuckLake is the rest of issue 12.)"""
+"""A team deployment as separate processes that share nothing but PostgreSQL (Dagster's
+instance, the state store, the DuckLake's catalog) and S3 (the lake's data files, on
+the emulator): a gRPC code server, the daemon, the webserver, runs launched by the
+daemon in processes of their own, and an analyst's process attached to the lake while
+they write. Each process has a home folder of its own, and none of them is written."""
 
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
-import duckdb
+import boto3
 import psycopg2
 import pytest
 from cryptography.fernet import Fernet
@@ -24,6 +23,8 @@ from dagster_graphql import DagsterGraphQLClient
 
 from bedrock_usage.days import DayRange
 from bedrock_usage.defs.partitions import range_tags
+from bedrock_usage.storage.lake import configured_lake
+from bedrock_usage.storage.warehouse import open_warehouse
 
 from .cli_helpers import CLI
 from .conftest import OTHER_ACCOUNT, days_ago, seed_daily
@@ -35,22 +36,43 @@ BIN = Path(CLI).parent
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 ANALYST = """
 import sys, time, duckdb
-path, seconds = sys.argv[1], float(sys.argv[2])
+from bedrock_usage.storage.lake import configured_lake, create_s3_secret, load_extensions
+seconds = float(sys.argv[1])
 queries = errors = 0
+con = duckdb.connect()
+load_extensions(con)
+create_s3_secret(con)
+attached = False
 deadline = time.monotonic() + seconds
 while time.monotonic() < deadline:
     try:
-        with duckdb.connect(path, read_only=True) as con:
-            con.execute("SELECT count(*), sum(invocations) FROM bedrock_usage_daily").fetchone()
+        if not attached:
+            con.execute(configured_lake().attach_sql(read_only=True))
+            attached = True
+        con.execute("SELECT count(*), sum(invocations) FROM warehouse.bedrock_usage_daily")
         queries += 1
-    except duckdb.IOException:
-        pass  # not published yet
+    except (duckdb.CatalogException, duckdb.BinderException):
+        pass  # no sync has created the lake's tables yet
+    except Exception as error:
+        if not attached:  # the first run has not initialised the lake yet
+            time.sleep(0.2)
+            continue
+        errors += 1
+        print(repr(error), file=sys.stderr)
     except Exception as error:
         errors += 1
         print(repr(error), file=sys.stderr)
     time.sleep(0.2)
 print(queries, errors)
 """
+S3_WRITER = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+}
+
+
+def _home_env(home: Path) -> dict[str, str]:
+    return {"BEDROCK_USAGE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
 
 
 def _runs(url: str) -> list[tuple]:
@@ -77,25 +99,39 @@ def _wait(condition, seconds: float, what: str):
 
 @pytest.fixture
 def deployment(aws, tmp_path, postgres_url, postgres_server, monkeypatch):
-    home, dagster_home = tmp_path / "home", tmp_path / "dagster"
-    state = f"state_{uuid.uuid4().hex[:12]}"
-    postgres_server.psql(f"CREATE DATABASE {state};")
-    dagster_home.mkdir()
-    shutil.copy(ROOT / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
+    catalogs = {name: f"{name}_{uuid.uuid4().hex[:10]}" for name in ("state", "lake")}
+    for database in catalogs.values():
+        postgres_server.psql(f"CREATE DATABASE {database};")
+    bucket = f"lake-{uuid.uuid4().hex[:10]}"
+    runtime = aws.create_reader(OTHER_ACCOUNT, "runtime-role", policy=S3_WRITER)
+    boto3.Session(
+        aws_access_key_id=runtime.access_key_id,
+        aws_secret_access_key=runtime.secret_access_key,
+        region_name="us-east-1",
+    ).client("s3", endpoint_url=aws.endpoint_url).create_bucket(Bucket=bucket)
     code_port, web_port = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BEDROCK_USAGE"))}
     env.update(
-        BEDROCK_USAGE_HOME=str(home),
-        DAGSTER_HOME=str(dagster_home),
         DAGSTER_POSTGRES_URL=postgres_url,
-        BEDROCK_USAGE_STATE_URL=postgres_server.get_uri(state),
+        BEDROCK_USAGE_STATE_URL=postgres_server.get_uri(catalogs["state"]),
         BEDROCK_USAGE_SECRET_KEY=Fernet.generate_key().decode(),
+        BEDROCK_USAGE_LAKE_CATALOG=postgres_server.get_uri(catalogs["lake"]),
+        BEDROCK_USAGE_LAKE_DATA_PATH=f"s3://{bucket}/bedrock-usage/",
+        # The runtime's own identity (a task role in ECS) writes the lake's files.
+        AWS_ACCESS_KEY_ID=runtime.access_key_id,
+        AWS_SECRET_ACCESS_KEY=runtime.secret_access_key,
+        AWS_DEFAULT_REGION="us-east-1",
         AWS_ENDPOINT_URL=aws.endpoint_url,
         BEDROCK_USAGE_CODE_SERVER_HOST="127.0.0.1",
         BEDROCK_USAGE_CODE_SERVER_PORT=str(code_port),
     )
-    for name, value in env.items():
-        if name.startswith(("BEDROCK_USAGE", "DAGSTER")):
+    homes = {}
+    for name in ("code-server", "daemon", "webserver", "test"):
+        homes[name] = tmp_path / f"{name}-home"
+        (homes[name] / "dagster").mkdir(parents=True)
+        shutil.copy(ROOT / "deploy" / "dagster.yaml", homes[name] / "dagster" / "dagster.yaml")
+    for name, value in {**env, **_home_env(homes["test"])}.items():
+        if name.startswith(("BEDROCK_USAGE", "DAGSTER", "AWS_")):
             monkeypatch.setenv(name, value)
     workspace = str(ROOT / "deploy" / "workspace.yaml")
     commands = {
@@ -110,8 +146,8 @@ def deployment(aws, tmp_path, postgres_url, postgres_server, monkeypatch):
     try:
         for name, command in commands.items():
             processes[name] = subprocess.Popen(
-                command, cwd=tmp_path, env=env, stdout=logs[name], stderr=subprocess.STDOUT,
-                start_new_session=True,
+                command, cwd=homes[name], env={**env, **_home_env(homes[name])},
+                stdout=logs[name], stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
             if name == "code-server":
                 time.sleep(5)  # the others connect to it
@@ -124,7 +160,7 @@ def deployment(aws, tmp_path, postgres_url, postgres_server, monkeypatch):
                 return None
 
         _wait(webserver_up, 120, "the webserver")
-        yield client, home, env
+        yield client, homes
     finally:
         stop_process_groups(list(processes.values()))
         for log in logs.values():
@@ -134,7 +170,7 @@ def deployment(aws, tmp_path, postgres_url, postgres_server, monkeypatch):
 def test_a_deployment_of_separate_processes_syncs_exactly_and_reaps_a_killed_run(
     aws, reader, postgres_url, deployment
 ):
-    client, home, _ = deployment
+    client, homes = deployment
     other = aws.create_reader(OTHER_ACCOUNT)
     days = {days_ago(d): 10 * d for d in range(1, 4)}
     for key, scale in ((reader, 1), (other, 3)):
@@ -146,9 +182,8 @@ def test_a_deployment_of_separate_processes_syncs_exactly_and_reaps_a_killed_run
     aws.slow_down(2)
     connect(reader, "prod", regions="us-east-1", backfill_days=5)
     connect(other, "research", regions="us-east-1", backfill_days=5)
-    snapshot = home / "warehouse.snapshot.duckdb"
     analyst = subprocess.Popen(
-        [sys.executable, "-c", ANALYST, str(snapshot), "60"],
+        [sys.executable, "-c", ANALYST, "60"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
@@ -160,10 +195,11 @@ def test_a_deployment_of_separate_processes_syncs_exactly_and_reaps_a_killed_run
     aws.slow_down(0)
     assert {first[4], second[4]} == {"prod", "research"}
     assert second[2] < first[3]  # launched before the first ended: they overlapped
-    queries, errors = analyst.communicate(timeout=90)[0].split()
-    assert int(errors) == 0 and int(queries) > 0, analyst.stderr
+    out, err = analyst.communicate(timeout=90)
+    queries, errors = out.split() or ("-", err)
+    assert errors == "0" and int(queries) > 0, err
 
-    with duckdb.connect(str(snapshot), read_only=True) as con:
+    with open_warehouse(configured_lake(), read_only=True) as con:
         totals = con.execute(
             "SELECT account_id, usage_date, sum(invocations)::BIGINT FROM bedrock_usage_daily "
             "GROUP BY ALL ORDER BY ALL"
@@ -210,5 +246,8 @@ def test_a_deployment_of_separate_processes_syncs_exactly_and_reaps_a_killed_run
     # daemon freed the slot (run monitoring's free_slots_after_run_end_seconds, or the
     # dead_run_sensor, whichever comes first).
     assert "marked as failed from outside the execution context" in failure
-    # Connections, secrets and events were in PostgreSQL: no state or key file anywhere.
-    assert not list(home.glob("state.sqlite3*")) and not (home / "secret.key").exists()
+    # Connections, secrets, events and usage were in PostgreSQL and S3: no process wrote
+    # a file of bedrock_usage's (a home holds only DAGSTER_HOME, where the daemon keeps
+    # its own log files).
+    for home in homes.values():
+        assert [p.name for p in home.iterdir()] == ["dagster"], home
