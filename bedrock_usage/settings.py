@@ -250,6 +250,21 @@ def start_date() -> date:
         raise SettingsError("BEDROCK_USAGE_START_DATE", raw, "use a date as YYYY-MM-DD") from None
 
 
+DEFAULT_SCHEDULE_CRON = "30 0 * * *"
+
+
+def schedule_cron() -> str:
+    """When the daily schedule runs (cron, UTC); read when the code location loads."""
+    raw = _raw("BEDROCK_USAGE_SCHEDULE_CRON") or DEFAULT_SCHEDULE_CRON
+    from dagster._utils.schedules import is_valid_cron_string
+
+    if not is_valid_cron_string(raw):
+        raise SettingsError(
+            "BEDROCK_USAGE_SCHEDULE_CRON", raw, "use a cron expression, e.g. '30 0 * * *'"
+        )
+    return raw
+
+
 def region_concurrency(raw: str | int | None = None) -> int:
     """How many regions of a connection are read at the same time."""
     name = "BEDROCK_USAGE_REGION_CONCURRENCY"
@@ -327,6 +342,7 @@ def check_all() -> None:
     lookback_days()
     reconcile_tolerance()
     start_date()
+    schedule_cron()
     region_concurrency()
     aws_retry_mode()
     aws_max_attempts()

@@ -54,6 +54,8 @@ def test_the_default_and_a_separate_snapshot_path_are_accepted(home, monkeypatch
         ("BEDROCK_USAGE_WAREHOUSE_MEMORY_LIMIT", "128"),
         ("BEDROCK_USAGE_WAREHOUSE_THREADS", "0"),
         ("BEDROCK_USAGE_STATE_URL", "sqlite:///state.db"),
+        ("BEDROCK_USAGE_SCHEDULE_CRON", "every day"),
+        ("BEDROCK_USAGE_LAKE_CATALOG", "s3://bucket/catalog"),
     ],
 )
 def test_a_bad_value_names_the_setting(home, monkeypatch, name, value):

@@ -1,10 +1,13 @@
-"""The daily schedule: after 00:00 UTC, yesterday plus a look-back for late data."""
+"""The daily schedule: after 00:00 UTC (00:30 by default, BEDROCK_USAGE_SCHEDULE_CRON),
+yesterday plus a look-back for late data. A tick's runs are keyed by connection and day,
+so a schedule that ticks more often still starts one run per connection a day."""
 
 from datetime import timedelta
 
 import dagster as dg
 
 from ..days import DayRange
+from ..settings import schedule_cron
 from .jobs import CONNECTION_TAG, TRIGGER_TAG, sync_job
 from .partitions import CONNECTION_DIMENSION, range_tags
 from .resources import SyncSettingsResource
@@ -12,7 +15,7 @@ from .resources import SyncSettingsResource
 
 @dg.schedule(
     job=sync_job,
-    cron_schedule="30 0 * * *",
+    cron_schedule=schedule_cron(),
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
