@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,11 +89,11 @@ def main() -> None:
         return names
 
     with tempfile.TemporaryDirectory() as empty_dir, tempfile.TemporaryDirectory() as full_dir:
-        # The daily sync with no history (a fresh home). Each daily sync is timed on its
-        # second run, so one-time costs (imports, loading the code location) are out.
+        # The daily sync with no history (a fresh home): the median of five, after one
+        # untimed run.
         use_home(Path(empty_dir))
         first = connect_all(aws.info["readers"][:1])[0]
-        empty_daily_seconds = _timed_twice(lambda: run_sync(first, daily))
+        empty_daily_seconds = _timed(lambda: run_sync(first, daily))
 
         # The year backfill of every connection into another home.
         use_home(Path(full_dir))
@@ -106,7 +107,7 @@ def main() -> None:
         bound = len(names) * args.regions * lower_bound_calls(series, year.days)
 
         # The same daily sync with all that history stored.
-        full_daily_seconds = _timed_twice(lambda: run_sync(names[0], daily))
+        full_daily_seconds = _timed(lambda: run_sync(names[0], daily))
 
         warehouse = Path(full_dir) / "warehouse.duckdb"
         with duckdb.connect(str(warehouse), read_only=True) as con:
@@ -140,11 +141,17 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
 
 
-def _timed_twice(sync) -> float:
+def _timed(sync, runs: int = 5) -> float:
+    """The median of `runs` timed syncs after an untimed one (one-time costs, such as
+    loading the code location, are out; one 1.5 s timing on 2 shared cores varies by
+    tenths of a second, the median much less)."""
     assert sync().success
-    started = time.perf_counter()
-    assert sync().success
-    return time.perf_counter() - started
+    seconds = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        assert sync().success
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
 
 
 if __name__ == "__main__":
