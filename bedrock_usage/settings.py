@@ -68,29 +68,29 @@ def state_path() -> Path:
     return home() / STATE_FILE_NAME
 
 
-def state_url() -> str | None:
-    """BEDROCK_USAGE_STATE_URL: the state store on PostgreSQL (postgresql://user@host/db),
-    for a deployment whose processes share no disk. Unset: SQLite in home."""
-    name = "BEDROCK_USAGE_STATE_URL"
+def _postgres_url(name: str) -> str | None:
+    """A postgresql:// URL from the environment, or None when unset."""
     raw = _raw(name)
     if not raw:
         return None
     if urlparse(raw).scheme not in ("postgresql", "postgres"):
         raise SettingsError(name, redacted_url(raw), "use a postgresql:// URL, or unset it")
     return raw
+
+
+def state_url() -> str | None:
+    """BEDROCK_USAGE_STATE_URL: the state store on PostgreSQL (postgresql://user@host/db),
+    for a deployment whose processes share no disk. Unset: SQLite in home."""
+    return _postgres_url("BEDROCK_USAGE_STATE_URL")
 
 
 def lake_catalog() -> str | None:
     """BEDROCK_USAGE_LAKE_CATALOG: the warehouse as a DuckLake whose catalog is this
     PostgreSQL database (a postgresql:// URL). Unset: the local DuckDB file."""
-    name = "BEDROCK_USAGE_LAKE_CATALOG"
-    raw = _raw(name)
-    if not raw:
-        return None
-    if urlparse(raw).scheme not in ("postgresql", "postgres"):
-        raise SettingsError(name, redacted_url(raw), "use a postgresql:// URL, or unset it")
-    lake_data_path()
-    return raw
+    url = _postgres_url("BEDROCK_USAGE_LAKE_CATALOG")
+    if url:
+        lake_data_path()
+    return url
 
 
 def lake_data_path() -> str:
