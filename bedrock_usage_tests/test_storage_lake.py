@@ -15,9 +15,10 @@ import pandas as pd
 import pytest
 
 from bedrock_usage.days import DayRange
-from bedrock_usage.storage.lake import configured_lake, create_s3_secret, load_extensions, retrying
+from bedrock_usage.storage.lake import configured_lake, create_s3_secret, load_extensions
 from bedrock_usage.storage.schema import LAKE_BASELINE_VERSION
 from bedrock_usage.storage.warehouse import (
+    atomically,
     open_warehouse,
     rebuild_usage,
     replace_datapoints,
@@ -106,17 +107,16 @@ def test_two_writers_replace_windows_of_the_same_tables_at_once(lake):
 
             def write() -> None:
                 attempts[connection_id] += 1
-                with transaction(connection):
-                    replace_datapoints(
-                        connection, connection_id, LAKE_ACCOUNT, "us-east-1",
-                        DayRange(D1, D2), _points(tokens), datetime(2026, 11, 3),
-                    )  # fmt: skip
-                    rebuild_usage(connection, connection_id, DayRange(D1, D2))
-                    if together and attempts[connection_id] == 1:
-                        both_inside.wait()  # both hold uncommitted writes
+                replace_datapoints(
+                    connection, connection_id, LAKE_ACCOUNT, "us-east-1",
+                    DayRange(D1, D2), _points(tokens), datetime(2026, 11, 3),
+                )  # fmt: skip
+                rebuild_usage(connection, connection_id, DayRange(D1, D2))
+                if together and attempts[connection_id] == 1:
+                    both_inside.wait()  # both hold uncommitted writes
 
             try:
-                retrying(write)
+                atomically(connection, write)
             except Exception as error:  # noqa: BLE001 - asserted below
                 errors.append(error)
 

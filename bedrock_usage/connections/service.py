@@ -17,11 +17,10 @@ from ..errors import ExitCode, UserError
 from ..extraction.errors import FailureKind, RegionFailure, classify
 from ..extraction.fetch import ProgressListener, RegionFetch, empty_datapoints
 from ..memory import release_freed_memory
-from ..storage.lake import retrying
 from ..storage.warehouse import (
+    atomically,
     purge_connection,
     stored_connection_rows,
-    transaction,
     warehouse_target,
 )
 from ..sync import (
@@ -235,13 +234,12 @@ def fetch_and_store(
         with open_connection() as warehouse:
 
             def write() -> None:
-                with transaction(warehouse):
-                    # The warehouse lock orders this write and a purge: after a purge
-                    # committed, nothing of the connection may be written again.
-                    ensure_still_connected(store, connection)
-                    store_fetches(warehouse, name, connection.account_id, fetches, fetched_at)
+                # The warehouse lock orders this write and a purge: after a purge
+                # committed, nothing of the connection may be written again.
+                ensure_still_connected(store, connection)
+                store_fetches(warehouse, name, connection.account_id, fetches, fetched_at)
 
-            retrying(write)  # again, whole, if a lake's commit meets another writer
+            atomically(warehouse, write)
         release_freed_memory()
     _record_fetches(store, connection, fetches)
     return connection, fetches

@@ -18,14 +18,13 @@ from ..connections.secrets import SecretKeyError
 from ..errors import UserError
 from ..extraction.fetch import FetchProgress, RegionFetch
 from ..memory import release_freed_memory
-from ..storage.lake import retrying
 from ..storage.schema import USAGE_COLUMN_DOCS
 from ..storage.warehouse import (
     UsageWritten,
     WarehouseBusyError,
+    atomically,
     publish_snapshot,
     rebuild_usage,
-    transaction,
     usage_row_count,
 )
 from .checks import (
@@ -231,17 +230,15 @@ def bedrock_usage_daily(
         with warehouse.get_connection() as connection:
 
             def rebuild() -> dict[str, UsageWritten]:
-                # One transaction; run again whole if a lake's commit meets another writer.
                 written = {}
-                with transaction(connection):
-                    for connection_id, day_range in windows.items():
-                        if store.get(connection_id) is None:
-                            context.log.warning(f"{connection_id} was disconnected: not rebuilt.")
-                            continue
-                        written[connection_id] = rebuild_usage(connection, connection_id, day_range)
+                for connection_id, day_range in windows.items():
+                    if store.get(connection_id) is None:
+                        context.log.warning(f"{connection_id} was disconnected: not rebuilt.")
+                        continue
+                    written[connection_id] = rebuild_usage(connection, connection_id, day_range)
                 return written
 
-            for connection_id, written in retrying(rebuild).items():
+            for connection_id, written in atomically(connection, rebuild).items():
                 for region, count in written.rows_by_region.items():
                     rows_by_region[f"{connection_id}/{region}"] = count
                 tokens["input_tokens"] += written.input_tokens

@@ -32,7 +32,7 @@ from ..extraction.metrics import (
     USAGE_METRICS,
     UsageMetric,
 )
-from ..storage.frames import registered
+from ..storage.frames import literal, registered
 from .model_ids import UNATTRIBUTED, describe_model_id
 
 GRAIN = ["usage_date", "connection_id", "account_id", "region", "api_endpoint", "model_id"]
@@ -82,14 +82,10 @@ _KEYS = ["usage_date", "connection_id", "account_id", "region", "api_endpoint", 
 _SUMMED = [*COUNT_COLUMNS, "latency_ms_sum"]
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _metric_table(metrics: list[UsageMetric]) -> str:
     rows = ", ".join(
-        f"({_literal(m.metric_name)}, {_literal(m.statistic)}, "
-        f"{_literal(m.endpoint.name)}, {_literal(m.column)})"
+        f"({literal(m.metric_name)}, {literal(m.statistic)}, "
+        f"{literal(m.endpoint.name)}, {literal(m.column)})"
         for m in metrics
     )
     return f"(VALUES {rows}) AS metric_columns(metric_name, statistic, api_endpoint, metric_column)"
@@ -99,7 +95,7 @@ def _pivoted(columns: list[str]) -> str:
     """One column per usage metric: the day's value, 0 where none came; counts rounded."""
     out = []
     for column in columns:
-        value = f"coalesce(sum(value) FILTER (WHERE metric_column = {_literal(column)}), 0)"
+        value = f"coalesce(sum(value) FILTER (WHERE metric_column = {literal(column)}), 0)"
         if column == "latency_ms_sum":
             out.append(f"{value}::DOUBLE AS {column}")
         else:
@@ -122,19 +118,19 @@ def usage_query(points: str, descriptions: str) -> str:
             SELECT {keys}, model_id, {_pivoted(_SUMMED)}
             FROM {points} JOIN {_metric_table(USAGE_METRICS + MANTLE_METRICS)}
                 USING (metric_name, statistic)
-            WHERE project_id = {_literal(NO_PROJECT)}
+            WHERE project_id = {literal(NO_PROJECT)}
             GROUP BY ALL
         ),
-        models AS (SELECT * FROM wide WHERE model_id <> {_literal(TOTAL)}),
+        models AS (SELECT * FROM wide WHERE model_id <> {literal(TOTAL)}),
         attributed AS (SELECT {keys}, {attributed} FROM models GROUP BY ALL),
         gaps AS (
             SELECT {", ".join(f"t.{k}" for k in _KEYS)},
-                {_literal(UNATTRIBUTED)} AS model_id, {gap_columns},
+                {literal(UNATTRIBUTED)} AS model_id, {gap_columns},
                 CASE WHEN t.latency_samples > coalesce(a.latency_samples, 0)
                     THEN t.latency_ms_sum - coalesce(a.latency_ms_sum, 0) ELSE 0 END
                     AS latency_ms_sum
             FROM wide AS t LEFT JOIN attributed AS a USING ({keys})
-            WHERE t.model_id = {_literal(TOTAL)}
+            WHERE t.model_id = {literal(TOTAL)}
         ),
         rows AS (
             SELECT * FROM models
@@ -156,7 +152,7 @@ def project_query(points: str, descriptions: str = "") -> str:
         SELECT usage_date, connection_id, account_id, region, project_id, model_id,
             {_pivoted(columns)}, synced_at
         FROM {points} JOIN {_metric_table(PROJECT_METRICS)} USING (metric_name, statistic)
-        WHERE project_id <> {_literal(NO_PROJECT)}
+        WHERE project_id <> {literal(NO_PROJECT)}
         GROUP BY ALL
         ORDER BY usage_date, region, project_id, model_id
     """
@@ -209,8 +205,8 @@ def _shape(query, datapoints, connection_id, account_id, region, synced_at) -> p
         relation = f"""(
             SELECT usage_date::DATE AS usage_date, $connection AS connection_id,
                 $account AS account_id, $region AS region,
-                coalesce(model_id, {_literal(TOTAL)}) AS model_id,
-                coalesce(project_id, {_literal(NO_PROJECT)}) AS project_id,
+                coalesce(model_id, {literal(TOTAL)}) AS model_id,
+                coalesce(project_id, {literal(NO_PROJECT)}) AS project_id,
                 metric_name, statistic, value, $synced::TIMESTAMP AS synced_at
             FROM {name}
         )"""

@@ -19,7 +19,8 @@ import pandas as pd
 
 from ..days import DayRange
 from ..pricing.prices import PriceRow, merge_prices
-from .frames import insert_frame
+from .frames import insert_frame, literal
+from .lake import is_lake
 from .quality import window_filter
 
 PRICES_TABLE = "bedrock_prices"
@@ -163,16 +164,6 @@ MONTHLY_COMMENTS = {
 }
 
 
-def is_lake(connection: duckdb.DuckDBPyConnection) -> bool:
-    """The connection's default catalog is a DuckLake (not a DuckDB file)."""
-    return (
-        connection.execute(
-            "SELECT type FROM duckdb_databases() WHERE database_name = current_database()"
-        ).fetchone()[0]
-        == "ducklake"
-    )
-
-
 def create_cost_views(connection: duckdb.DuckDBPyConnection, catalog: str | None = None) -> None:
     """(Re)create the cost views, with column comments, in the warehouse or, given
     `catalog`, in an attached copy (the analysts')."""
@@ -189,8 +180,7 @@ def create_cost_views(connection: duckdb.DuckDBPyConnection, catalog: str | None
         comments = {name: columns for name, columns in comments.items() if name == PRICES_TABLE}
     for relation, columns in comments.items():
         for column, text in columns.items():
-            quoted = text.replace("'", "''")
-            connection.execute(f"COMMENT ON COLUMN {prefix}{relation}.{column} IS '{quoted}'")
+            connection.execute(f"COMMENT ON COLUMN {prefix}{relation}.{column} IS {literal(text)}")
 
 
 def stored_prices(connection: duckdb.DuckDBPyConnection, source: str) -> list[PriceRow]:

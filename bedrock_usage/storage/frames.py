@@ -1,4 +1,6 @@
-"""Appending a pandas frame to a DuckDB table, the one way every writer here does it."""
+"""What every DuckDB writer here shares: registering or appending a pandas frame, and
+quoting a text as a SQL literal where DuckDB takes no parameter (ATTACH, LOAD, CREATE
+SECRET, COMMENT, SQL built from our own constants)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,11 @@ import duckdb
 import pandas as pd
 
 _frame_names = itertools.count()
+
+
+def literal(text: str) -> str:
+    """`text` as a single-quoted SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def registered(connection: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> str:

@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 import duckdb
 
 from ..settings import lake_catalog, lake_data_path, redacted_url
+from .frames import literal
 
 ALIAS = "warehouse"
 EXTENSIONS = ("ducklake", "postgres_scanner", "httpfs")
@@ -46,13 +47,23 @@ class Lake:
     def attach_sql(self, read_only: bool = False) -> str:
         """The ATTACH statement an analyst runs too (after LOAD ducklake and an S3
         secret); it holds no password of its own beyond what the URL has."""
-        options = [f"DATA_PATH {_literal(self.data_path)}"]
+        options = [f"DATA_PATH {literal(self.data_path)}"]
         if read_only:
             options.append("READ_ONLY")
         return (
-            f"ATTACH {_literal('ducklake:postgres:' + self.catalog)} AS {ALIAS} "
+            f"ATTACH {literal('ducklake:postgres:' + self.catalog)} AS {ALIAS} "
             f"({', '.join(options)})"
         )
+
+
+def is_lake(connection: duckdb.DuckDBPyConnection) -> bool:
+    """The connection's default catalog is a DuckLake (not a DuckDB file)."""
+    return (
+        connection.execute(
+            "SELECT type FROM duckdb_databases() WHERE database_name = current_database()"
+        ).fetchone()[0]
+        == "ducklake"
+    )
 
 
 def configured_lake() -> Lake | None:
@@ -82,7 +93,7 @@ def load_extensions(connection: duckdb.DuckDBPyConnection) -> None:
             connection.execute(f"INSTALL {name}")
             connection.execute(f"LOAD {name}")
         else:
-            connection.execute(f"LOAD {_literal(str(path))}")
+            connection.execute(f"LOAD {literal(str(path))}")
 
 
 def _wheel_extension(name: str) -> Path | None:
@@ -129,7 +140,7 @@ def create_s3_secret(connection: duckdb.DuckDBPyConnection) -> None:
             USE_SSL="true" if parsed.scheme == "https" else "false",
         )
     body = ", ".join(
-        f"{key} {value if key in ('TYPE', 'USE_SSL') else _literal(value)}"
+        f"{key} {value if key in ('TYPE', 'USE_SSL') else literal(value)}"
         for key, value in options.items()
     )
     connection.execute(f"CREATE OR REPLACE TEMPORARY SECRET bedrock_usage_lake ({body})")
@@ -147,7 +158,3 @@ def retrying(work: Callable[[], T], attempts: int = 8) -> T:
                 raise
             time.sleep(random.uniform(0.05, 0.2) * attempt)
     raise AssertionError("unreachable")
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

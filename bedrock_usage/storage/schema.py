@@ -9,7 +9,8 @@ from __future__ import annotations
 import duckdb
 
 from ..pricing.prices import shipped_prices
-from .costs import create_cost_views, has_source, is_lake, store_prices
+from .costs import create_cost_views, has_source, store_prices
+from .lake import is_lake
 
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import pandas as pd
@@ -42,10 +43,11 @@ from ..shaping.daily import (
     usage_query,
 )
 from .costs import PRICES_TABLE, create_cost_views
-from .frames import registered
+from .frames import literal, registered
 from .lake import Lake, configured_lake, open_lake, retrying
 from .schema import MIGRATIONS, ensure_schema
 
+T = TypeVar("T")
 RAW_COLUMNS = [
     "usage_date",
     "connection_id",
@@ -155,6 +157,17 @@ def transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
         except duckdb.TransactionException:
             pass  # a refused COMMIT has already ended the transaction
         raise
+
+
+def atomically(connection: duckdb.DuckDBPyConnection, work: Callable[[], T]) -> T:
+    """Run `work` in one transaction; when a DuckLake refuses the commit because another
+    writer changed the same table first, run it again whole (`lake.retrying`)."""
+
+    def attempt() -> T:
+        with transaction(connection):
+            return work()
+
+    return retrying(attempt)
 
 
 def replace_datapoints(
@@ -306,7 +319,7 @@ def publish_snapshot(
         leftover.unlink(missing_ok=True)
     incremental = changed is not None and _attach_previous_copy(connection, target, staging)
     if not incremental:
-        connection.execute(f"ATTACH {_quoted(staging)} AS analysts_snapshot")
+        connection.execute(f"ATTACH {literal(str(staging))} AS analysts_snapshot")
     try:
         connection.execute("BEGIN TRANSACTION")
         if incremental:
@@ -343,10 +356,6 @@ def publish_snapshot(
 SNAPSHOT_VERSION_TABLE = "snapshot_schema_version"
 
 
-def _quoted(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
 def _attach_previous_copy(
     connection: duckdb.DuckDBPyConnection, target: Path, staging: Path
 ) -> bool:
@@ -358,7 +367,7 @@ def _attach_previous_copy(
         return False
     shutil.copyfile(target, staging)
     try:
-        connection.execute(f"ATTACH {_quoted(staging)} AS analysts_snapshot")
+        connection.execute(f"ATTACH {literal(str(staging))} AS analysts_snapshot")
     except duckdb.Error:
         staging.unlink(missing_ok=True)  # damaged: rebuilt whole
         return False
@@ -423,22 +432,19 @@ def purge_connection(
             before_delete()
 
         def delete() -> int:
-            with transaction(connection):
-                deleted = connection.execute(
-                    "SELECT count(*) FROM bedrock_usage_daily WHERE connection_id = ?",
-                    [connection_id],
-                ).fetchone()[0]
-                for table in (
-                    "bedrock_usage_daily",
-                    "bedrock_usage_daily_by_project",
-                    "cloudwatch_daily_datapoints",
-                ):
-                    connection.execute(
-                        f"DELETE FROM {table} WHERE connection_id = ?", [connection_id]
-                    )
+            deleted = connection.execute(
+                "SELECT count(*) FROM bedrock_usage_daily WHERE connection_id = ?",
+                [connection_id],
+            ).fetchone()[0]
+            for table in (
+                "bedrock_usage_daily",
+                "bedrock_usage_daily_by_project",
+                "cloudwatch_daily_datapoints",
+            ):
+                connection.execute(f"DELETE FROM {table} WHERE connection_id = ?", [connection_id])
             return deleted
 
-        deleted = retrying(delete)
+        deleted = atomically(connection, delete)
         publish_snapshot(connection, path, {connection_id: None})
     return deleted
 
@@ -501,7 +507,7 @@ def copy_into_lake(source: Path, lake: Lake) -> dict[str, int]:
     with open_warehouse(source):
         pass
     with open_warehouse(lake) as connection:
-        connection.execute(f"ATTACH {_quoted(Path(source))} AS local_file (READ_ONLY)")
+        connection.execute(f"ATTACH {literal(str(source))} AS local_file (READ_ONLY)")
         try:
             held = {
                 table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
@@ -514,17 +520,16 @@ def copy_into_lake(source: Path, lake: Lake) -> dict[str, int]:
                 )
 
             def copy() -> None:
-                with transaction(connection):
-                    connection.execute(f"DELETE FROM {PRICES_TABLE}")  # the file's, refreshed
-                    for table in LAKE_TABLES:
-                        columns = ", ".join(_columns(connection, table))
-                        order = "" if table == PRICES_TABLE else " ORDER BY usage_date, region"
-                        connection.execute(
-                            f"INSERT INTO {table} ({columns}) "
-                            f"SELECT {columns} FROM local_file.{table}{order}"
-                        )
+                connection.execute(f"DELETE FROM {PRICES_TABLE}")  # the file's, refreshed
+                for table in LAKE_TABLES:
+                    columns = ", ".join(_columns(connection, table))
+                    order = "" if table == PRICES_TABLE else " ORDER BY usage_date, region"
+                    connection.execute(
+                        f"INSERT INTO {table} ({columns}) "
+                        f"SELECT {columns} FROM local_file.{table}{order}"
+                    )
 
-            retrying(copy)
+            atomically(connection, copy)
             copied = {}
             for table in LAKE_TABLES:
                 totals = f"SELECT count(*), {_checksum(table)} FROM"
