@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from bedrock_usage.days import DayRange
-from bedrock_usage.storage.lake import configured_lake, create_s3_secret, load_extensions
+from bedrock_usage.errors import UserError
+from bedrock_usage.storage.lake import Lake, configured_lake, create_s3_secret, load_extensions
 from bedrock_usage.storage.schema import LAKE_BASELINE_VERSION
 from bedrock_usage.storage.warehouse import (
     atomically,
@@ -212,3 +213,13 @@ def test_the_cli_syncs_into_the_lake_and_moves_a_local_warehouse_into_one(
         ]  # fmt: skip
     assert not (home / "warehouse.duckdb").exists()
     assert not (home / "warehouse.snapshot.duckdb").exists()
+
+
+def test_an_unreachable_catalog_says_what_to_check_without_its_password(tmp_path):
+    lake = Lake("postgresql://bedrock:hunter2@127.0.0.1:1/lake", f"{tmp_path}/data/")
+    with pytest.raises(UserError) as raised:
+        with open_warehouse(lake):
+            pass
+    message = str(raised.value)
+    assert "hunter2" not in message and "bedrock:***@127.0.0.1:1" in message
+    assert "BEDROCK_USAGE_LAKE_CATALOG" in message

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..errors import UserError
 from ..processes import ProcessId, this_process
 from ..settings import redacted_url, state_path, state_url
 
@@ -525,7 +526,7 @@ def _postgres(url: str) -> Iterator[_Db]:
     try:
         import psycopg2
     except ImportError:
-        raise RuntimeError(
+        raise UserError(
             "BEDROCK_USAGE_STATE_URL names a PostgreSQL database, but psycopg2 is not "
             "installed: pip install 'bedrock-usage[deploy]'."
         ) from None

@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 
 import duckdb
 
+from ..errors import UserError
 from ..settings import lake_catalog, lake_data_path, redacted_url
 from .frames import literal
 
@@ -78,7 +79,15 @@ def open_lake(lake: Lake, read_only: bool, config: dict[str, object]) -> duckdb.
         load_extensions(connection)
         if lake.data_path.startswith("s3://"):
             create_s3_secret(connection)
-        connection.execute(lake.attach_sql(read_only))
+        try:
+            connection.execute(lake.attach_sql(read_only))
+        except duckdb.Error as error:
+            reason = str(error).replace(lake.catalog, redacted_url(lake.catalog))
+            raise UserError(
+                f"Could not attach {lake}: {reason}. Check that the catalog database is up "
+                "and the URL's user may connect (BEDROCK_USAGE_LAKE_CATALOG), and that this "
+                "runtime may read and write the data path (BEDROCK_USAGE_LAKE_DATA_PATH)."
+            ) from None
         connection.execute(f"USE {ALIAS}")
     except BaseException:
         connection.close()
@@ -118,7 +127,7 @@ def create_s3_secret(connection: duckdb.DuckDBPyConnection) -> None:
     session = boto3.Session()
     credentials = session.get_credentials()
     if credentials is None:
-        raise RuntimeError(
+        raise UserError(
             "The lake's data path is on S3 but this runtime has no AWS credentials: give "
             "it a role (ECS task role, IRSA) or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY."
         )

@@ -26,6 +26,7 @@ import duckdb
 import pandas as pd
 
 from ..days import DayRange
+from ..errors import UserError
 from ..extraction.metrics import MANTLE_METRIC_NAMES, NO_PROJECT, TOTAL, KnownSeries
 from ..settings import (
     lock_timeout_seconds,
@@ -536,7 +537,7 @@ def copy_into_lake(source: Path, lake: Lake) -> dict[str, int]:
                 lake_totals = connection.execute(f"{totals} {table}").fetchone()
                 file_totals = connection.execute(f"{totals} local_file.{table}").fetchone()
                 if lake_totals != file_totals:
-                    raise RuntimeError(
+                    raise UserError(
                         f"{table}: the lake holds {lake_totals}, the file {file_totals} — the "
                         "copy is not exact; do not switch to the lake, and report this."
                     )
