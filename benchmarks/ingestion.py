@@ -37,6 +37,8 @@ class EmulatorProcess:
         self.process = subprocess.Popen(
             [sys.executable, str(EMULATOR), *shape, f"--points-per-day={args.points_per_day}"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            # This checkout's emulator, even when the client is another commit's.
+            env={**os.environ, "PYTHONPATH": str(EMULATOR.parents[1])},
         )  # fmt: skip
         self.info = json.loads(self.process.stdout.readline())
 
