@@ -39,3 +39,14 @@ def test_a_table_never_written_is_not_fresh_and_one_written_today_is(aws, reader
 def test_the_daemon_evaluates_freshness_with_its_own_sensor():
     assert freshness_sensor in defs.sensors
     assert freshness_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_a_sync_run_leaves_freshness_to_the_daemon(aws, reader, bedrock_home):
+    # Evaluated in a run, Dagster would list every (day, connection) partition for it.
+    seed_daily(aws, "Invocations", HAIKU, {days_ago(1): 3})
+    connect(reader, "prod", regions="us-east-1", backfill_days=1)
+    result = run_sync("prod", DayRange(days_ago(1), days_ago(1)))
+    evaluated = {(e.asset_key.path[0], e.check_name) for e in result.get_asset_check_evaluations()}
+    freshness = {(k.asset_key.path[0], k.name) for c in freshness_checks for k in c.check_keys}
+    assert freshness == {("bedrock_usage_daily", "freshness_check")}
+    assert evaluated and not evaluated & freshness

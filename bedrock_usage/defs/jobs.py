@@ -4,6 +4,7 @@ import dagster as dg
 
 from .assets import bedrock_usage_daily, cloudwatch_datapoints
 from .costs import bedrock_cost_daily
+from .freshness import freshness_checks
 
 # Every run says which connection it syncs and what started it: cli, demo, schedule,
 # sensor, or ui (the default, for runs and backfills launched in the Dagster UI).
@@ -12,7 +13,13 @@ TRIGGER_TAG = "bedrock_usage/trigger"
 
 sync_job = dg.define_asset_job(
     "bedrock_usage_sync",
-    selection=[cloudwatch_datapoints, bedrock_usage_daily, bedrock_cost_daily],
+    # The assets with their own checks. Freshness is the daemon's to judge (a run that
+    # just wrote would always pass it), and Dagster evaluates an unpartitioned check of a
+    # partitioned asset by listing every partition: days × connections, growing daily.
+    selection=dg.AssetSelection.assets(
+        cloudwatch_datapoints, bedrock_usage_daily, bedrock_cost_daily
+    )
+    - dg.AssetSelection.checks(*freshness_checks),
     tags={TRIGGER_TAG: "ui"},
     description="Read CloudWatch for the selected days and connections, rebuild the daily "
     "usage table, and estimate its cost.",
