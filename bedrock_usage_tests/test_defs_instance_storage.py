@@ -18,7 +18,7 @@ from bedrock_usage.days import DayRange
 from bedrock_usage.defs.instance_storage import EVENT_BATCH_SIZE
 from bedrock_usage.defs.local_runs import instance, run_sync
 
-from .conftest import days_ago, seed_daily
+from .conftest import ACCOUNT, days_ago, seed_daily
 
 ASSETS = ("cloudwatch_datapoints", "bedrock_usage_daily", "bedrock_cost_daily")
 PLANNED = dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
@@ -30,15 +30,14 @@ def _shipped_config() -> dict:
     return yaml.safe_load(source.read_text())
 
 
-def _sync_twice(aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: dict) -> dict:
+def _sync_twice(aws, home: Path, monkeypatch: pytest.MonkeyPatch, config: dict) -> dict:
     """In a home of its own with `config` as dagster.yaml: a 3-day sync that succeeds, then
     a 2-day sync that fails because the key was deleted. Returns what the UI reads."""
-    home = tmp_path / f"home-{len(list(tmp_path.iterdir()))}"
     (home / "dagster").mkdir(parents=True)
     (home / "dagster" / "dagster.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.setenv("BEDROCK_USAGE_HOME", str(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
-    key = aws.create_reader("111122223333")
+    key = aws.create_reader(ACCOUNT)
     auth = AuthSpec(key.access_key_id, key.secret_access_key)
     service.connect("prod", key.account_id, "us-east-1", auth, sync_later=True)
     assert run_sync("prod", DayRange(days_ago(5), days_ago(3))).success
@@ -77,8 +76,8 @@ def test_a_run_is_recorded_as_dagsters_own_storage_records_it(aws, tmp_path, mon
     shipped = _shipped_config()
     stock = {name: value for name, value in shipped.items() if name != "storage"}
 
-    batching = _sync_twice(aws, tmp_path, monkeypatch, shipped)
-    own = _sync_twice(aws, tmp_path, monkeypatch, stock)
+    batching = _sync_twice(aws, tmp_path / "batching", monkeypatch, shipped)
+    own = _sync_twice(aws, tmp_path / "own", monkeypatch, stock)
 
     assert (batching.pop("storage"), own.pop("storage")) == (
         "BatchingSqliteEventLogStorage", "SqliteEventLogStorage")  # fmt: skip

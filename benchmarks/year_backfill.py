@@ -21,16 +21,14 @@ import warnings
 from datetime import timedelta
 from pathlib import Path
 
-from ingestion import EmulatorProcess, use_home  # noqa: I001 - beside this script
-from shape import REGIONS, parse_shape
+from ingestion import EmulatorProcess, connect_all, use_home  # noqa: I001 - beside this script
+from shape import parse_shape
 
 
 def main() -> None:
     args = parse_shape(__doc__.splitlines()[0])
     warnings.filterwarnings("ignore")
     import bedrock_usage
-    from bedrock_usage.connections import service
-    from bedrock_usage.connections.credentials import AuthSpec
     from bedrock_usage.days import readable_range, utc_today
     from bedrock_usage.defs.local_runs import run_sync
 
@@ -43,12 +41,7 @@ def main() -> None:
     os.environ["AWS_ENDPOINT_URL"] = aws.info["endpoint"]
     with tempfile.TemporaryDirectory() as home:
         use_home(Path(home))
-        names = []
-        for c, (account, key_id, secret) in enumerate(aws.info["readers"]):
-            regions = ",".join(REGIONS[: args.regions])
-            service.connect(f"bench-{c}", account, regions, AuthSpec(key_id, secret),
-                            sync_later=True)  # fmt: skip
-            names.append(f"bench-{c}")
+        names = connect_all(aws.info["readers"], args.regions)
         started = time.perf_counter()
         for name in names:
             assert run_sync(name, year).success
