@@ -252,11 +252,12 @@ def _run_sync(name: str, day_range, tags: dict[str, str] | None = None) -> None:
     from .defs import assets
     from .defs.local_runs import run_sync
 
-    fetches: list[RegionFetch] = []
+    unread: list[str] = []  # the regions, not their data points: those can be large
     display = _ProgressDisplay()
 
     def region_done(fetch: RegionFetch) -> None:
-        fetches.append(fetch)
+        if not fetch.ok:
+            unread.append(fetch.region)
         display.clear()
         _echo_region_synced(fetch)
 
@@ -297,9 +298,9 @@ def _run_sync(name: str, day_range, tags: dict[str, str] | None = None) -> None:
             code = ExitCode.WAREHOUSE_BUSY
         else:
             # 6 whenever a region could not be read (all of them included), else 1.
-            code = ExitCode.PARTIAL_SYNC if any(not f.ok for f in fetches) else ExitCode.FAILED
+            code = ExitCode.PARTIAL_SYNC if unread else ExitCode.FAILED
         raise UserError(f"The sync of '{name}' failed: {message}", code)
-    if any(not f.ok for f in fetches):
+    if unread:
         sys.exit(ExitCode.PARTIAL_SYNC)
 
 

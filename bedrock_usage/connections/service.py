@@ -16,7 +16,7 @@ from ..days import DayRange, readable_range, utc_today
 from ..errors import ExitCode, UserError
 from ..extraction.errors import FailureKind, RegionFailure, classify
 from ..extraction.fetch import ProgressListener, RegionFetch, empty_datapoints
-from ..memory import release_freed_memory
+from ..memory import release_freed_memory, release_garbage
 from ..storage.warehouse import (
     atomically,
     purge_connection,
@@ -228,6 +228,7 @@ def fetch_and_store(
     connection = get_connection(name, store)
     attempts.begin(store, name, run_id, day_range)
     fetches = _fetch(connection, day_range, open_connection, on_region_done, on_progress, options)
+    release_garbage()  # the regions' clients, before the store needs the memory
     store.set_phase(name, attempts.WRITING, [f.region for f in fetches if not f.ok])
     if any(f.ok for f in fetches):
         fetched_at = now_utc()
