@@ -167,3 +167,29 @@ def test_the_permission_check_stays_failed_until_the_region_reads_again(aws, rea
     assert "1 region(s) cannot be read" in research.description
     aws.allow_region(reader, "eu-west-1")
     assert _checks(run_sync("prod", window))["cloudwatch_permissions"].passed
+
+
+def test_a_run_out_of_duckdb_memory_says_which_setting_to_raise_and_keeps_the_rows(
+    aws, reader, bedrock_home
+):
+    first, last = days_ago(30), days_ago(1)
+    seed_daily(aws, "Invocations", HAIKU, {first + timedelta(days=d): 3 for d in range(30)})
+    connect(reader, "prod", regions="us-east-1")
+    assert run_sync("prod", DayRange(first, last)).success
+    before = _usage(bedrock_home)
+    assert before == [("us-east-1", HAIKU, 90, 30)]
+
+    seed_daily(aws, "Invocations", HAIKU, {last: 5})  # late data: the last day is now 8
+    starved = run_sync(
+        "prod", DayRange(first, last), resources={"warehouse": {"memory_limit": "1MB"}}
+    )
+    assert not starved.success
+    [failure] = [e for e in starved.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.step_failure_data.error.message
+    assert "DuckDB needed more memory than this run allows" in message
+    assert "Raise BEDROCK_USAGE_WAREHOUSE_MEMORY_LIMIT" in message
+    assert failure.step_failure_data.error.cls_name == "Failure"  # no traceback to read
+    assert _usage(bedrock_home) == before
+
+    assert run_sync("prod", DayRange(first, last)).success
+    assert _usage(bedrock_home) == [("us-east-1", HAIKU, 95, 30)]

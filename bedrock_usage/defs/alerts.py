@@ -3,7 +3,6 @@
 import os
 
 import dagster as dg
-from dagster_slack import SlackResource
 
 
 class AlertResource(dg.ConfigurableResource):
@@ -15,6 +14,9 @@ class AlertResource(dg.ConfigurableResource):
 
     def send(self, text: str, log) -> str:
         if self.slack_token and self.slack_channel:
+            # Imported when used: every run loads this module, few send to Slack (2 MB).
+            from dagster_slack import SlackResource
+
             SlackResource(token=self.slack_token).get_client().chat_postMessage(
                 channel=self.slack_channel, text=text
             )

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import dagster as dg
+import duckdb
 
 from .. import settings
 from ..connections import attempts, service
@@ -23,6 +24,7 @@ from ..storage.warehouse import (
     UsageWritten,
     WarehouseBusyError,
     atomically,
+    out_of_memory_message,
     publish_snapshot,
     rebuild_usage,
     usage_row_count,
@@ -153,6 +155,8 @@ def _as_failure() -> Iterator[None]:
         raise dg.Failure(description=str(error), metadata={"warehouse_busy": True}) from None
     except (UserError, settings.SettingsError, SecretKeyError) as error:
         raise dg.Failure(description=str(error)) from None
+    except duckdb.OutOfMemoryException as error:
+        raise dg.Failure(description=out_of_memory_message(error)) from None
 
 
 def _fetch_metadata(fetches_by_connection, accounts) -> dict[str, object]:

@@ -29,6 +29,7 @@ from ..days import DayRange
 from ..errors import UserError
 from ..extraction.metrics import MANTLE_METRIC_NAMES, NO_PROJECT, TOTAL, KnownSeries
 from ..settings import (
+    DEFAULT_WAREHOUSE_MEMORY_LIMIT,
     lock_timeout_seconds,
     snapshot_path,
     warehouse_memory_limit,
@@ -79,6 +80,18 @@ class WriterLimits:
             "memory_limit": warehouse_memory_limit(self.memory_limit),
             "threads": warehouse_threads(self.threads),
         }
+
+
+def out_of_memory_message(error: duckdb.OutOfMemoryException) -> str:
+    """What to do when a writer's DuckDB needed more than its memory_limit."""
+    reason = str(error).strip().splitlines()[0]
+    return (
+        f"DuckDB needed more memory than this run allows ({reason}); what it was writing "
+        "was rolled back, so the warehouse keeps its earlier rows. Raise "
+        "BEDROCK_USAGE_WAREHOUSE_MEMORY_LIMIT (or the warehouse resource's memory_limit), "
+        f"e.g. to 512MB (the default is {DEFAULT_WAREHOUSE_MEMORY_LIMIT}), or sync fewer "
+        "days per run, and run again."
+    )
 
 
 # Where the warehouse is: a DuckDB file, or a DuckLake.
