@@ -5,18 +5,35 @@ from the UI (the run names the code location `bedrock_usage` of workspace.yaml).
 
 import os
 import shutil
+import sys
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
+from dagster._core.code_pointer import CodePointer
+from dagster._core.definitions.definitions_load_context import (
+    DefinitionsLoadContext,
+    DefinitionsLoadType,
+)
+from dagster._core.definitions.reconstruct import ReconstructableRepository
 from dagster._core.definitions.repository_definition import SINGLETON_REPOSITORY_NAME
+from dagster._core.definitions.repository_definition.repository_definition import (
+    RepositoryLoadData,
+)
 from dagster._core.execution.api import execute_run
 from dagster._core.execution.job_execution_result import JobExecutionResult
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.remote_representation.code_location import InProcessCodeLocation
+from dagster._core.remote_representation.external import RemoteRepository
+from dagster._core.remote_representation.external_data import RepositorySnap
+from dagster._core.remote_representation.handle import RepositoryHandle
 from dagster._core.storage.defs_state.base import set_defs_state_storage
-from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._core.types.loadable_target_origin import (
+    LoadableTargetOrigin,
+    enter_loadable_target_origin_load_context,
+)
 from dagster._utils.hosted_user_process import recon_job_from_origin
 
 from .. import settings
@@ -29,6 +46,7 @@ from .run_health import process_tags, wait_for_slot
 
 LOCATION_NAME = "bedrock_usage"  # as in workspace.yaml
 DEFINITIONS_MODULE = "bedrock_usage.defs.definitions"
+DEFINITIONS_ATTRIBUTE = "defs"  # the Definitions object in DEFINITIONS_MODULE
 
 # The CLI prints its own account of the run; the events stay in the instance for the UI.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -96,7 +114,56 @@ def _code_location(dagster_home_path: str) -> InProcessCodeLocation:
     # at a disposed instance ("Attempted to resolve undefined DagsterInstance weakref"):
     # point it at this instance while loading.
     with set_defs_state_storage(dagster.defs_state_storage):
-        return InProcessCodeLocation(origin, instance=dagster)
+        return _DefinitionsLocation(origin, instance=dagster)
+
+
+class _DefinitionsLocation(InProcessCodeLocation):
+    """Dagster's in-process code location for our one Definitions object, loaded as
+    Dagster's own loader (`dagster._grpc.server.LoadedRepositories`) loads it — the same
+    code pointer, repository and snapshots — without importing that module: it imports
+    grpc and protobuf (8.6 MB resident) for serving, which a run in this process never
+    does. A test holds both loaders' origins and snapshots equal."""
+
+    def __init__(self, origin: InProcessCodeLocationOrigin, instance: dg.DagsterInstance):
+        self._origin = origin
+        self._instance = instance
+        target = origin.loadable_target_origin
+        state = instance.defs_state_storage
+        DefinitionsLoadContext.set(
+            DefinitionsLoadContext(
+                DefinitionsLoadType.INITIALIZATION,
+                repository_load_data=RepositoryLoadData(
+                    defs_state_info=state.get_latest_defs_state_info() if state else None,
+                    code_location_name=origin.location_name,
+                ),
+            )
+        )
+        pointer = CodePointer.from_module(
+            target.module_name, DEFINITIONS_ATTRIBUTE, target.working_directory
+        )
+        reconstructable = ReconstructableRepository(
+            pointer,
+            origin.container_image,
+            executable_path=target.executable_path or sys.executable,
+            entry_point=origin.entry_point,
+            container_context=origin.container_context,
+        )
+        with enter_loadable_target_origin_load_context(target):
+            definition = reconstructable.get_definition()
+            definition.load_all_definitions()
+        name = definition.name
+        self._loaded_repositories = SimpleNamespace(
+            definitions_by_name={name: definition},
+            reconstructables_by_name={name: reconstructable},
+        )
+        self._repository_code_pointer_dict = {name: pointer}
+        self._repositories = {
+            name: RemoteRepository(
+                RepositorySnap.from_def(definition),
+                RepositoryHandle.from_location(repository_name=name, code_location=self),
+                auto_materialize_use_sensors=instance.auto_materialize_use_sensors,
+            )
+        }
 
 
 def run_tagged(
