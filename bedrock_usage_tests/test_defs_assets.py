@@ -53,6 +53,12 @@ def test_a_year_backfill_is_one_run_with_the_fewest_calls(aws, reader, bedrock_h
     metadata = materializations[0].materialization.metadata
     assert metadata["run_get_metric_data_calls"].value == 1
     assert metadata["run_metrics_requested"].value == series
+    # Counted when read, so still right after the run dropped the stored data points.
+    with duckdb.connect(str(bedrock_home / "warehouse.duckdb"), read_only=True) as con:
+        stored = con.execute("SELECT count(*) FROM cloudwatch_daily_datapoints").fetchone()[0]
+    assert stored == 3 * 365  # Invocations of both models and of the region total
+    assert metadata["run_datapoints_by_region"].value == {"prod/us-east-1": stored}
+    assert metadata["run_models_seen"].value == sorted([HAIKU, NOVA])
     usage_metadata = next(
         e.materialization.metadata
         for e in materializations

@@ -241,6 +241,8 @@ def fetch_and_store(
                 store_fetches(warehouse, name, connection.account_id, fetches, fetched_at)
 
             atomically(warehouse, write)
+        for fetch in fetches:
+            fetch.release_datapoints()  # stored: a run over many connections keeps only counts
         release_freed_memory()
     _record_fetches(store, connection, fetches)
     return connection, fetches

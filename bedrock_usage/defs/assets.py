@@ -182,14 +182,14 @@ def _fetch_metadata(fetches_by_connection, accounts) -> dict[str, object]:
         "run_metrics_requested": sum(f.metrics_requested for f in fetches),
         "run_datapoints_by_region": dg.MetadataValue.json(
             {
-                f"{connection_id}/{f.region}": len(f.datapoints)
+                f"{connection_id}/{f.region}": f.datapoint_count
                 for connection_id, group in fetches_by_connection.items()
                 for f in group
                 if f.ok
             }
         ),
         "run_models_seen": dg.MetadataValue.json(
-            sorted({m for f in fetches for m in f.datapoints.model_id.dropna().unique()})
+            sorted({m for f in fetches for m in f.models_seen})
         ),
         "run_regions_failed": dg.MetadataValue.json(failed),
         "run_permission_failures": sum(

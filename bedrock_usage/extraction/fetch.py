@@ -71,16 +71,28 @@ class RegionFetch:
     metrics_requested: int = 0
     models_listed: KnownSeries = field(default_factory=KnownSeries)
     models_found_in_catalog: set[str] = field(default_factory=set)
+    datapoint_count: int = 0  # these two stay when the data points are released
+    models_seen: frozenset[str] = frozenset()
 
     @property
     def ok(self) -> bool:
         return self.failure is None
 
+    def hold(self, datapoints: pd.DataFrame) -> None:
+        """Keep what the region answered, with its count and its models."""
+        self.datapoints = datapoints
+        self.datapoint_count = len(datapoints)
+        self.models_seen = frozenset(datapoints.model_id.dropna().unique())
+
+    def release_datapoints(self) -> None:
+        """Drop the data points once they are stored: a year of a region is ≈3 MB, and a
+        run holds every connection's fetches until it ends."""
+        self.datapoints = empty_datapoints()
+
     def summary(self) -> str:
         """What was read and what it cost, in one line."""
-        models = self.datapoints.model_id.dropna().nunique()
         return (
-            f"{len(self.datapoints)} data points, {models} model(s), "
+            f"{self.datapoint_count} data points, {len(self.models_seen)} model(s), "
             f"{self.get_metric_data_calls} GetMetricData call(s), "
             f"{self.metrics_requested} metrics requested"
         )
@@ -324,7 +336,7 @@ def fetch_region(
         found = _probe_idle_models(reader, answers, runtime, RUNTIME_PROBE)
         found |= _probe_idle_models(reader, answers, mantle, MANTLE_PROBE)
         fetch.models_found_in_catalog = found
-        fetch.datapoints = answers.frame()
+        fetch.hold(answers.frame())
         del answers
     except Exception as error:  # noqa: BLE001 - classified below, or re-raised
         failure = (
@@ -333,7 +345,7 @@ def fetch_region(
             else classify(region, error)
         )
         fetch.failure = failure
-        fetch.datapoints = empty_datapoints()
+        fetch.hold(empty_datapoints())
     fetch.get_metric_data_calls = reader.get_metric_data_calls
     fetch.list_metrics_calls = reader.list_metrics_calls
     fetch.metrics_requested = reader.metrics_requested
