@@ -171,17 +171,22 @@ print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
 """
 
 
+def peak_of(command: list[str]) -> float:
+    """Run `command` in a process of its own; its peak resident MB (it must exit 0)."""
+    shim = subprocess.run([sys.executable, "-c", _PEAK_OF, *command],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    peak_kb, exit_code = map(int, shim.stdout.split())
+    assert exit_code == 0, f"{' '.join(command)} exited {exit_code}"
+    return peak_kb / 1024
+
+
 def _cli_sync(name: str, day_range) -> tuple[float, float]:
     """Seconds and peak resident MB of `bedrock-usage sync` syncing `day_range`."""
     command = [str(Path(sys.executable).with_name("bedrock-usage")), "sync", name,
                "--start", str(day_range.first), "--end", str(day_range.last)]  # fmt: skip
     started = time.perf_counter()
-    shim = subprocess.run([sys.executable, "-c", _PEAK_OF, *command],
-                          capture_output=True, text=True, check=True)  # fmt: skip
-    seconds = time.perf_counter() - started
-    peak_kb, exit_code = map(int, shim.stdout.split())
-    assert exit_code == 0, f"{' '.join(command)} exited {exit_code}"
-    return seconds, peak_kb / 1024
+    peak_mb = peak_of(command)
+    return time.perf_counter() - started, peak_mb
 
 
 def _timed(sync, runs: int = 5) -> float:

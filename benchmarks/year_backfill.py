@@ -7,6 +7,11 @@ commit and this one in one run, on the same emulator and shape:
     PYTHONPATH=/tmp/before .venv/bin/python benchmarks/year_backfill.py --connections 10
     .venv/bin/python benchmarks/year_backfill.py --connections 10
 
+With --one-run it also syncs every connection's year again as one run in a process of
+its own, as a backfill of the whole shape launched from the UI runs (the assets'
+single-run policy): that process's seconds and peak RSS (a production run, the figure
+the memory target is about).
+
 Prints figures; asserts nothing.
 """
 
@@ -15,18 +20,41 @@ from __future__ import annotations
 import os
 import resource
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
 from datetime import timedelta
 from pathlib import Path
 
-from ingestion import EmulatorProcess, connect_all, use_home  # noqa: I001 - beside this script
+import duckdb
+from ingestion import EmulatorProcess, connect_all, peak_of, use_home  # noqa: I001
 from shape import parse_shape
+
+# One run over every connection's year, as a UI backfill of the whole shape is.
+_ONE_RUN = """
+import sys, warnings
+from datetime import date
+warnings.filterwarnings("ignore")
+from bedrock_usage.defs.local_runs import instance, register_connection, run_tagged
+from bedrock_usage.defs.partitions import partition_key
+first, last, *names = sys.argv[1:]
+dagster = instance()
+for name in names:
+    register_connection(dagster, name)
+tags = {"dagster/asset_partition_range_start": partition_key(names[0], first),
+        "dagster/asset_partition_range_end": partition_key(names[-1], last)}
+result = run_tagged(tags, "benchmark", dagster=dagster)
+assert result.success
+days = 1 + (date.fromisoformat(last) - date.fromisoformat(first)).days
+usage = [e for e in result.get_asset_materialization_events()
+         if e.asset_key.path == ["bedrock_usage_daily"]]
+assert len(usage) == days * len(names), "the run did not cover every connection's year"
+"""
 
 
 def main() -> None:
-    args = parse_shape(__doc__.splitlines()[0])
+    args = parse_shape(__doc__.splitlines()[0], extra_flags=("--one-run",))
     warnings.filterwarnings("ignore")
     import bedrock_usage
     from bedrock_usage.days import readable_range, utc_today
@@ -46,11 +74,22 @@ def main() -> None:
         for name in names:
             assert run_sync(name, year).success
         seconds = time.perf_counter() - started
+        if args.one_run:
+            started = time.perf_counter()
+            one_run_mb = peak_of([sys.executable, "-c", _ONE_RUN, str(year.first),
+                                  str(year.last), *names])  # fmt: skip
+            one_run_seconds = time.perf_counter() - started
+            with duckdb.connect(str(Path(home) / "warehouse.duckdb"), read_only=True) as con:
+                rows = con.execute("SELECT count(*) FROM bedrock_usage_daily").fetchone()[0]
     aws.stop()
     print(f"bedrock_usage at {commit or source}: year backfill of {len(names)} connection(s) "
           f"x {args.regions} regions x {args.models} models: {seconds:.1f} s "
           f"({seconds / len(names):.2f} s per connection); client peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")  # fmt: skip
+    if args.one_run:
+        print(f"the same year of all {len(names)} connection(s) again as one run, in a process "
+              f"of its own: {one_run_seconds:.1f} s, peak RSS {one_run_mb:.0f} MB "
+              f"({rows:,} usage rows after it)")  # fmt: skip
 
 
 if __name__ == "__main__":
