@@ -25,6 +25,12 @@ def _checks(result):
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
+def _step_failure(result):
+    """The run's one failed step's error."""
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    return failure.step_failure_data.error
+
+
 def _usage(home):
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         return con.execute(
@@ -145,9 +151,7 @@ def test_a_bad_resource_value_fails_the_run_before_anything_is_read(aws, reader,
         "prod", DayRange(day, day), resources={"sync_settings": {"reconcile_tolerance": "5%"}}
     )
     assert not result.success
-    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    message = failure.step_failure_data.error.message
-    assert "BEDROCK_USAGE_RECONCILE_TOLERANCE='5%' is not usable" in message
+    assert "BEDROCK_USAGE_RECONCILE_TOLERANCE='5%' is not usable" in _step_failure(result).message
     assert aws.log.count("GetMetricData") == 0 and aws.log.count("ListMetrics") == 0
 
 
@@ -190,11 +194,10 @@ def test_a_run_out_of_duckdb_memory_says_which_setting_to_raise_and_keeps_the_ro
         "prod", DayRange(first, last), resources={"warehouse": {"memory_limit": "1MB"}}
     )
     assert not starved.success
-    [failure] = [e for e in starved.all_events if e.event_type_value == "STEP_FAILURE"]
-    message = failure.step_failure_data.error.message
-    assert "DuckDB needed more memory than this run allows" in message
-    assert "Raise BEDROCK_USAGE_WAREHOUSE_MEMORY_LIMIT" in message
-    assert failure.step_failure_data.error.cls_name == "Failure"  # no traceback to read
+    error = _step_failure(starved)
+    assert "DuckDB needed more memory than this run allows" in error.message
+    assert "Raise BEDROCK_USAGE_WAREHOUSE_MEMORY_LIMIT" in error.message
+    assert error.cls_name == "Failure"  # the message alone, no traceback to read
     assert _usage(bedrock_home) == before
 
     assert run_sync("prod", DayRange(first, last)).success
