@@ -21,6 +21,7 @@ from bedrock_usage.storage.warehouse import (
     publish_snapshot,
     rebuild_usage,
     replace_datapoints,
+    shed_cache,
     transaction,
 )
 
@@ -285,3 +286,33 @@ def test_a_writer_is_bounded_and_a_reader_is_not(tmp_path, monkeypatch):
         assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 2
     with open_warehouse(path, read_only=True) as con:
         assert con.execute("SELECT current_setting('threads')").fetchone()[0] >= 1
+
+
+def _cached_bytes(con) -> int:
+    return con.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()[0]
+
+
+def test_shedding_the_cache_keeps_the_rows_and_the_limit(tmp_path, monkeypatch):
+    path = tmp_path / "w.duckdb"
+    days = {date.fromordinal(D1.toordinal() - d): 5 for d in range(365)}
+    span = DayRange(min(days), max(days))
+    points = pd.concat([_points(days, f"m.model-{m}-v1") for m in range(40)])
+    with open_warehouse(path) as con:
+        with transaction(con):
+            replace_datapoints(con, "acme", "111122223333", "us-east-1", span, points, FETCHED)
+            rebuild_usage(con, "acme", span)  # what a run's next window finds cached
+        before = _cached_bytes(con)
+        shed_cache(con)
+        assert _cached_bytes(con) < before / 4
+        assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "122.0 MiB"
+        assert con.execute("SELECT sum(input_tokens) FROM bedrock_usage_daily").fetchone()[0] == (
+            5 * 365 * 40
+        )
+    # An in-memory DuckDB (a lake's) is left alone: shedding would write its tables to a
+    # temp directory in the working directory.
+    monkeypatch.chdir(tmp_path)
+    with duckdb.connect() as con:
+        con.execute("CREATE TABLE t AS SELECT range AS r FROM range(1000000)")
+        shed_cache(con)
+        assert not (tmp_path / ".tmp").exists()
+        assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 1_000_000

@@ -9,6 +9,7 @@ the "duckdb" concurrency pool: one writer at a time.
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import dagster as dg
 import duckdb
@@ -27,6 +28,7 @@ from ..storage.warehouse import (
     out_of_memory_message,
     publish_snapshot,
     rebuild_usage,
+    shed_cache,
     usage_row_count,
 )
 from .checks import (
@@ -232,17 +234,17 @@ def bedrock_usage_daily(
         for connection_id in windows:
             store.set_phase(connection_id, attempts.REBUILDING)
         with warehouse.get_connection() as connection:
-
-            def rebuild() -> dict[str, UsageWritten]:
-                written = {}
-                for connection_id, day_range in windows.items():
-                    if store.get(connection_id) is None:
-                        context.log.warning(f"{connection_id} was disconnected: not rebuilt.")
-                        continue
-                    written[connection_id] = rebuild_usage(connection, connection_id, day_range)
-                return written
-
-            for connection_id, written in atomically(connection, rebuild).items():
+            # One transaction per connection's window, as its data points were stored;
+            # DuckDB's cache is shed between windows, so a run over many connections
+            # holds one window's memory at a time.
+            for connection_id, day_range in windows.items():
+                if store.get(connection_id) is None:
+                    context.log.warning(f"{connection_id} was disconnected: not rebuilt.")
+                    continue
+                written: UsageWritten = atomically(
+                    connection, partial(rebuild_usage, connection, connection_id, day_range)
+                )
+                shed_cache(connection)
                 for region, count in written.rows_by_region.items():
                     rows_by_region[f"{connection_id}/{region}"] = count
                 tokens["input_tokens"] += written.input_tokens
