@@ -221,13 +221,15 @@ def test_a_refreshed_snapshot_equals_one_built_whole(tmp_path):
     with open_warehouse(path) as con:
         publish_snapshot(con, path)
     _sync(path, [("us-east-1", {D2: 21, D3: 30}, DayRange(D2, D3))])
-    with open_warehouse(path) as con:
-        refreshed = publish_snapshot(con, path, {"acme": DayRange(D2, D3)})
+    _sync(path, [("eu-west-1", {D1: 4}, DayRange(D1, D1))], connection="other")
+    with open_warehouse(path) as con:  # two windows, each committed on its own
+        refreshed = publish_snapshot(con, path, {"acme": DayRange(D2, D3), "other": None})
         query = "SELECT * EXCLUDE (synced_at) FROM {} ORDER BY ALL"
         expected = con.execute(query.format("bedrock_usage_daily")).fetchall()
     with duckdb.connect(str(refreshed), read_only=True) as snapshot:
         assert snapshot.execute(query.format("bedrock_usage_daily")).fetchall() == expected
     assert _tokens(refreshed)[("2026-11-02", "us-east-1")] == 21
+    assert _tokens(refreshed)[("2026-11-01", "eu-west-1")] == 4
 
 
 def test_a_warehouse_of_schema_1_is_migrated_in_place_without_losing_a_row(tmp_path):

@@ -357,10 +357,17 @@ def publish_snapshot(
     if not incremental:
         connection.execute(f"ATTACH {literal(str(staging))} AS analysts_snapshot")
     try:
-        connection.execute("BEGIN TRANSACTION")
         if incremental:
-            _replace_windows(connection, changed)
-        else:
+            # A commit per connection's window, DuckDB's cache shed between (a run over
+            # many connections holds one window at a time): the staging copy is swapped in
+            # whole, so a failure part-way leaves the analysts' copy as it was.
+            for connection_id, day_range in changed.items():
+                connection.execute("BEGIN TRANSACTION")
+                _replace_window(connection, connection_id, day_range)
+                connection.execute("COMMIT")
+                shed_cache(connection)
+        connection.execute("BEGIN TRANSACTION")
+        if not incremental:
             # The usage tables only: the raw data points are larger and for audit.
             for table in ANALYST_TABLES:
                 connection.execute(
@@ -421,21 +428,20 @@ def _attach_previous_copy(
     return False
 
 
-def _replace_windows(
-    connection: duckdb.DuckDBPyConnection, changed: dict[str, DayRange | None]
+def _replace_window(
+    connection: duckdb.DuckDBPyConnection, connection_id: str, day_range: DayRange | None
 ) -> None:
+    window = "connection_id = ?"
+    params: list[object] = [connection_id]
+    if day_range is not None:
+        window += " AND usage_date BETWEEN ? AND ?"
+        params += [day_range.first, day_range.last]
     for table in ANALYST_TABLES:
-        for connection_id, day_range in changed.items():
-            window = "connection_id = ?"
-            params: list[object] = [connection_id]
-            if day_range is not None:
-                window += " AND usage_date BETWEEN ? AND ?"
-                params += [day_range.first, day_range.last]
-            connection.execute(f"DELETE FROM analysts_snapshot.{table} WHERE {window}", params)
-            connection.execute(
-                f"INSERT INTO analysts_snapshot.{table} SELECT * FROM {table} WHERE {window}",
-                params,
-            )
+        connection.execute(f"DELETE FROM analysts_snapshot.{table} WHERE {window}", params)
+        connection.execute(
+            f"INSERT INTO analysts_snapshot.{table} SELECT * FROM {table} WHERE {window}",
+            params,
+        )
 
 
 def _exists(target: Path | str | Lake) -> bool:
