@@ -11,7 +11,12 @@ import pytest
 from bedrock_usage.days import DayRange
 from bedrock_usage.pricing.prices import ALL_REGIONS, PriceRow
 from bedrock_usage.shaping.model_ids import describe_model_id
-from bedrock_usage.storage.costs import cost_summary, store_prices, unpriced_usage
+from bedrock_usage.storage.costs import (
+    cost_summary,
+    merge_unpriced,
+    store_prices,
+    unpriced_usage,
+)
 from bedrock_usage.storage.warehouse import open_warehouse, transaction
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -130,6 +135,24 @@ def test_usage_without_a_list_price_is_null_never_zero_and_listed(con):
         ["acme.unheard-of-model-v1:0", 70],
         ["(unattributed)", 9],
     ]
+
+
+def test_windows_queried_one_at_a_time_merge_to_the_query_over_all(con):
+    add_usage(con, D1, PROVISIONED, input_tokens=500)
+    add_usage(con, D1, PROVISIONED, region="eu-west-1", input_tokens=7, invocations=2)
+    add_usage(con, D2, PROVISIONED, region="us-west-2", input_tokens=40)
+    add_usage(con, D2, "acme.unheard-of-model-v1:0", input_tokens=600)
+    add_usage(con, D1, "(unattributed)", input_tokens=0, invocations=3)
+    windows = [{"prod": DayRange(D1, D1)}, {"prod": DayRange(D2, D2)}]
+    merged = merge_unpriced([unpriced_usage(con, w) for w in windows])
+    whole = unpriced_usage(con, {"prod": DayRange(D1, D2)})
+    assert merged.values.tolist() == whole.values.tolist()
+    assert whole.values.tolist() == [
+        ["acme.unheard-of-model-v1:0", "in_region", "us-east-1", 600, 1],
+        [PROVISIONED, "provisioned", "eu-west-1,us-east-1,us-west-2", 547, 4],
+        ["(unattributed)", "unattributed", "us-east-1", 0, 3],
+    ]
+    assert merge_unpriced([unpriced_usage(con, {"prod": DayRange(D3, D3)})]).empty
 
 
 def test_a_resync_or_late_data_changes_the_cost_with_the_usage(con):

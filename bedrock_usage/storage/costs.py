@@ -246,6 +246,25 @@ def unpriced_usage(
     ).df()
 
 
+def merge_unpriced(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """`unpriced_usage` of several windows as one: by model, their regions joined and
+    their tokens and invocations summed, largest first."""
+    frames = [part for part in parts if not part.empty]
+    if len(frames) <= 1:
+        return frames[0] if frames else (parts[0] if parts else pd.DataFrame())
+    merged = (
+        pd.concat(frames)
+        .groupby(["model_id", "inference_scope"], dropna=False, sort=False)
+        .agg(
+            regions=("regions", lambda r: ",".join(sorted({x for v in r for x in v.split(",")}))),
+            tokens=("tokens", "sum"),
+            invocations=("invocations", "sum"),
+        )
+        .reset_index()
+    )
+    return merged.sort_values(["tokens", "model_id"], ascending=[False, True], ignore_index=True)
+
+
 def prices_in_force(connection: duckdb.DuckDBPyConnection, model_filter: str) -> list[dict]:
     """Price rows in force today whose model id contains `model_filter`."""
     cursor = connection.execute(
