@@ -357,22 +357,13 @@ def publish_snapshot(
     if not incremental:
         connection.execute(f"ATTACH {literal(str(staging))} AS analysts_snapshot")
     try:
-        if incremental:
-            # A commit per connection's window, DuckDB's cache shed between (a run over
-            # many connections holds one window at a time): the staging copy is swapped in
-            # whole, so a failure part-way leaves the analysts' copy as it was.
-            for connection_id, day_range in changed.items():
-                connection.execute("BEGIN TRANSACTION")
-                _replace_window(connection, connection_id, day_range)
-                connection.execute("COMMIT")
-                shed_cache(connection)
-        connection.execute("BEGIN TRANSACTION")
         if not incremental:
-            # The usage tables only: the raw data points are larger and for audit.
+            # Built whole: the usage tables (the raw data points are larger and for audit)
+            # empty, then every connection's rows as a window of its own, below.
+            connection.execute("BEGIN TRANSACTION")
             for table in ANALYST_TABLES:
                 connection.execute(
-                    f"CREATE TABLE analysts_snapshot.{table} AS SELECT * FROM {table} "
-                    "ORDER BY usage_date, connection_id, region"
+                    f"CREATE TABLE analysts_snapshot.{table} AS SELECT * FROM {table} WHERE false"
                 )
             connection.execute(
                 f"CREATE TABLE analysts_snapshot.{SNAPSHOT_VERSION_TABLE} AS "
@@ -382,6 +373,18 @@ def publish_snapshot(
                 f"CREATE TABLE analysts_snapshot.{PRICES_TABLE} AS "
                 f"SELECT * FROM {PRICES_TABLE} WHERE false"
             )
+            connection.execute("COMMIT")
+            stored = " UNION ".join(f"SELECT connection_id FROM {t}" for t in ANALYST_TABLES)
+            changed = {c: None for (c,) in connection.execute(f"{stored} ORDER BY 1").fetchall()}
+        # A commit per connection's window, DuckDB's cache shed between (a run over many
+        # connections holds one window at a time): the staging copy is swapped in whole,
+        # so a failure part-way leaves the analysts' copy as it was.
+        for connection_id, day_range in changed.items():
+            connection.execute("BEGIN TRANSACTION")
+            _replace_window(connection, connection_id, day_range)
+            connection.execute("COMMIT")
+            shed_cache(connection)
+        connection.execute("BEGIN TRANSACTION")
         # The price table is small: copied whole, so a refresh of prices shows too.
         connection.execute(f"DELETE FROM analysts_snapshot.{PRICES_TABLE}")
         connection.execute(
@@ -439,7 +442,8 @@ def _replace_window(
     for table in ANALYST_TABLES:
         connection.execute(f"DELETE FROM analysts_snapshot.{table} WHERE {window}", params)
         connection.execute(
-            f"INSERT INTO analysts_snapshot.{table} SELECT * FROM {table} WHERE {window}",
+            f"INSERT INTO analysts_snapshot.{table} SELECT * FROM {table} WHERE {window} "
+            "ORDER BY usage_date, region",
             params,
         )
 
