@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from bedrock_usage.days import DayRange
 from bedrock_usage.defs.local_runs import instance, run_sync
@@ -202,3 +203,16 @@ def test_a_run_out_of_duckdb_memory_says_which_setting_to_raise_and_keeps_the_ro
 
     assert run_sync("prod", DayRange(first, last)).success
     assert _usage(bedrock_home) == [("us-east-1", HAIKU, 95, 30)]
+
+
+def test_the_windows_gaps_are_merged_largest_first():
+    from bedrock_usage.defs.checks import _largest_first
+
+    first = pd.DataFrame({"region": ["a", "b"], "gap": [-9.0, 2.0]})
+    second = pd.DataFrame({"region": ["c", "d"], "gap": [5.0, -1.0]})
+    empty = first.iloc[0:0]
+    merged = _largest_first([empty, first, second], "gap")
+    assert merged.region.tolist() == ["a", "c", "b", "d"]
+    assert _largest_first([empty, empty], "gap").empty
+    projects = pd.DataFrame({"m": [10, 3], "p": [0, 30]})
+    assert _largest_first([projects], "m", "p").m.tolist() == [3, 10]

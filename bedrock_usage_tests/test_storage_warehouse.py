@@ -12,6 +12,7 @@ import pytest
 
 from bedrock_usage.days import DayRange
 from bedrock_usage.extraction.metrics import KnownSeries
+from bedrock_usage.storage.frames import shed_cache
 from bedrock_usage.storage.schema import MIGRATIONS
 from bedrock_usage.storage.warehouse import (
     WarehouseBusyError,
@@ -21,7 +22,6 @@ from bedrock_usage.storage.warehouse import (
     publish_snapshot,
     rebuild_usage,
     replace_datapoints,
-    shed_cache,
     transaction,
 )
 

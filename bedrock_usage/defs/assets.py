@@ -20,6 +20,7 @@ from ..connections.secrets import SecretKeyError
 from ..errors import UserError
 from ..extraction.fetch import FetchProgress, RegionFetch
 from ..memory import release_freed_memory
+from ..storage.frames import shed_cache
 from ..storage.schema import USAGE_COLUMN_DOCS
 from ..storage.warehouse import (
     UsageWritten,
@@ -28,7 +29,6 @@ from ..storage.warehouse import (
     out_of_memory_message,
     publish_snapshot,
     rebuild_usage,
-    shed_cache,
     usage_row_count,
 )
 from .checks import (

@@ -6,11 +6,13 @@ from datetime import timedelta
 
 import dagster as dg
 import duckdb
+import pandas as pd
 
 from ..connections.store import StateStore
 from ..days import DayRange, utc_today
 from ..extraction.errors import FailureKind
 from ..storage import quality
+from ..storage.frames import shed_cache
 
 FRESHNESS_DAYS = 2
 
@@ -101,17 +103,42 @@ def usage_check_results(
     store: StateStore,
     tolerance: float,
 ) -> list[dg.AssetCheckResult]:
+    # A connection's window at a time, DuckDB's cache shed between: queries over many
+    # connections' rows at once hold them all.
+    duplicates = negatives = 0
+    total_gaps, project_gaps = [], []
+    for connection_id, day_range in windows.items():
+        window = {connection_id: day_range}
+        duplicates += quality.duplicate_keys(connection, window)
+        negatives += quality.rows_with_negative_counts(connection, window)
+        total_gaps.append(quality.total_gaps(connection, window, tolerance))
+        project_gaps.append(quality.project_gaps(connection, window))
+        shed_cache(connection)
     return [
-        _unique_grain(connection, windows),
-        _no_negative_counts(connection, windows),
-        _totals_reconcile(connection, windows, tolerance),
+        _unique_grain(duplicates),
+        _no_negative_counts(negatives),
+        _totals_reconcile(_largest_first(total_gaps, "gap"), tolerance),
         _fresh(windows, store),
-        _projects_reconcile(connection, windows),
+        _projects_reconcile(
+            _largest_first(project_gaps, "model_input_tokens", "project_input_tokens")
+        ),
     ]
 
 
-def _projects_reconcile(connection, windows) -> dg.AssetCheckResult:
-    gaps = quality.project_gaps(connection, windows)
+def _largest_first(parts: list[pd.DataFrame], column: str, minus: str | None = None):
+    """The windows' gaps as one frame, by the absolute `column` (less `minus`), largest
+    first, as each window's query orders them."""
+    frames = [part for part in parts if not part.empty]
+    if not frames:
+        return parts[0] if parts else pd.DataFrame()
+    gaps = pd.concat(frames, ignore_index=True)
+    size = (gaps[column] - gaps[minus]) if minus else gaps[column]
+    return gaps.iloc[size.abs().sort_values(ascending=False, kind="stable").index].reset_index(
+        drop=True
+    )
+
+
+def _projects_reconcile(gaps: pd.DataFrame) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name="projects_reconcile",
         passed=gaps.empty,
@@ -131,8 +158,7 @@ def _projects_reconcile(connection, windows) -> dg.AssetCheckResult:
     )
 
 
-def _unique_grain(connection, windows) -> dg.AssetCheckResult:
-    duplicates = quality.duplicate_keys(connection, windows)
+def _unique_grain(duplicates: int) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name="unique_grain",
         passed=duplicates == 0,
@@ -146,8 +172,7 @@ def _unique_grain(connection, windows) -> dg.AssetCheckResult:
     )
 
 
-def _no_negative_counts(connection, windows) -> dg.AssetCheckResult:
-    negatives = quality.rows_with_negative_counts(connection, windows)
+def _no_negative_counts(negatives: int) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name="no_negative_counts",
         passed=negatives == 0,
@@ -161,8 +186,7 @@ def _no_negative_counts(connection, windows) -> dg.AssetCheckResult:
     )
 
 
-def _totals_reconcile(connection, windows, tolerance: float) -> dg.AssetCheckResult:
-    gaps = quality.total_gaps(connection, windows, tolerance)
+def _totals_reconcile(gaps: pd.DataFrame, tolerance: float) -> dg.AssetCheckResult:
     if gaps.empty:
         return dg.AssetCheckResult(
             check_name="totals_reconcile",

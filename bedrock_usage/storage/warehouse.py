@@ -28,7 +28,6 @@ import pandas as pd
 from ..days import DayRange
 from ..errors import UserError
 from ..extraction.metrics import MANTLE_METRIC_NAMES, NO_PROJECT, TOTAL, KnownSeries
-from ..memory import release_freed_memory
 from ..settings import (
     DEFAULT_WAREHOUSE_MEMORY_LIMIT,
     lock_timeout_seconds,
@@ -46,7 +45,7 @@ from ..shaping.daily import (
     usage_query,
 )
 from .costs import PRICES_TABLE, create_cost_views
-from .frames import literal, registered
+from .frames import literal, registered, shed_cache
 from .lake import Lake, configured_lake, open_lake, retrying
 from .schema import MIGRATIONS, ensure_schema
 
@@ -183,27 +182,6 @@ def atomically(connection: duckdb.DuckDBPyConnection, work: Callable[[], T]) -> 
             return work()
 
     return retrying(attempt)
-
-
-def shed_cache(connection: duckdb.DuckDBPyConnection) -> None:
-    """Make a file's DuckDB give back the blocks it keeps cached after a window's work.
-    DuckDB keeps what it read and wrote cached up to its memory_limit, so a run over many
-    connections would fill it; lowering the limit to almost nothing evicts every block not
-    in use (the rest stay, and the lowering is refused), then the limit is set back.
-    Measured: a connection-year's rebuild leaves 61 MB resident, 7 MB after this. Not for
-    an in-memory DuckDB (a lake's): its own tables would be written to a temp directory."""
-    in_memory = connection.execute(
-        "SELECT path IS NULL FROM duckdb_databases() WHERE database_name = current_database()"
-    ).fetchone()[0]
-    if in_memory:
-        return
-    limit = connection.execute("SELECT current_setting('memory_limit')").fetchone()[0]
-    try:
-        connection.execute("SET memory_limit = '1MB'")
-    except duckdb.OutOfMemoryException:
-        pass  # blocks in use cannot go; every other block was evicted
-    connection.execute(f"SET memory_limit = {literal(limit)}")
-    release_freed_memory()
 
 
 def replace_datapoints(
