@@ -20,7 +20,7 @@ from ..connections.secrets import SecretKeyError
 from ..errors import UserError
 from ..extraction.fetch import FetchProgress, RegionFetch
 from ..memory import release_freed_memory
-from ..storage.frames import shed_cache
+from ..storage.frames import one_at_a_time
 from ..storage.schema import USAGE_COLUMN_DOCS
 from ..storage.warehouse import (
     UsageWritten,
@@ -237,14 +237,13 @@ def bedrock_usage_daily(
             # One transaction per connection's window, as its data points were stored;
             # DuckDB's cache is shed between windows, so a run over many connections
             # holds one window's memory at a time.
-            for connection_id, day_range in windows.items():
+            for connection_id, day_range in one_at_a_time(connection, windows):
                 if store.get(connection_id) is None:
                     context.log.warning(f"{connection_id} was disconnected: not rebuilt.")
                     continue
                 written: UsageWritten = atomically(
                     connection, partial(rebuild_usage, connection, connection_id, day_range)
                 )
-                shed_cache(connection)
                 for region, count in written.rows_by_region.items():
                     rows_by_region[f"{connection_id}/{region}"] = count
                 tokens["input_tokens"] += written.input_tokens

@@ -12,7 +12,7 @@ from ..connections.store import StateStore
 from ..days import DayRange, utc_today
 from ..extraction.errors import FailureKind
 from ..storage import quality
-from ..storage.frames import shed_cache
+from ..storage.frames import one_at_a_time
 
 FRESHNESS_DAYS = 2
 
@@ -107,13 +107,12 @@ def usage_check_results(
     # connections' rows at once hold them all.
     duplicates = negatives = 0
     total_gaps, project_gaps = [], []
-    for connection_id, day_range in windows.items():
+    for connection_id, day_range in one_at_a_time(connection, windows):
         window = {connection_id: day_range}
         duplicates += quality.duplicate_keys(connection, window)
         negatives += quality.rows_with_negative_counts(connection, window)
         total_gaps.append(quality.total_gaps(connection, window, tolerance))
         project_gaps.append(quality.project_gaps(connection, window))
-        shed_cache(connection)
     return [
         _unique_grain(duplicates),
         _no_negative_counts(negatives),

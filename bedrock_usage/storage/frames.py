@@ -6,6 +6,8 @@ connections' windows."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator, Mapping
+from typing import TypeVar
 
 import duckdb
 import pandas as pd
@@ -13,6 +15,8 @@ import pandas as pd
 from ..memory import release_freed_memory
 
 _frame_names = itertools.count()
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def literal(text: str) -> str:
@@ -59,3 +63,15 @@ def shed_cache(connection: duckdb.DuckDBPyConnection) -> None:
         pass  # blocks in use cannot go; every other block was evicted
     connection.execute(f"SET memory_limit = {literal(limit)}")
     release_freed_memory()
+
+
+def one_at_a_time(
+    connection: duckdb.DuckDBPyConnection, windows: Mapping[K, V]
+) -> Iterator[tuple[K, V]]:
+    """Each connection's window in turn, DuckDB's cache shed between two of them: a run
+    over many connections then holds one window's memory at a time, and a run of one
+    connection pays nothing."""
+    for turn, window in enumerate(windows.items()):
+        if turn:
+            shed_cache(connection)
+        yield window

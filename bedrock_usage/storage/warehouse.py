@@ -45,7 +45,7 @@ from ..shaping.daily import (
     usage_query,
 )
 from .costs import PRICES_TABLE, create_cost_views
-from .frames import literal, registered, shed_cache
+from .frames import literal, one_at_a_time, registered
 from .lake import Lake, configured_lake, open_lake, retrying
 from .schema import MIGRATIONS, ensure_schema
 
@@ -357,11 +357,10 @@ def publish_snapshot(
         # A commit per connection's window, DuckDB's cache shed between (a run over many
         # connections holds one window at a time): the staging copy is swapped in whole,
         # so a failure part-way leaves the analysts' copy as it was.
-        for connection_id, day_range in changed.items():
+        for connection_id, day_range in one_at_a_time(connection, changed):
             connection.execute("BEGIN TRANSACTION")
             _replace_window(connection, connection_id, day_range)
             connection.execute("COMMIT")
-            shed_cache(connection)
         connection.execute("BEGIN TRANSACTION")
         # The price table is small: copied whole, so a refresh of prices shows too.
         connection.execute(f"DELETE FROM analysts_snapshot.{PRICES_TABLE}")
