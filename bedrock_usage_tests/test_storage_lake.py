@@ -16,6 +16,7 @@ import pytest
 
 from bedrock_usage.days import DayRange
 from bedrock_usage.errors import UserError
+from bedrock_usage.storage.frames import shed_cache
 from bedrock_usage.storage.lake import Lake, configured_lake, create_s3_secret, load_extensions
 from bedrock_usage.storage.schema import LAKE_BASELINE_VERSION
 from bedrock_usage.storage.warehouse import (
@@ -223,3 +224,14 @@ def test_an_unreachable_catalog_says_what_to_check_without_its_password(tmp_path
     message = str(raised.value)
     assert "hunter2" not in message and "bedrock:***@127.0.0.1:1" in message
     assert "BEDROCK_USAGE_LAKE_CATALOG" in message
+
+
+def test_shedding_the_cache_leaves_a_lake_connection_alone(lake, tmp_path, monkeypatch):
+    # A lake's DuckDB is in memory: lowering its memory_limit would write its own tables
+    # to a temp directory in the working directory.
+    monkeypatch.chdir(tmp_path)
+    with open_warehouse(lake) as con:
+        con.execute("CREATE TABLE memory.main.t AS SELECT range AS r FROM range(1000000)")
+        shed_cache(con)
+        assert not (tmp_path / ".tmp").exists()
+        assert con.execute("SELECT count(*) FROM memory.main.t").fetchone()[0] == 1_000_000

@@ -51,8 +51,9 @@ def shed_cache(connection: duckdb.DuckDBPyConnection) -> None:
     in use (the rest stay, and the lowering is refused), then the limit is set back.
     Measured: a connection-year's rebuild leaves 61 MB resident, 7 MB after this. Not for
     an in-memory DuckDB (a lake's): its own tables would be written to a temp directory."""
+    # The instance's own database, not the current one: a lake's connection uses the lake.
     in_memory = connection.execute(
-        "SELECT path IS NULL FROM duckdb_databases() WHERE database_name = current_database()"
+        "SELECT bool_or(path IS NULL) FROM duckdb_databases() WHERE NOT internal"
     ).fetchone()[0]
     if in_memory:
         return
