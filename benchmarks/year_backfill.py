@@ -7,10 +7,16 @@ commit and this one in one run, on the same emulator and shape:
     PYTHONPATH=/tmp/before .venv/bin/python benchmarks/year_backfill.py --connections 10
     .venv/bin/python benchmarks/year_backfill.py --connections 10
 
-With --one-run it also syncs every connection's year again as one run in a process of
-its own, as a backfill of the whole shape launched from the UI runs (the assets'
-single-run policy): that process's seconds and peak RSS (a production run, the figure
-the memory target is about).
+With --ui-backfill it then syncs every connection's year again as a backfill launched
+from the UI is run: the run requests Dagster's own backfill builds for our assets (one
+run per connection under the single-run policy), each run in a process of its own as
+the run launcher starts it, one after the other: the seconds, and the largest peak RSS
+of those runs (the client's memory in production, the figure the target is about).
+
+With --one-run it syncs every connection's year again as one run over all of them in a
+process of its own — a run that Dagster's backfill does not launch (it splits by
+connection), only a run started by hand with a range across connections: its seconds
+and peak RSS.
 
 Prints figures; asserts nothing.
 """
@@ -31,7 +37,8 @@ import duckdb
 from ingestion import EmulatorProcess, connect_all, peak_of, use_home  # noqa: I001
 from shape import parse_shape
 
-# One run over every connection's year, as a UI backfill of the whole shape is.
+# One run over the connections named, from the first one's first day to the last one's
+# last day (one name: one of a UI backfill's runs).
 _ONE_RUN = """
 import sys, warnings
 from datetime import date
@@ -53,8 +60,38 @@ assert len(usage) == days * len(names), "the run did not cover every connection'
 """
 
 
+def ui_backfill_runs(names: list[str], year) -> list[tuple[str, tuple[str, str]]]:
+    """The runs Dagster's backfill launches for every partition of `names` over `year`:
+    (connection, (first day, last day)) per run request, from its range tags."""
+    from dagster._core.definitions.automation_tick_evaluation_context import (
+        build_run_requests_with_backfill_policies,
+    )
+    from dagster._core.definitions.events import AssetKeyPartitionKey
+
+    from bedrock_usage.defs.definitions import defs
+    from bedrock_usage.defs.local_runs import instance, register_connection
+    from bedrock_usage.defs.partitions import partition_key, usage_partitions
+
+    dagster = instance()
+    for name in names:
+        register_connection(dagster, name)
+    graph = defs.resolve_asset_graph()
+    days = [str(year.first + timedelta(days=n)) for n in range(year.days)]
+    requested = [AssetKeyPartitionKey(asset, partition_key(name, day))
+                 for asset in graph.get_all_asset_keys() if graph.get(asset).partitions_def
+                 for name in names for day in days]  # fmt: skip
+    runs = []
+    for request in build_run_requests_with_backfill_policies(requested, graph, dagster):
+        first, last = (
+            usage_partitions.get_partition_key_from_str(request.tags[tag]).keys_by_dimension
+            for tag in ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+        )
+        runs.append((first["connection"], (first["date"], last["date"])))
+    return sorted(runs)
+
+
 def main() -> None:
-    args = parse_shape(__doc__.splitlines()[0], extra_flags=("--one-run",))
+    args = parse_shape(__doc__.splitlines()[0], extra_flags=("--one-run", "--ui-backfill"))
     warnings.filterwarnings("ignore")
     import bedrock_usage
     from bedrock_usage.days import readable_range, utc_today
@@ -74,6 +111,13 @@ def main() -> None:
         for name in names:
             assert run_sync(name, year).success
         seconds = time.perf_counter() - started
+        if args.ui_backfill:
+            started = time.perf_counter()
+            peaks = [
+                peak_of([sys.executable, "-c", _ONE_RUN, *run_range, name])
+                for name, run_range in ui_backfill_runs(names, year)
+            ]
+            backfill_seconds = time.perf_counter() - started
         if args.one_run:
             started = time.perf_counter()
             one_run_mb = peak_of([sys.executable, "-c", _ONE_RUN, str(year.first),
@@ -86,6 +130,11 @@ def main() -> None:
           f"x {args.regions} regions x {args.models} models: {seconds:.1f} s "
           f"({seconds / len(names):.2f} s per connection); client peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")  # fmt: skip
+    if args.ui_backfill:
+        print(f"the same year of all {len(names)} connection(s) again as a UI backfill: "
+              f"{len(peaks)} runs, each in a process of its own: {backfill_seconds:.1f} s, "
+              f"largest peak RSS {max(peaks):.0f} MB (each run's: "
+              f"{', '.join(f'{p:.0f}' for p in peaks)})")  # fmt: skip
     if args.one_run:
         print(f"the same year of all {len(names)} connection(s) again as one run, in a process "
               f"of its own: {one_run_seconds:.1f} s, peak RSS {one_run_mb:.0f} MB "
