@@ -9,9 +9,10 @@ commit and this one in one run, on the same emulator and shape:
 
 With --ui-backfill it then syncs every connection's year again as a backfill launched
 from the UI is run: the run requests Dagster's own backfill builds for our assets (one
-run per connection under the single-run policy), each run in a process of its own as
-the run launcher starts it, one after the other: the seconds, and the largest peak RSS
-of those runs (the client's memory in production, the figure the target is about).
+run per connection under the single-run policy), each run in a process of its own, one
+after the other: the seconds, and the largest peak RSS of those runs (the client's
+memory in production, the figure the target is about). A run the daemon launches runs
+in a process the code server starts, which also loads the server's modules: not this.
 
 With --one-run it syncs every connection's year again as one run over all of them in a
 process of its own — a run that Dagster's backfill does not launch (it splits by
