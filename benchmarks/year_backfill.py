@@ -14,6 +14,11 @@ after the other: the seconds, and the largest peak RSS of those runs (the client
 memory in production, the figure the target is about). A run the daemon launches runs
 in a process the code server starts, which also loads the server's modules: not this.
 
+With --code-server it syncs the year again as the same backfill's runs started the way
+the daemon's run launcher starts them: a code server (`dagster api grpc` on our module)
+gets each run and starts it in a process of its own; the largest peak RSS (VmHWM) of
+those run processes.
+
 With --one-run it syncs every connection's year again as one run over all of them in a
 process of its own — a run that Dagster's backfill does not launch (it splits by
 connection), only a run started by hand with a range across connections: its seconds
@@ -26,15 +31,17 @@ from __future__ import annotations
 
 import os
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import warnings
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
+import psutil
 from ingestion import EmulatorProcess, connect_all, peak_of, use_home  # noqa: I001
 from shape import parse_shape
 
@@ -91,8 +98,70 @@ def ui_backfill_runs(names: list[str], year) -> list[tuple[str, tuple[str, str]]
     return sorted(runs)
 
 
+def _high_water_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM"):
+                    return int(line.split()[1]) / 1024
+    except OSError:  # it exited between the listing and the read
+        pass
+    return 0.0
+
+
+def code_server_runs(names: list[str], year) -> list[float]:
+    """Each run of the UI backfill created in the instance and started by a code server,
+    as the daemon's run launcher starts one; the peak RSS of each run's process."""
+    import dagster as dg
+    from dagster._grpc.client import DagsterGrpcClient
+    from dagster._grpc.types import ExecuteExternalJobArgs
+
+    from bedrock_usage.days import DayRange
+    from bedrock_usage.defs.local_runs import create_tagged_run, instance
+    from bedrock_usage.defs.partitions import range_tags
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).with_name("dagster")), "api", "grpc",
+                               "-m", "bedrock_usage.defs.definitions", "-h", "127.0.0.1",
+                               "-p", str(port)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    client = DagsterGrpcClient(port=port, host="127.0.0.1")
+    for _ in range(600):
+        try:
+            client.ping("up")
+            break
+        except Exception:
+            time.sleep(0.1)
+    dagster = instance()
+    peaks = []
+    try:
+        for name, (first, last) in ui_backfill_runs(names, year):
+            window = DayRange(date.fromisoformat(first), date.fromisoformat(last))
+            run = create_tagged_run(dagster, range_tags(name, window), "benchmark")
+            before = {p.pid for p in psutil.Process(server.pid).children(recursive=True)}
+            client.start_run(ExecuteExternalJobArgs(job_origin=run.remote_job_origin,
+                                                    run_id=run.run_id,
+                                                    instance_ref=dagster.get_ref()))  # fmt: skip
+            high: dict[int, float] = {}
+            while not dagster.get_run_by_id(run.run_id).is_finished:
+                for child in psutil.Process(server.pid).children(recursive=True):
+                    if child.pid not in before:
+                        high[child.pid] = max(high.get(child.pid, 0.0),
+                                              _high_water_mb(child.pid))  # fmt: skip
+                time.sleep(0.05)
+            assert dagster.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.SUCCESS
+            peaks.append(max(high.values()))
+    finally:
+        server.terminate()
+        server.wait()
+    return peaks
+
+
 def main() -> None:
-    args = parse_shape(__doc__.splitlines()[0], extra_flags=("--one-run", "--ui-backfill"))
+    args = parse_shape(__doc__.splitlines()[0],
+                       extra_flags=("--one-run", "--ui-backfill", "--code-server"))  # fmt: skip
     warnings.filterwarnings("ignore")
     import bedrock_usage
     from bedrock_usage.days import readable_range, utc_today
@@ -119,6 +188,10 @@ def main() -> None:
                 for name, run_range in ui_backfill_runs(names, year)
             ]
             backfill_seconds = time.perf_counter() - started
+        if args.code_server:
+            started = time.perf_counter()
+            server_peaks = code_server_runs(names, year)
+            server_seconds = time.perf_counter() - started
         if args.one_run:
             started = time.perf_counter()
             one_run_mb = peak_of([sys.executable, "-c", _ONE_RUN, str(year.first),
@@ -136,6 +209,11 @@ def main() -> None:
               f"{len(peaks)} runs, each in a process of its own: {backfill_seconds:.1f} s, "
               f"largest peak RSS {max(peaks):.0f} MB (each run's: "
               f"{', '.join(f'{p:.0f}' for p in peaks)})")  # fmt: skip
+    if args.code_server:
+        print(f"the same year of all {len(names)} connection(s) again as that backfill's runs "
+              f"started by a code server as the daemon does: {server_seconds:.1f} s, largest "
+              f"peak RSS {max(server_peaks):.0f} MB (each run's: "
+              f"{', '.join(f'{p:.0f}' for p in server_peaks)})")  # fmt: skip
     if args.one_run:
         print(f"the same year of all {len(names)} connection(s) again as one run, in a process "
               f"of its own: {one_run_seconds:.1f} s, peak RSS {one_run_mb:.0f} MB "

@@ -179,6 +179,19 @@ def run_tagged(
     the instance when the caller has one open (opening another costs ≈0.3 s)."""
     dagster = dagster or instance()
     wait_for_slot(dagster, settings.lock_timeout_seconds())
+    run = create_tagged_run(dagster, tags, trigger, resources)
+    with set_defs_state_storage(dagster.defs_state_storage):  # see _code_location
+        return execute_run(recon_job_from_origin(run.job_code_origin), run, dagster)
+
+
+def create_tagged_run(
+    dagster: dg.DagsterInstance,
+    tags: dict[str, str],
+    trigger: str,
+    resources: dict[str, dict] | None = None,
+) -> dg.DagsterRun:
+    """A run of `bedrock_usage_sync` for the partitions `tags` name, created in the
+    instance (not started), as the UI or the daemon would create it."""
     location = _code_location(str(dagster_home()))
     repository = location.get_repository(SINGLETON_REPOSITORY_NAME)
     job = repository.get_full_job(sync_job.name)
@@ -189,7 +202,7 @@ def run_tagged(
     plan = location.get_execution_plan(
         job, run_config, step_keys_to_execute=None, known_state=None, instance=dagster
     ).execution_plan_snapshot
-    run = dagster.create_run(
+    return dagster.create_run(
         job_name=job.name,
         run_id=None,
         run_config=run_config,
@@ -209,5 +222,3 @@ def run_tagged(
         asset_check_selection=None,
         asset_graph=repository.asset_graph,
     )
-    with set_defs_state_storage(dagster.defs_state_storage):  # see _code_location
-        return execute_run(recon_job_from_origin(job.get_python_origin()), run, dagster)
