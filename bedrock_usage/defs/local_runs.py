@@ -191,7 +191,8 @@ def create_tagged_run(
     resources: dict[str, dict] | None = None,
 ) -> dg.DagsterRun:
     """A run of `bedrock_usage_sync` for the partitions `tags` name, created in the
-    instance (not started), as the UI or the daemon would create it."""
+    instance and not started. It is tagged with this process, where a local run
+    executes; a run started elsewhere re-tags itself with its own process."""
     location = _code_location(str(dagster_home()))
     repository = location.get_repository(SINGLETON_REPOSITORY_NAME)
     job = repository.get_full_job(sync_job.name)
