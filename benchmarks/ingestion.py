@@ -171,6 +171,19 @@ print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
 """
 
 
+def status_mb(field: str, pid: int | str = "self") -> float:
+    """A process's `field` of /proc/PID/status in MB (VmRSS: resident now; VmHWM: its
+    peak); 0 when the process has already exited."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def peak_of(command: list[str]) -> float:
     """Run `command` in a process of its own; its peak resident MB (it must exit 0)."""
     shim = subprocess.run([sys.executable, "-c", _PEAK_OF, *command],

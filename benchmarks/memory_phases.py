@@ -21,16 +21,12 @@ import warnings
 from datetime import timedelta
 from pathlib import Path
 
-from ingestion import EmulatorProcess, use_home  # noqa: I001 - beside this script
+from ingestion import EmulatorProcess, status_mb, use_home  # noqa: I001 - beside this script
 from shape import REGIONS, parse_shape
 
 
 def resident_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    return status_mb("VmRSS")
 
 
 class PhaseSampler:

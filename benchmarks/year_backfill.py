@@ -37,12 +37,12 @@ import sys
 import tempfile
 import time
 import warnings
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
 import psutil
-from ingestion import EmulatorProcess, connect_all, peak_of, use_home  # noqa: I001
+from ingestion import EmulatorProcess, connect_all, peak_of, status_mb, use_home  # noqa: I001
 from shape import parse_shape
 
 # One run over the connections named, from the first one's first day to the last one's
@@ -68,9 +68,9 @@ assert len(usage) == days * len(names), "the run did not cover every connection'
 """
 
 
-def ui_backfill_runs(names: list[str], year) -> list[tuple[str, tuple[str, str]]]:
+def ui_backfill_runs(names: list[str], year) -> list[tuple[str, tuple[str, str], dict]]:
     """The runs Dagster's backfill launches for every partition of `names` over `year`:
-    (connection, (first day, last day)) per run request, from its range tags."""
+    (connection, (first day, last day), the request's tags) per run request."""
     from dagster._core.definitions.automation_tick_evaluation_context import (
         build_run_requests_with_backfill_policies,
     )
@@ -94,19 +94,8 @@ def ui_backfill_runs(names: list[str], year) -> list[tuple[str, tuple[str, str]]
             usage_partitions.get_partition_key_from_str(request.tags[tag]).keys_by_dimension
             for tag in ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
         )
-        runs.append((first["connection"], (first["date"], last["date"])))
-    return sorted(runs)
-
-
-def _high_water_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM"):
-                    return int(line.split()[1]) / 1024
-    except OSError:  # it exited between the listing and the read
-        pass
-    return 0.0
+        runs.append((first["connection"], (first["date"], last["date"]), request.tags))
+    return sorted(runs, key=lambda run: run[:2])
 
 
 def code_server_runs(names: list[str], year) -> list[float]:
@@ -116,9 +105,7 @@ def code_server_runs(names: list[str], year) -> list[float]:
     from dagster._grpc.client import DagsterGrpcClient
     from dagster._grpc.types import ExecuteExternalJobArgs
 
-    from bedrock_usage.days import DayRange
     from bedrock_usage.defs.local_runs import create_tagged_run, instance
-    from bedrock_usage.defs.partitions import range_tags
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -137,9 +124,8 @@ def code_server_runs(names: list[str], year) -> list[float]:
     dagster = instance()
     peaks = []
     try:
-        for name, (first, last) in ui_backfill_runs(names, year):
-            window = DayRange(date.fromisoformat(first), date.fromisoformat(last))
-            run = create_tagged_run(dagster, range_tags(name, window), "benchmark")
+        for *_, tags in ui_backfill_runs(names, year):
+            run = create_tagged_run(dagster, tags, "benchmark")
             before = {p.pid for p in psutil.Process(server.pid).children(recursive=True)}
             client.start_run(ExecuteExternalJobArgs(job_origin=run.remote_job_origin,
                                                     run_id=run.run_id,
@@ -149,7 +135,7 @@ def code_server_runs(names: list[str], year) -> list[float]:
                 for child in psutil.Process(server.pid).children(recursive=True):
                     if child.pid not in before:
                         high[child.pid] = max(high.get(child.pid, 0.0),
-                                              _high_water_mb(child.pid))  # fmt: skip
+                                              status_mb("VmHWM", child.pid))  # fmt: skip
                 time.sleep(0.05)
             assert dagster.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.SUCCESS
             peaks.append(max(high.values()))
@@ -185,7 +171,7 @@ def main() -> None:
             started = time.perf_counter()
             peaks = [
                 peak_of([sys.executable, "-c", _ONE_RUN, *run_range, name])
-                for name, run_range in ui_backfill_runs(names, year)
+                for name, run_range, _ in ui_backfill_runs(names, year)
             ]
             backfill_seconds = time.perf_counter() - started
         if args.code_server:
