@@ -413,9 +413,10 @@ def test_connections_and_status_answer_while_the_warehouse_is_busy(aws, reader, 
     assert listing.returncode == 0 and json.loads(listing.stdout)[0]["usage_rows"] == 1
     assert status.returncode == 0 and HAIKU in status.stdout
     (home / "warehouse.snapshot.duckdb").unlink()
+    patient = {"BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS": "1"}
     with warehouse_held(home / "warehouse.duckdb"):
-        listing = cli("connections", "--json")
-        status = cli("status", "prod")
+        listing = cli("connections", "--json", env=patient)
+        status = cli("status", "prod", env=patient)
     assert listing.returncode == 0 and json.loads(listing.stdout)[0]["usage_rows"] is None
     assert "is busy" in listing.stderr
     assert status.returncode == 0 and "unavailable while the warehouse is busy" in status.stdout

@@ -4,12 +4,13 @@ trimmed files in the offer format, the refresh command, and the shipped snapshot
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import duckdb
 import pytest
 
+from bedrock_usage.days import utc_today
 from bedrock_usage.pricing.genai_snapshot import genai_prices_rows
 from bedrock_usage.pricing.price_list import PriceListError, fetch_offer_prices
 from bedrock_usage.pricing.prices import shipped_prices
@@ -70,12 +71,13 @@ def test_refresh_stores_prices_keeps_history_and_reports_what_differs(cli, home,
     assert "Read 8 prices for us-east-1, eu-west-1" in result.stdout
     assert "'Claude Fable 9' (us-east-1)" in result.stdout
     assert f"{HAIKU} eu-west-1 input: AWS 0.3 vs 0.25" in result.stdout
-    # AWS lowers Haiku's input price in us-east-1 from 2026-12-01.
+    # AWS announces that Haiku's input price in us-east-1 falls in 30 days.
+    lowered_on = utc_today() + timedelta(days=30)
     offer_path = root / "us-east-1" / "index.json"
     offer = json.loads(offer_path.read_text())
     term = offer["terms"]["OnDemand"]["3RQ2WV4XQ8F6BZ3D"]
     [(code, details)] = term.items()
-    details["effectiveDate"] = "2026-12-01T00:00:00Z"
+    details["effectiveDate"] = f"{lowered_on}T00:00:00Z"
     [dimension] = details["priceDimensions"].values()
     dimension["pricePerUnit"]["USD"] = "0.0002"
     offer_path.write_text(json.dumps(offer))
@@ -84,8 +86,8 @@ def test_refresh_stores_prices_keeps_history_and_reports_what_differs(cli, home,
     assert _stored(home) == [
         ("eu-west-1", "input", Decimal("0.3"), date(2025, 11, 1), None),
         ("eu-west-1", "output", Decimal("1.5"), date(2025, 11, 1), None),
-        ("us-east-1", "input", Decimal("0.2"), date(2026, 12, 1), None),
-        ("us-east-1", "input", Decimal("0.25"), date(2025, 11, 1), date(2026, 12, 1)),
+        ("us-east-1", "input", Decimal("0.2"), lowered_on, None),
+        ("us-east-1", "input", Decimal("0.25"), date(2025, 11, 1), lowered_on),
         ("us-east-1", "output", Decimal("1.25"), date(2025, 11, 1), None),
     ]
     shown = cli("prices", "show", "claude-3-haiku", "--json")

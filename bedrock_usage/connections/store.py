@@ -321,6 +321,8 @@ class StateStore:
             return True
         deadline = time.monotonic() + timeout
         with self._db() as db:
+            # A checkpoint waits for readers as long as busy_timeout: within `timeout`.
+            db.execute(f"PRAGMA busy_timeout={int(min(timeout, 30) * 1000)}")
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             db.execute("VACUUM")
             while True:

@@ -513,7 +513,9 @@ def usage_rows(
         query += " AND usage_date >= ?"
         params.append(since)
     query += " GROUP BY ALL ORDER BY connection_id, region, input_tokens DESC"
-    with open_warehouse(path, read_only=True, timeout=10) as connection:
+    # A status answers within seconds: it waits for a writer at most 10 s.
+    timeout = min(10.0, lock_timeout_seconds())
+    with open_warehouse(path, read_only=True, timeout=timeout) as connection:
         return connection.execute(query, params).df()
 
 
