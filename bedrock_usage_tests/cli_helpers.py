@@ -7,6 +7,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from .waiting import patient
+
 CLI = shutil.which("bedrock-usage") or str(Path(os.sys.executable).parent / "bedrock-usage")
 
 
@@ -43,5 +45,5 @@ def run_cli(
         env=cli_env(home, endpoint, extra_env),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=patient(120),
     )

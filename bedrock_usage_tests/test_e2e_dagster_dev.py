@@ -22,6 +22,7 @@ from bedrock_usage.defs.partitions import partition_key, range_tags
 from .cli_helpers import CLI
 from .conftest import days_ago, seed_daily
 from .dagster_helpers import connect
+from .waiting import deadline_in, patient, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -88,7 +89,7 @@ def dagster_dev(aws, bedrock_home, tmp_path):
     )
     client = DagsterGraphQLClient("127.0.0.1", port_number=port, timeout=30)
     try:
-        deadline = time.monotonic() + 120
+        deadline = deadline_in(120)
         while True:
             try:
                 client._execute(LOCATIONS)
@@ -110,7 +111,7 @@ def stop_process_groups(processes: list[subprocess.Popen]) -> None:
         os.killpg(process.pid, signal.SIGTERM)
     for process in processes:
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=patient(30))
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
@@ -119,7 +120,7 @@ def stop_process_groups(processes: list[subprocess.Popen]) -> None:
 
 def _kill_group_leftovers(group: int) -> None:
     """dagster dev's code server may outlive it: end every process of its group by pid."""
-    deadline = time.monotonic() + 20
+    deadline = deadline_in(20)
     while True:
         found = subprocess.run(["pgrep", "-g", str(group)], capture_output=True, text=True)
         pids = [int(p) for p in found.stdout.split()]
@@ -135,13 +136,11 @@ def _kill_group_leftovers(group: int) -> None:
 
 
 def _wait_for_run(client, run_id, timeout=180):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ended():
         status = client.get_run_status(run_id).value
-        if status in ("SUCCESS", "FAILURE", "CANCELED"):
-            return status
-        time.sleep(1)
-    raise AssertionError(f"run {run_id} still running")
+        return status if status in ("SUCCESS", "FAILURE", "CANCELED") else None
+
+    return wait_for(ended, timeout, f"run {run_id} to end")
 
 
 def test_a_run_and_a_backfill_through_graphql(aws, reader, bedrock_home, dagster_dev):
@@ -187,7 +186,7 @@ def test_a_run_and_a_backfill_through_graphql(aws, reader, bedrock_home, dagster
         },
     )["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    deadline = time.monotonic() + 240
+    deadline = deadline_in(240)
     while True:
         backfill = client._execute(BACKFILL_STATUS, {"id": launched["backfillId"]})[
             "partitionBackfillOrError"

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -31,6 +30,8 @@ from .cli_helpers import CLI
 from .conftest import OTHER_ACCOUNT, days_ago, seed_daily
 from .dagster_helpers import connect
 from .test_e2e_dagster_dev import _free_port, stop_process_groups
+from .waiting import patient, port_open
+from .waiting import wait_for as _wait
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(CLI).parent
@@ -83,16 +84,6 @@ def _runs(url: str) -> list[tuple]:
             "GROUP BY r.run_id, r.status, r.start_time, r.end_time ORDER BY r.start_time"
         )
         return cursor.fetchall()
-
-
-def _wait(condition, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -148,8 +139,8 @@ def deployment(aws, tmp_path, postgres_url, postgres_server, monkeypatch):
                 command, cwd=homes[name], env={**env, **_home_env(homes[name])},
                 stdout=logs[name], stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
-            if name == "code-server":
-                time.sleep(5)  # the others connect to it
+            if name == "code-server":  # the others connect to it
+                _wait(lambda: port_open(code_port), 120, "the code server's port")
         client = DagsterGraphQLClient("127.0.0.1", port_number=web_port, timeout=30)
 
         def webserver_up():
@@ -201,7 +192,7 @@ def test_a_deployment_of_separate_processes_syncs_exactly_and_reaps_a_killed_run
     scheduled = _wait(lambda: synced_by("schedule"), 240, "the schedule's runs")
     assert {r[4] for r in scheduled} == {"prod", "research"}
     stop_analyst.touch()
-    out, err = analyst.communicate(timeout=90)
+    out, err = analyst.communicate(timeout=patient(90))
     queries, errors = out.split() or ("-", err)
     assert errors == "0" and int(queries) > 0, err
 
