@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test ui bench clean
+.PHONY: demo test test-fast ui bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,16 @@ demo: $(STAMP)
 ui: $(STAMP)
 	$(BIN)/bedrock-usage ui
 
+# Two pytest workers pay on two cores: most tests wait on processes of their own.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
 	$(BIN)/ruff check bedrock_usage bedrock_usage_tests benchmarks
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
+
+# What a developer runs between edits: everything but the end-to-end tests (marked e2e).
+test-fast: $(STAMP)
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not e2e"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingestion.py

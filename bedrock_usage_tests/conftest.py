@@ -30,6 +30,13 @@ OTHER_ACCOUNT = "444455556666"
 NAMESPACE = "AWS/Bedrock"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that runs the real `bedrock-usage` process (the `cli` fixture) is e2e."""
+    for item in items:
+        if "cli" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture(scope="session")
 def emulator_server() -> Iterator[Emulator]:
     with Emulator() as server:

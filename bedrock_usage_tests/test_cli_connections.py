@@ -16,6 +16,9 @@ from bedrock_usage.emulator.server import READ_ONLY_POLICY
 
 from .conftest import ACCOUNT, OTHER_ACCOUNT, days_ago, midnight, seed_daily, warehouse_held
 
+# The real CLI or Dagster's own processes, as a user runs them (make test-fast skips them).
+pytestmark = pytest.mark.e2e
+
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 
 

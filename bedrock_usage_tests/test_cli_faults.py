@@ -14,6 +14,9 @@ import pytest
 
 from .conftest import ACCOUNT, days_ago, seed_daily, warehouse_held
 
+# The real CLI or Dagster's own processes, as a user runs them (make test-fast skips them).
+pytestmark = pytest.mark.e2e
+
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 
 

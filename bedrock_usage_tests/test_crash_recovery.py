@@ -20,6 +20,9 @@ from .cli_helpers import CLI, cli_env, run_cli
 from .conftest import ACCOUNT, days_ago, seed_daily
 from .waiting import deadline_in, patient
 
+# The real CLI or Dagster's own processes, as a user runs them (make test-fast skips them).
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parents[1]
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 REGIONS = "us-east-1,eu-west-1"

@@ -6,10 +6,14 @@ import os
 
 import dagster as dg
 import duckdb
+import pytest
 
 from bedrock_usage.days import utc_today
 
 from .cli_helpers import run_cli
+
+# The real CLI or Dagster's own processes, as a user runs them (make test-fast skips them).
+pytestmark = pytest.mark.e2e
 
 
 def test_the_demo_tells_the_story_and_runs_twice(tmp_path):

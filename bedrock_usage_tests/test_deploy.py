@@ -46,6 +46,7 @@ def test_the_workspace_loads_the_code_server_against_dagsters_schema(monkeypatch
     assert server["grpc_server"]["location_name"] == "bedrock_usage"
 
 
+@pytest.mark.e2e
 def test_a_cli_sync_runs_on_the_postgres_instance(
     aws, reader, home, tmp_path, postgres_url, postgres_server
 ):

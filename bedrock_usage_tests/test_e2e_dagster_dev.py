@@ -24,6 +24,9 @@ from .conftest import days_ago, seed_daily
 from .dagster_helpers import connect
 from .waiting import deadline_in, patient, wait_for
 
+# The real CLI or Dagster's own processes, as a user runs them (make test-fast skips them).
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[1]
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 

@@ -33,12 +33,16 @@ from .test_e2e_dagster_dev import _free_port, stop_process_groups
 from .waiting import patient, port_open
 from .waiting import wait_for as _wait
 
+# The real CLI or Dagster's own processes, as a user runs them (make test-fast skips them).
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(CLI).parent
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 ANALYST = """
 import os, sys, time, duckdb
 from bedrock_usage.storage.lake import configured_lake, create_s3_secret, load_extensions
+
 stop = sys.argv[1]  # the test creates this file when the runs are done
 queries = errors = 0
 con = duckdb.connect()

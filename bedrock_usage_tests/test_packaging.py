@@ -7,6 +7,11 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
+
+# The real CLI or Dagster's own processes, as a user runs them (make test-fast skips them).
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 

@@ -172,6 +172,7 @@ def _lake_env() -> dict[str, str]:
     return {name: os.environ[name] for name in names}
 
 
+@pytest.mark.e2e
 def test_the_cli_syncs_into_the_lake_and_moves_a_local_warehouse_into_one(
     lake, aws, reader, home, postgres_server, monkeypatch
 ):
