@@ -164,3 +164,33 @@ def test_a_sync_shows_its_progress_call_by_call_as_plain_lines_in_a_log(synced, 
     assert result.returncode == 0, result.stderr
     assert "us-east-1: GetMetricData call 1, " in result.stderr
     assert "\r" not in result.stderr  # not a terminal: no rewritten lines
+
+
+def _input_tokens(home: Path) -> list[tuple]:
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(
+            "SELECT usage_date, model_id, input_tokens FROM bedrock_usage_daily ORDER BY ALL"
+        ).fetchall()
+
+
+def test_an_answer_that_is_not_cloudwatchs_keeps_the_rows_and_says_what_answered(
+    aws, synced, cli, home
+):
+    kept = _input_tokens(home)
+    assert kept == [(days_ago(1), HAIKU, 40)]
+    seed_daily(aws, "InputTokenCount", HAIKU, {days_ago(2): 7})  # would change the window
+    portal = b"<html><body>Sign in to the hotel Wi-Fi</body></html>"
+    aws.answer_raw("us-east-1", portal, responses=10, operation="GetMetricData")
+    result = cli("sync", "prod")
+    assert result.returncode == 6, result.stderr
+    assert "proxy or captive portal" in result.stderr and "Traceback" not in result.stderr
+    assert _input_tokens(home) == kept
+    [fetch] = [e for e in json.loads(cli("events", "prod", "--json").stdout)
+               if e["action"] == "fetch"][:1]  # fmt: skip
+    assert fetch["outcome"] != "ok" and "MalformedAnswer" in json.dumps(fetch)
+    doctor = cli("doctor", "prod")
+    assert doctor.returncode == 1, doctor.stdout + doctor.stderr
+    assert "proxy or captive portal" in doctor.stdout and "Traceback" not in doctor.stderr
+    aws.reset_raw_answers()
+    assert cli("sync", "prod").returncode == 0
+    assert _input_tokens(home) == [(days_ago(2), HAIKU, 7), *kept]

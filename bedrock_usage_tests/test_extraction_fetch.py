@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 
 import pandas as pd
+import pytest
 
 from bedrock_usage.days import DayRange
 from bedrock_usage.extraction.errors import FailureKind
@@ -223,3 +224,36 @@ def test_a_series_day_answered_twice_keeps_its_last_value_once():
         ("TOTAL", str(days_ago(2))): 9.0,
     }
     assert answers.by_day(invocations) == {days_ago(2): 4.0, days_ago(1): 6.0}
+
+
+PORTAL = b"<!DOCTYPE html><html><body>Sign in to the hotel Wi-Fi</body></html>"
+
+
+@pytest.mark.parametrize(
+    ("operation", "status", "body"),
+    [
+        ("GetMetricData", 200, b""),
+        ("GetMetricData", 200, PORTAL),
+        ("GetMetricData", 200, b'{"Messages": []}'),  # JSON, but no MetricDataResults
+        ("GetMetricData", 200, b"\xff\xfe garbled \x00"),
+        ("ListMetrics", 200, b""),
+        ("ListMetrics", 200, PORTAL),
+        ("ListMetrics", 200, b"Service temporarily unavailable"),
+        ("GetMetricData", 503, b"\xff\xfe not UTF-8 \x80"),  # a malformed error body
+    ],
+)
+def test_an_answer_that_is_not_cloudwatchs_fails_the_region_as_a_network_fault(
+    aws, reader, operation, status, body
+):
+    seed_daily(aws, "Invocations", HAIKU, {days_ago(1): 5})
+    # Every attempt of the client's retries gets the same answer.
+    aws.answer_raw("us-east-1", body, status=status, responses=5, operation=operation)
+    day = DayRange(days_ago(1), days_ago(1))
+    fetch = fetch_region(session_for(reader), "us-east-1", day)
+    assert not fetch.ok and fetch.datapoints.empty
+    assert (fetch.failure.kind, fetch.failure.code) == (FailureKind.NETWORK, "MalformedAnswer")
+    assert "proxy or captive portal" in fetch.failure.message
+    assert "were kept" in fetch.failure.next_action
+    # The next answer is CloudWatch's own again: the region reads exactly.
+    aws.reset_raw_answers()
+    assert _sums(fetch_region(session_for(reader), "us-east-1", day))[(HAIKU, "Invocations")] == 5

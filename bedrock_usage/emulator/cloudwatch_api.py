@@ -13,7 +13,7 @@ import json
 import re
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -75,6 +75,9 @@ class EmulatorState:
     # Seconds each CloudWatch request takes, as a slow network would: tests stop a sync
     # while it waits for AWS.
     latency_seconds: float = 0.0
+    # Raw answers (operation or None for any, status, content type, body) to give next,
+    # per region, instead of CloudWatch's: what a proxy or captive portal would send.
+    raw_next: defaultdict = field(default_factory=lambda: defaultdict(deque))
     _pages: OrderedDict = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -110,8 +113,20 @@ def _throttle_if_asked(region: str) -> None:
             raise AwsError("Throttling", "Rate exceeded", status=400)
 
 
+def _raw_answer_if_asked(region: str, action: str) -> tuple[int, dict, bytes] | None:
+    with STATE._lock:
+        waiting = STATE.raw_next[region]
+        if not waiting or waiting[0][0] not in (None, action):
+            return None
+        _, status, content_type, body = waiting.popleft()
+    return status, {"Content-Type": content_type, "status": status}, body
+
+
 def call_action(self: CloudWatchResponse):
     """moto's call_action, with AWS's IAM semantics and errors in the client's protocol."""
+    raw = _raw_answer_if_asked(self.region, self._get_action())
+    if raw is not None:
+        return raw
     try:
         _authorize(self)
         _throttle_if_asked(self.region)

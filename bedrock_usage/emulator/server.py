@@ -84,6 +84,7 @@ class Emulator:
         STATE.log.reset()
         STATE.forget_pages()
         STATE.throttle_next.clear()
+        STATE.raw_next.clear()
         STATE.latency_seconds = 0.0
         STATE.page_limit = cloudwatch_api.MAX_DATAPOINTS_PER_RESPONSE
         moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
@@ -104,6 +105,25 @@ class Emulator:
     def slow_down(self, seconds: float) -> None:
         """Make every CloudWatch request take `seconds` (0 restores full speed)."""
         STATE.latency_seconds = seconds
+
+    def answer_raw(
+        self,
+        region: str,
+        body: bytes,
+        status: int = 200,
+        content_type: str = "text/html",
+        responses: int = 1,
+        operation: str | None = None,
+    ) -> None:
+        """Answer the next `responses` CloudWatch requests in `region` (of `operation`
+        only, if given) with this raw body instead of CloudWatch's, as a proxy or captive
+        portal in between would."""
+        for _ in range(responses):
+            STATE.raw_next[region].append((operation, status, content_type, body))
+
+    def reset_raw_answers(self) -> None:
+        """CloudWatch answers every request itself again."""
+        STATE.raw_next.clear()
 
     def throttle(self, region: str, responses: int) -> None:
         """Throttle the next `responses` CloudWatch requests in `region`."""

@@ -17,6 +17,7 @@ from botocore.config import Config
 from botocore.utils import parse_timestamp
 
 from .. import settings
+from .errors import MalformedAnswerError
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,43 @@ def make_session(keys: AwsKeys | None = None, profile: str | None = None) -> bot
 _CLIENT_LOCK = threading.Lock()
 
 
+# What every answer of these operations holds: botocore parses an empty or foreign body
+# into an answer without it, which would read as "no usage" and replace stored rows.
+REQUIRED_ANSWER_KEYS = {"GetMetricData": "MetricDataResults", "GetCallerIdentity": "Account"}
+
+
+def _body_kind(body: bytes) -> str | None:
+    """What the body is, if it is not a document of an AWS protocol (JSON, CBOR, XML)."""
+    text = body.lstrip()
+    if not text:
+        return "an empty body"
+    if text[:1] == b"{" or 0xA0 <= text[0] <= 0xBF:  # a JSON object, or a CBOR map
+        return None
+    if text[:1] == b"<":
+        return "an HTML page" if b"<html" in text[:512].lower() else None
+    return "text that is neither JSON, CBOR nor XML"
+
+
+def _refuse_malformed_answer(http_response, parsed, model, **_) -> None:
+    if http_response.status_code != 200:
+        return
+    what = _body_kind(http_response.content or b"")
+    required = REQUIRED_ANSWER_KEYS.get(model.name)
+    if what is None and required and required not in parsed:
+        what = f"no {required}"
+    if what is not None:
+        raise MalformedAnswerError(operation=model.name, what=what)
+
+
 def cloudwatch_client(session: boto3.Session, region: str):
     with _CLIENT_LOCK:
-        return session.client("cloudwatch", region_name=region, config=client_config())
+        client = session.client("cloudwatch", region_name=region, config=client_config())
+    client.meta.events.register("after-call.cloudwatch", _refuse_malformed_answer)
+    return client
 
 
 def sts_client(session: boto3.Session, region: str = "us-east-1"):
     with _CLIENT_LOCK:
-        return session.client("sts", region_name=region, config=client_config())
+        client = session.client("sts", region_name=region, config=client_config())
+    client.meta.events.register("after-call.sts", _refuse_malformed_answer)
+    return client

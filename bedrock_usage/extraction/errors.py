@@ -20,6 +20,7 @@ from botocore.exceptions import (
     ProfileNotFound,
     SSLError,
 )
+from botocore.parsers import ResponseParserError
 
 CREDENTIAL_CODES = {
     "InvalidClientTokenId",
@@ -85,6 +86,22 @@ NEXT_ACTIONS = {
 }
 
 
+class MalformedAnswerError(BotoCoreError):
+    """HTTP 200 whose body is not AWS's answer (empty, HTML, garbled)."""
+
+    fmt = (
+        "The endpoint answered {operation} with HTTP 200 and a body that is not AWS's "
+        "({what}): a proxy or captive portal in between?"
+    )
+
+
+MALFORMED_ADVICE = (
+    "Something between this machine and AWS answered instead of AWS (a proxy, a captive "
+    "portal, a misconfigured AWS_ENDPOINT_URL). Stored rows for {region} were kept. Check "
+    "HTTPS_PROXY and AWS_ENDPOINT_URL, then sync again."
+)
+
+
 @dataclass(frozen=True)
 class RegionFailure:
     """One region that could not be read."""
@@ -104,6 +121,14 @@ class RegionFailure:
 
 
 def classify(region: str, error: Exception) -> RegionFailure:
+    if isinstance(error, MalformedAnswerError | ResponseParserError | UnicodeDecodeError):
+        message = (
+            str(error) if isinstance(error, MalformedAnswerError)
+            else f"AWS's answer could not be read ({type(error).__name__}): a proxy or "
+            "captive portal in between?"
+        )  # fmt: skip
+        advice = MALFORMED_ADVICE.format(region=region)
+        return RegionFailure(region, FailureKind.NETWORK, "MalformedAnswer", message, advice)
     if isinstance(error, NoCredentialsError | PartialCredentialsError | ProfileNotFound):
         return RegionFailure(region, FailureKind.CREDENTIALS, type(error).__name__, str(error))
     if isinstance(error, ClientError):
