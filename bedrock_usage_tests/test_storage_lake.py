@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 from datetime import date, datetime, timedelta
 
@@ -236,3 +237,50 @@ def test_shedding_the_cache_leaves_a_lake_connection_alone(lake, tmp_path, monke
         shed_cache(con)
         assert not (tmp_path / ".tmp").exists()
         assert con.execute("SELECT count(*) FROM memory.main.t").fetchone()[0] == 1_000_000
+
+
+@pytest.mark.parametrize("stored_before", [False, True], ids=["empty-days", "stored-days"])
+def test_two_writers_of_one_connection_never_double_a_day(lake, stored_before):
+    """Two syncs of the same connection at once (a backfill beside the schedule): over
+    days with no rows both would only append, which DuckLake does not refuse. They take
+    turns, so every day is exact, round after round."""
+    rounds = int(os.environ.get("BEDROCK_USAGE_TEST_ROUNDS", "2"))
+    errors = []
+
+    def sync(tokens: int) -> None:
+        with open_warehouse(lake) as connection:
+
+            def write() -> None:
+                replace_datapoints(
+                    connection, "acme", LAKE_ACCOUNT, "us-east-1",
+                    DayRange(D1, D2), _points(tokens), datetime(2026, 11, 3),
+                )  # fmt: skip
+                rebuild_usage(connection, "acme", DayRange(D1, D2))
+                time.sleep(0.3)  # the other writer is surely inside by now
+
+            try:
+                atomically(connection, write, connection_id="acme")
+            except Exception as error:  # noqa: BLE001 - asserted below
+                errors.append(error)
+
+    for round_ in range(rounds):
+        with open_warehouse(lake) as connection:
+            purge_days = "DELETE FROM {} WHERE connection_id = 'acme'"
+            for table in ("cloudwatch_daily_datapoints", "bedrock_usage_daily"):
+                connection.execute(purge_days.format(table))
+        if stored_before:
+            sync(1)
+        threads = [threading.Thread(target=sync, args=(10,)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        with open_warehouse(lake, read_only=True) as connection:
+            usage = connection.execute(
+                "SELECT usage_date, input_tokens FROM bedrock_usage_daily ORDER BY ALL"
+            ).fetchall()
+            points = connection.execute(
+                "SELECT count(*) FROM cloudwatch_daily_datapoints"
+            ).fetchone()[0]
+        assert (usage, points) == ([(D1, 10), (D2, 11)], 2), f"round {round_}"

@@ -240,7 +240,7 @@ def fetch_and_store(
                 ensure_still_connected(store, connection)
                 store_fetches(warehouse, name, connection.account_id, fetches, fetched_at)
 
-            atomically(warehouse, write)
+            atomically(warehouse, write, connection_id=name)
         for fetch in fetches:
             fetch.release_datapoints()  # stored: a run over many connections keeps only counts
         release_freed_memory()

@@ -242,7 +242,9 @@ def bedrock_usage_daily(
                     context.log.warning(f"{connection_id} was disconnected: not rebuilt.")
                     continue
                 written: UsageWritten = atomically(
-                    connection, partial(rebuild_usage, connection, connection_id, day_range)
+                    connection,
+                    partial(rebuild_usage, connection, connection_id, day_range),
+                    connection_id=connection_id,
                 )
                 for region, count in written.rows_by_region.items():
                     rows_by_region[f"{connection_id}/{region}"] = count

@@ -7,7 +7,9 @@ attached as `warehouse` and made the default catalog, so every query of the file
 warehouse runs unchanged. There is no file lock: runs for different connections write
 at the same time and analysts attach the lake read-only while they do; DuckLake's
 snapshots give each reader a consistent view. Two writers that replace windows of the
-same table conflict at commit, so writes go through `retrying`.
+same table conflict at commit, so writes go through `retrying`; two writers of the same
+connection take turns (`connection_turn`), since over days with no rows both would only
+append, which DuckLake does not refuse.
 
 The S3 credentials are the runtime's own (boto3's standard chain: the environment, the
 ECS task role, the pod's role ...), never a connection's. The extensions load from the
@@ -20,7 +22,8 @@ import importlib
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -167,3 +170,38 @@ def retrying(work: Callable[[], T], attempts: int = 8) -> T:
                 raise
             time.sleep(random.uniform(0.05, 0.2) * attempt)
     raise AssertionError("unreachable")
+
+
+class WarehouseBusyError(RuntimeError):
+    """Another process holds the DuckDB file, or a lake connection's write turn, for
+    longer than we wait."""
+
+
+@contextmanager
+def connection_turn(lake: Lake, connection_id: str, timeout: float) -> Iterator[None]:
+    """Hold the lake's write turn for one connection: a PostgreSQL advisory lock in the
+    lake's catalog, held by a session of its own. A killed writer's session ends with
+    its process, and its turn with it. Writers of other connections never wait."""
+    import psycopg2
+
+    session = psycopg2.connect(lake.catalog, connect_timeout=10)
+    try:
+        session.autocommit = True
+        key = f"bedrock_usage.connection:{connection_id}"
+        deadline = time.monotonic() + timeout
+        with session.cursor() as cursor:
+            while True:
+                cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [key])
+                if cursor.fetchone()[0]:
+                    break
+                if time.monotonic() > deadline:
+                    raise WarehouseBusyError(
+                        f"Another run kept writing connection '{connection_id}' in {lake} for "
+                        f"over {timeout:.0f} s, so this one wrote nothing. Let it finish (or "
+                        "fail it in the Dagster UI), then sync again; "
+                        "BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS sets how long to wait."
+                    )
+                time.sleep(0.2)
+        yield
+    finally:
+        session.close()  # ends the session, and its advisory lock with it

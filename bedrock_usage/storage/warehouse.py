@@ -46,7 +46,15 @@ from ..shaping.daily import (
 )
 from .costs import PRICES_TABLE, create_cost_views
 from .frames import literal, one_at_a_time, registered
-from .lake import Lake, configured_lake, open_lake, retrying
+from .lake import (
+    Lake,
+    WarehouseBusyError,
+    configured_lake,
+    connection_turn,
+    is_lake,
+    open_lake,
+    retrying,
+)
 from .schema import MIGRATIONS, ensure_schema
 
 T = TypeVar("T")
@@ -62,10 +70,6 @@ RAW_COLUMNS = [
     "value",
     "fetched_at",
 ]
-
-
-class WarehouseBusyError(RuntimeError):
-    """Another process holds the DuckDB file for longer than we wait."""
 
 
 @dataclass(frozen=True)
@@ -178,15 +182,24 @@ def transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
         raise
 
 
-def atomically(connection: duckdb.DuckDBPyConnection, work: Callable[[], T]) -> T:
+def atomically(
+    connection: duckdb.DuckDBPyConnection,
+    work: Callable[[], T],
+    connection_id: str | None = None,
+) -> T:
     """Run `work` in one transaction; when a DuckLake refuses the commit because another
-    writer changed the same table first, run it again whole (`lake.retrying`)."""
+    writer changed the same table first, run it again whole (`lake.retrying`). Writes of
+    one connection's windows name it: on a lake, its writers then take turns."""
 
     def attempt() -> T:
         with transaction(connection):
             return work()
 
-    return retrying(attempt)
+    lake = configured_lake() if connection_id is not None and is_lake(connection) else None
+    if lake is None:
+        return retrying(attempt)  # a file: DuckDB lets one process write at a time
+    with connection_turn(lake, connection_id, lock_timeout_seconds()):
+        return retrying(attempt)
 
 
 def replace_datapoints(
