@@ -236,3 +236,25 @@ def test_a_purge_during_a_sync_keeps_every_row_of_the_connection_out(connected, 
         assert con.execute("SELECT count(*) FROM cloudwatch_daily_datapoints").fetchone() == (0,)
     with sqlite3.connect(home / "state.sqlite3") as db:
         assert db.execute("SELECT count(*) FROM region_health").fetchone() == (0,)
+
+
+def test_two_syncs_of_one_connection_at_once_never_double_a_day(connected, home):
+    """The DuckDB file's own lock lets one process write at a time: two real syncs
+    started together over days with no rows (then stored ones) both succeed, exactly."""
+    rounds = int(os.environ.get("BEDROCK_USAGE_TEST_ROUNDS", "1"))
+    for round_ in range(rounds):
+        for stored_before in (False, True):
+            if not stored_before:
+                (home / "warehouse.duckdb").unlink(missing_ok=True)
+                (home / "warehouse.snapshot.duckdb").unlink(missing_ok=True)
+            both = [
+                subprocess.Popen(
+                    [CLI, *sync_window()], env=cli_env(home, connected.endpoint_url),
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                )  # fmt: skip
+                for _ in range(2)
+            ]
+            for process in both:
+                _, stderr = process.communicate(timeout=patient(120))
+                assert process.returncode == 0, stderr
+            assert usage_by_region(home) == EXPECTED, (round_, stored_before)
