@@ -249,8 +249,11 @@ def test_two_syncs_of_one_connection_at_once_never_double_a_day(connected, home)
                 (home / "warehouse.snapshot.duckdb").unlink(missing_ok=True)
             both = [
                 subprocess.Popen(
-                    [CLI, *sync_window()], env=cli_env(home, connected.endpoint_url),
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                    [CLI, *sync_window()],
+                    env=cli_env(home, connected.endpoint_url),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
                 )  # fmt: skip
                 for _ in range(2)
             ]
