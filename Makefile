@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast ui bench clean
+.PHONY: demo test test-fast test-clock test-busy ui bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,16 @@ test: $(STAMP)
 # What a developer runs between edits: everything but the end-to-end tests (marked e2e).
 test-fast: $(STAMP)
 	$(BIN)/pytest -n $(TEST_WORKERS) -m "not e2e"
+
+# The whole suite with the clock moved for every process it starts (libfaketime, Debian's
+# package faketime): three years ahead, then ten months back. No test may depend on the day.
+test-clock: $(STAMP)
+	faketime -f "+1100d" $(BIN)/pytest -n $(TEST_WORKERS) -p no:cacheprovider
+	faketime -f "-300d" $(BIN)/pytest -n $(TEST_WORKERS) -p no:cacheprovider
+
+# The end-to-end tests while a CPU burner keeps every core busy (deadlines x3).
+test-busy: $(STAMP)
+	$(BIN)/python -m bedrock_usage_tests.busy_machine -- $(BIN)/pytest -n $(TEST_WORKERS) -m e2e -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingestion.py

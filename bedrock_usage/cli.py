@@ -31,7 +31,12 @@ from .errors import ExitCode, UserError
 from .extraction.errors import FailureKind, RegionFailure
 from .extraction.fetch import FetchProgress, RegionFetch
 from .settings import SettingsError, state_path
-from .storage.warehouse import WarehouseBusyError, usage_rows, warehouse_target
+from .storage.warehouse import (
+    WarehouseBusyError,
+    catch_up_snapshot,
+    usage_rows,
+    warehouse_target,
+)
 
 
 def _postgres_errors() -> tuple[type[BaseException], ...]:
@@ -85,7 +90,11 @@ def handles_errors(command: Callable) -> Callable:
     return wrapper
 
 
-INTERRUPTED = "Interrupted: nothing half-done was kept; run the command again."
+INTERRUPTED = (
+    "Interrupted: the open write was rolled back (windows already committed are kept, and "
+    "the analysts' copy catches up with them at the next sync or status); run the command "
+    "again."
+)
 INTERRUPT_ERRORS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt"}
 
 
@@ -332,6 +341,13 @@ class _ProgressDisplay:
 def _usage_or_none(connection_id, since):
     """Usage rows from the warehouse, or None (said on stderr) while a sync holds it: the
     state and health still answer."""
+    republished = catch_up_snapshot(warehouse_target())
+    if republished:
+        click.echo(
+            "Note: the analysts' copy was behind the warehouse (a sync or purge stopped "
+            f"before publishing it) for {', '.join(republished)}: brought up to date.",
+            err=True,
+        )
     try:
         return usage_rows(warehouse_target(), connection_id, since)
     except WarehouseBusyError:

@@ -52,7 +52,11 @@ POINTS = {
     "between-assets": lambda m: _after(
         store.StateStore, "set_phase", m, _after_phase(attempts.REBUILDING)
     ),
-    # The analysts' copy is written to its staging file, not yet swapped in.
+    # The usage rows are committed; the analysts' copy is not yet refreshed.
+    "before-publish": lambda m: _after(
+        store.StateStore, "set_phase", m, _after_phase(attempts.PUBLISHING)
+    ),
+    # The analysts' copy is written to its staging file and swapped in.
     "publish": lambda m: _after(
         warehouse.os, "replace", m, lambda src, dst: ".snapshot" in str(dst)
     ),

@@ -261,3 +261,29 @@ def test_two_syncs_of_one_connection_at_once_never_double_a_day(connected, home)
                 _, stderr = process.communicate(timeout=patient(120))
                 assert process.returncode == 0, stderr
             assert usage_by_region(home) == EXPECTED, (round_, stored_before)
+
+
+@pytest.mark.parametrize("repair", ["status", "next-daily-sync"])
+def test_a_copy_left_behind_by_a_killed_publish_is_caught_up(connected, home, tmp_path, repair):
+    """Killed after the usage rows committed, before the analysts' copy was refreshed:
+    the next status, or the next sync of any window, brings the copy up to date."""
+    assert run_cli(sync_window(), home, connected.endpoint_url).returncode == 0
+    assert snapshot_total(home) == 1200
+    for model in (HAIKU, None):  # late data for the oldest day of the window
+        seed_daily(connected, "InputTokenCount", model, {days_ago(3): 1000})
+    paused = start_paused("before-publish", sync_window(), home, connected.endpoint_url, tmp_path)
+    kill_9(paused)
+    assert usage_by_region(home) == {"us-east-1": 1600, "eu-west-1": 600}
+    assert snapshot_total(home) == 1200  # behind the warehouse
+    if repair == "status":
+        result = run_cli(["status", "prod"], home, connected.endpoint_url)
+        assert "analysts' copy was behind the warehouse" in result.stderr
+    else:  # the daily sync reads only yesterday
+        day = str(days_ago(1))
+        result = run_cli(
+            ["sync", "prod", "--start", day, "--end", day], home, connected.endpoint_url
+        )
+    assert result.returncode == 0, result.stderr
+    assert snapshot_total(home) == 2200
+    again = run_cli(["status", "prod"], home, connected.endpoint_url)
+    assert "behind" not in again.stderr  # caught up once

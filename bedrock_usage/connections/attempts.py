@@ -110,8 +110,10 @@ def classify_error(
     if isinstance(error, interrupt_types):
         return (
             Outcome.INTERRUPTED,
-            "interrupted (Ctrl-C or SIGTERM); the open write was rolled back",
-            "Sync again when ready: nothing half-written was kept.",
+            "interrupted (Ctrl-C or SIGTERM); the open write was rolled back, windows "
+            "already committed are kept",
+            "Sync again when ready: nothing half-written was kept, and the analysts' copy "
+            "catches up with what was committed at the next sync or status.",
         )
     if isinstance(error, WarehouseBusyError):
         return Outcome.BUSY, str(error), None

@@ -146,6 +146,21 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        # Windows of the usage tables committed but not yet in the analysts' copy: noted
+        # in the transaction that rewrote them, removed once a publish copied them, so a
+        # copy left behind by a killed or failed publish is caught up by the next one.
+        # first_day and last_day NULL: every day of the connection (a purge).
+        4,
+        """
+        CREATE TABLE unpublished_windows (
+            window_id VARCHAR NOT NULL,
+            connection_id VARCHAR NOT NULL,
+            first_day DATE,
+            last_day DATE
+        );
+        """,
+    ),
 )
 
 

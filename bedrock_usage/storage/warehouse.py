@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -289,6 +290,7 @@ def rebuild_usage(
     ).fetchall()
     rows_by_region: dict[str, int] = {}
     models, input_tokens, output_tokens = set(), 0, 0
+    note_unpublished(connection, connection_id, day_range)
     for region, model_id, rows, inputs, outputs in written:
         rows_by_region[region] = rows_by_region.get(region, 0) + rows
         models.add(model_id)
@@ -327,6 +329,51 @@ def known_series(
 ANALYST_TABLES = ("bedrock_usage_daily", "bedrock_usage_daily_by_project")
 
 
+def note_unpublished(
+    connection: duckdb.DuckDBPyConnection, connection_id: str, day_range: DayRange | None
+) -> None:
+    """Inside the transaction that rewrote a connection's window (None: all of it): the
+    analysts' copy owes it until a publish copies it. A lake has no copy."""
+    if is_lake(connection):
+        return
+    first, last = (day_range.first, day_range.last) if day_range else (None, None)
+    connection.execute(
+        "INSERT INTO unpublished_windows VALUES (?, ?, ?, ?)",
+        [uuid.uuid4().hex, connection_id, first, last],
+    )
+
+
+def unpublished_windows(connection: duckdb.DuckDBPyConnection) -> dict[str, DayRange | None]:
+    """What the analysts' copy owes, per connection (None: every day of it)."""
+    owed: dict[str, DayRange | None] = {}
+    rows = connection.execute(
+        "SELECT connection_id, bool_or(first_day IS NULL), min(first_day), max(last_day) "
+        "FROM unpublished_windows GROUP BY connection_id ORDER BY connection_id"
+    ).fetchall()
+    for connection_id, whole, first, last in rows:
+        owed[connection_id] = None if whole else DayRange(first, last)
+    return owed
+
+
+def _with_owed(
+    changed: dict[str, DayRange | None], owed: dict[str, DayRange | None]
+) -> dict[str, DayRange | None]:
+    """A sync's windows and what an earlier publish left undone, a span per connection."""
+    merged = dict(changed)
+    for connection_id, owed_range in owed.items():
+        if connection_id not in merged:
+            merged[connection_id] = owed_range
+            continue
+        mine = merged[connection_id]
+        if mine is None or owed_range is None:
+            merged[connection_id] = None
+        else:
+            merged[connection_id] = DayRange(
+                min(mine.first, owed_range.first), max(mine.last, owed_range.last)
+            )
+    return merged
+
+
 def publish_snapshot(
     connection: duckdb.DuckDBPyConnection,
     warehouse: Path | str | Lake,
@@ -345,6 +392,14 @@ def publish_snapshot(
     analysts attach the lake, whose snapshots never block a writer."""
     if isinstance(warehouse, Lake):
         return None  # analysts attach the lake itself: nothing to copy
+    owed_ids = [
+        window_id
+        for (window_id,) in connection.execute(
+            "SELECT window_id FROM unpublished_windows"
+        ).fetchall()
+    ]
+    if changed is not None:
+        changed = _with_owed(changed, unpublished_windows(connection))
     target = snapshot_path(warehouse)
     staging = target.with_name(f"{target.name}.tmp")
     for leftover in (staging, staging.with_name(f"{staging.name}.wal")):
@@ -391,6 +446,10 @@ def publish_snapshot(
     finally:
         connection.execute("DETACH analysts_snapshot")
     os.replace(staging, target)
+    if owed_ids:  # in the copy now (a window noted since stays owed)
+        connection.execute(
+            "DELETE FROM unpublished_windows WHERE list_contains(?, window_id)", [owed_ids]
+        )
     return target
 
 
@@ -443,6 +502,30 @@ def _replace_window(
         )
 
 
+def catch_up_snapshot(path: Path | str | Lake) -> list[str]:
+    """Publish what the analysts' copy owes: windows committed by a sync or a purge that
+    was killed or failed before its publish. Returns the connections republished (none
+    when the copy is current, for a lake, or while a sync holds the file: its own
+    publish catches up)."""
+    if isinstance(path, Lake) or not Path(path).exists():
+        return []
+    try:
+        with open_warehouse(path, read_only=True, timeout=0) as connection:
+            owed = connection.execute(
+                "SELECT count(*) FROM information_schema.tables "
+                "WHERE table_name = 'unpublished_windows'"
+            ).fetchone()[0] and unpublished_windows(connection)
+        if not owed:
+            return []
+        with open_warehouse(path, timeout=min(5.0, lock_timeout_seconds())) as connection:
+            owed = unpublished_windows(connection)
+            if owed:
+                publish_snapshot(connection, path, {})
+        return sorted(owed)
+    except WarehouseBusyError:
+        return []
+
+
 def _exists(target: Path | str | Lake) -> bool:
     return isinstance(target, Lake) or Path(target).exists()
 
@@ -483,6 +566,7 @@ def purge_connection(
                 "cloudwatch_daily_datapoints",
             ):
                 connection.execute(f"DELETE FROM {table} WHERE connection_id = ?", [connection_id])
+            note_unpublished(connection, connection_id, None)
             return deleted
 
         deleted = atomically(connection, delete)
