@@ -145,6 +145,19 @@ def warehouse_path() -> Path:
     return path
 
 
+def _is_analysts_copy(path: Path) -> bool:
+    """A DuckDB file with the usage table and without a warehouse's raw data points: what
+    a publish writes. Another home's state store, a warehouse or a text file is not."""
+    import duckdb
+
+    try:
+        with duckdb.connect(str(path), read_only=True) as probe:
+            tables = {name for (name,) in probe.execute("SHOW TABLES").fetchall()}
+    except duckdb.Error:
+        return False
+    return "bedrock_usage_daily" in tables and "cloudwatch_daily_datapoints" not in tables
+
+
 def snapshot_path(warehouse: Path | str | None = None) -> Path:
     """The analysts' copy of `warehouse`: BEDROCK_USAGE_SNAPSHOT, or
     <warehouse>.snapshot.duckdb. It is replaced after every sync, so it may be no file
@@ -164,6 +177,13 @@ def snapshot_path(warehouse: Path | str | None = None) -> Path:
             "BEDROCK_USAGE_SNAPSHOT",
             str(path),
             "it is the warehouse itself, which it would replace",
+        )
+    if path.exists() and not _is_analysts_copy(path):
+        raise SettingsError(
+            "BEDROCK_USAGE_SNAPSHOT",
+            str(path),
+            "that file exists and is not an analysts' copy this pipeline wrote, so it is "
+            "not replaced; name a new file, or move that one away",
         )
     return path
 

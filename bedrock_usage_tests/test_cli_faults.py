@@ -194,3 +194,28 @@ def test_an_answer_that_is_not_cloudwatchs_keeps_the_rows_and_says_what_answered
     aws.reset_raw_answers()
     assert cli("sync", "prod").returncode == 0
     assert _input_tokens(home) == [(days_ago(2), HAIKU, 7), *kept]
+
+
+def test_a_snapshot_path_on_a_file_we_did_not_write_is_refused_and_left_as_it_was(
+    synced, cli, home, tmp_path
+):
+    text = tmp_path / "notes.txt"
+    text.write_text("an analyst's notes\n")
+    other_warehouse = tmp_path / "other-warehouse.duckdb"
+    with duckdb.connect(str(other_warehouse)) as con:
+        con.execute("CREATE TABLE cloudwatch_daily_datapoints (x INT)")
+        con.execute("CREATE TABLE bedrock_usage_daily (x INT)")
+    for foreign in (text, other_warehouse):
+        before = foreign.read_bytes()
+        result = cli("sync", "prod", env={"BEDROCK_USAGE_SNAPSHOT": str(foreign)})
+        assert result.returncode == 2, result.stderr
+        assert f"BEDROCK_USAGE_SNAPSHOT='{foreign}'" in result.stderr
+        assert "not an analysts' copy this pipeline wrote" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert foreign.read_bytes() == before
+    # A copy of ours at a path of the user's choosing is refreshed as usual.
+    own = {"BEDROCK_USAGE_SNAPSHOT": str(tmp_path / "copy.duckdb")}
+    assert cli("sync", "prod", env=own).returncode == 0
+    assert cli("sync", "prod", env=own).returncode == 0
+    with duckdb.connect(str(tmp_path / "copy.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT sum(input_tokens) FROM bedrock_usage_daily").fetchone() == (40,)
