@@ -256,6 +256,17 @@ def _initial_sync(connection) -> None:
     _run_sync(connection.connection_id, day_range, {"bedrock_usage/initial_sync": "cli"})
 
 
+def _cause_of(error) -> str:
+    """What a step failed with, in the event log's words: Dagster wraps the error in
+    'Error occurred while executing op ...', with the real one as its cause."""
+    while error.cause is not None:
+        error = error.cause
+    message = error.message.strip()
+    for wrapper in ("dagster._core.definitions.events.Failure: ", "Failure: "):
+        message = message.removeprefix(wrapper)
+    return message or error.cls_name
+
+
 def _run_sync(name: str, day_range, tags: dict[str, str] | None = None) -> None:
     """Materialize both assets in this process, as one Dagster run, printing each region."""
     from .defs import assets
@@ -298,7 +309,7 @@ def _run_sync(name: str, day_range, tags: dict[str, str] | None = None) -> None:
         raise KeyboardInterrupt
     if not result.success:
         message = (
-            failures[0].step_failure_data.error.message.strip()
+            _cause_of(failures[0].step_failure_data.error)
             if failures and failures[0].step_failure_data.error
             else "see the run in the Dagster UI"
         )

@@ -219,3 +219,15 @@ def test_a_snapshot_path_on_a_file_we_did_not_write_is_refused_and_left_as_it_wa
     assert cli("sync", "prod", env=own).returncode == 0
     with duckdb.connect(str(tmp_path / "copy.duckdb"), read_only=True) as con:
         assert con.execute("SELECT sum(input_tokens) FROM bedrock_usage_daily").fetchone() == (40,)
+
+
+def test_a_failure_inside_a_run_prints_its_cause_as_the_event_log_words_it(synced, cli, home):
+    (home / "warehouse.duckdb").write_bytes(b"not a database" * 100)
+    result = cli("sync", "prod")
+    assert result.returncode == 1
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert "Error occurred while executing op" not in error
+    [sync] = [e for e in json.loads(cli("events", "prod", "--json").stdout)
+              if e["action"] == "sync"][:1]  # fmt: skip
+    assert sync["outcome"] == "failed" and sync["message"] in error
+    assert "warehouse.duckdb" in error
