@@ -41,6 +41,8 @@ def test_regions_are_checked_deduplicated_and_suggested():
     assert check_regions("us-east-1, eu-west-1,us-east-1") == ("us-east-1", "eu-west-1")
     with pytest.raises(InvalidInput, match="did you mean ap-southeast-2"):
         check_regions("ap-southeast2")
+    with pytest.raises(InvalidInput, match=r"did you mean us-east-1\?"):
+        check_regions("us-east-l")  # an l for the 1, not us-east-2
     with pytest.raises(InvalidInput, match="at least one region"):
         check_regions(" , ")
 

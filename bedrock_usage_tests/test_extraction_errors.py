@@ -28,7 +28,6 @@ def _client_error(code, status):
         ("UnrecognizedClientException", 400, FailureKind.CREDENTIALS),
         ("SignatureDoesNotMatch", 403, FailureKind.CREDENTIALS),
         ("ExpiredTokenException", 400, FailureKind.CREDENTIALS),
-        ("RequestExpired", 400, FailureKind.CREDENTIALS),
         ("Throttling", 400, FailureKind.THROTTLING),
         ("Whatever", 429, FailureKind.THROTTLING),
         ("InternalFailure", 500, FailureKind.OTHER),
@@ -58,3 +57,23 @@ def test_a_permission_failure_names_the_policy_and_the_region():
 def test_programming_errors_are_not_swallowed():
     with pytest.raises(KeyError):
         classify("us-east-1", KeyError("bug"))
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("SignatureDoesNotMatch", "Signature expired: 20261203T100000Z is now earlier than "
+         "20261203T101500Z (20261203T103000Z - 15 min.)"),
+        ("RequestExpired", "Request has expired."),
+        ("RequestTimeTooSkewed", "The difference between the request time and the current "
+         "time is too large."),
+    ],
+)  # fmt: skip
+def test_a_clock_off_by_minutes_is_named_not_blamed_on_the_credentials(code, message):
+    error = ClientError(
+        {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 403}},
+        "GetMetricData",
+    )
+    failure = classify("eu-west-1", error)
+    assert failure.kind is FailureKind.OTHER and not failure.kind.is_access
+    assert "clock" in failure.next_action and "credentials were not judged" in failure.next_action

@@ -68,6 +68,19 @@ def known_regions() -> frozenset[str]:
     return frozenset(regions)
 
 
+# A region's number typed as a look-alike letter: us-east-l, eu-west-I, ap-south-O.
+_DIGIT_LOOK_ALIKES = str.maketrans({"l": "1", "I": "1", "i": "1", "O": "0", "o": "0"})
+
+
+def _closest_region(region: str) -> str | None:
+    stem, _, number = region.rpartition("-")
+    retyped = f"{stem}-{number.translate(_DIGIT_LOOK_ALIKES)}"
+    if retyped in known_regions():
+        return retyped
+    close = difflib.get_close_matches(region, sorted(known_regions()), n=1)
+    return close[0] if close else None
+
+
 def check_regions(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """Comma-separated regions, each one CloudWatch serves; duplicates dropped."""
     items = text.split(",") if isinstance(text, str) else list(text)
@@ -78,8 +91,8 @@ def check_regions(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     if unknown:
         hints = []
         for region in unknown:
-            close = difflib.get_close_matches(region, sorted(known_regions()), n=1)
-            hints.append(f"'{region}'" + (f" (did you mean {close[0]}?)" if close else ""))
+            close = _closest_region(region)
+            hints.append(f"'{region}'" + (f" (did you mean {close}?)" if close else ""))
         raise InvalidInput(
             f"Unknown AWS region {', '.join(hints)}. Use region codes such as us-east-1, "
             "separated by commas."

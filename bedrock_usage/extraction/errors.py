@@ -30,9 +30,18 @@ CREDENTIAL_CODES = {
     "InvalidAccessKeyId",
     "ExpiredToken",
     "ExpiredTokenException",
-    "RequestExpired",
     "InvalidToken",
 }
+# AWS refuses a request signed more than 5 minutes away from its own clock; the code
+# (SignatureDoesNotMatch, RequestExpired, RequestTimeTooSkewed) does not tell it apart
+# from a bad key, the message does.
+CLOCK_SKEW_CODES = {"RequestTimeTooSkewed", "RequestExpired"}
+CLOCK_SKEW_MESSAGES = ("signature expired", "request has expired", "time too skewed")
+CLOCK_SKEW_ADVICE = (
+    "This machine's clock differs from AWS's by more than 5 minutes, so AWS refused the "
+    "signed request for {region}; the credentials were not judged. Set the clock right "
+    "(NTP, e.g. 'timedatectl set-ntp true'), then sync again."
+)
 PERMISSION_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
 THROTTLING_CODES = {
     "Throttling",
@@ -136,6 +145,9 @@ def classify(region: str, error: Exception) -> RegionFailure:
         code = str(details.get("Code") or "Unknown")
         message = str(details.get("Message") or error)
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in CLOCK_SKEW_CODES or any(m in message.lower() for m in CLOCK_SKEW_MESSAGES):
+            advice = CLOCK_SKEW_ADVICE.format(region=region)
+            return RegionFailure(region, FailureKind.OTHER, code, message, advice)
         if code in CREDENTIAL_CODES:
             kind = FailureKind.CREDENTIALS
         elif code in PERMISSION_CODES or status == 403:
