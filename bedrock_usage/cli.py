@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import signal
 import sqlite3
 import sys
@@ -186,6 +187,9 @@ def main() -> None:
     warnings.filterwarnings("ignore", module=r"dagster\..*")
     warnings.filterwarnings("ignore", category=UserWarning, message=r".*Beta.*")
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    # The home holds encrypted secrets, the event log and usage: ours alone (0600/0700),
+    # Dagster's files in it included.
+    os.umask(0o077)
     context = click.get_current_context()
     if context.invoked_subcommand not in ("demo", "ui", None) and _is_demo_home():
         from .demo import demo_emulator_for_commands

@@ -231,3 +231,12 @@ def test_a_failure_inside_a_run_prints_its_cause_as_the_event_log_words_it(synce
               if e["action"] == "sync"][:1]  # fmt: skip
     assert sync["outcome"] == "failed" and sync["message"] in error
     assert "warehouse.duckdb" in error
+
+
+def test_the_home_is_readable_by_its_owner_alone(synced, home):
+    opened = [
+        (str(path.relative_to(home)), oct(path.stat().st_mode & 0o777))
+        for path in [home, *home.rglob("*")]
+        if path.stat().st_mode & 0o077
+    ]
+    assert opened == []

@@ -17,6 +17,7 @@ into psycopg2's for PostgreSQL.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import time
@@ -222,8 +223,11 @@ class StateStore:
             with _postgres(self.url) as db:
                 yield db
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        created = not self.path.exists()
         raw = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        if created:  # SQLite gives its -wal and -shm files the same mode
+            os.chmod(self.path, 0o600)
         raw.row_factory = sqlite3.Row
         try:
             raw.execute("PRAGMA journal_mode=WAL")

@@ -132,8 +132,9 @@ def open_warehouse(
             connection.close()
         return
     path = Path(path)
+    created = not read_only and not path.exists()
     if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     elif not path.exists():
         raise FileNotFoundError(
             f"No warehouse at {path}: run a sync first (bedrock-usage sync NAME or the Dagster "
@@ -145,6 +146,8 @@ def open_warehouse(
     while True:
         try:
             connection = duckdb.connect(str(path), read_only=read_only, config=config)
+            if created:
+                os.chmod(path, 0o600)  # usage is the account owner's business alone
             break
         except duckdb.IOException as error:
             if "lock" not in str(error).lower():
