@@ -30,13 +30,12 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -n $(TEST_WORKERS) -m "not e2e"
 
-# The whole suite with the clock moved for every process it starts (libfaketime, Debian's
-# package faketime): three years ahead, then ten months back. No test may depend on the day.
-# The monotonic clock stays real: faked, libfaketime makes every timed wait of a thread
-# (a queue's get, a lock's acquire) wait forever, which would freeze Dagster's daemon.
+# The whole suite with the wall clock of every Python process it starts moved three years
+# ahead, then ten months back (bedrock_usage_tests/clock/sitecustomize.py, time-machine).
+# No test may depend on the day it runs.
 test-clock: $(STAMP)
-	FAKETIME_DONT_FAKE_MONOTONIC=1 faketime -f "+1100d" $(BIN)/pytest -n $(TEST_WORKERS) -p no:cacheprovider
-	FAKETIME_DONT_FAKE_MONOTONIC=1 faketime -f "-300d" $(BIN)/pytest -n $(TEST_WORKERS) -p no:cacheprovider
+	PYTHONPATH=bedrock_usage_tests/clock TEST_CLOCK_SHIFT_DAYS=1100 $(BIN)/pytest -n $(TEST_WORKERS) -p no:cacheprovider
+	PYTHONPATH=bedrock_usage_tests/clock TEST_CLOCK_SHIFT_DAYS=-300 $(BIN)/pytest -n $(TEST_WORKERS) -p no:cacheprovider
 
 # The end-to-end tests while a CPU burner keeps every core busy (deadlines x3).
 test-busy: $(STAMP)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from ..days import DayRange
+from ..days import DayRange, utc_today
 from ..pricing.prices import PriceRow, merge_prices
 from .frames import insert_frame, literal
 from .lake import is_lake
@@ -266,14 +266,14 @@ def merge_unpriced(parts: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def prices_in_force(connection: duckdb.DuckDBPyConnection, model_filter: str) -> list[dict]:
-    """Price rows in force today whose model id contains `model_filter`."""
+    """Price rows in force today (UTC) whose model id contains `model_filter`."""
     cursor = connection.execute(
         f"""SELECT {PRICE_COLUMNS} FROM {PRICES_TABLE}
-        WHERE effective_from <= current_date
-            AND (effective_to IS NULL OR effective_to > current_date)
-            AND contains(model_id, ?)
+        WHERE effective_from <= $today
+            AND (effective_to IS NULL OR effective_to > $today)
+            AND contains(model_id, $model)
         ORDER BY model_id, price_scope, region, token_type""",
-        [model_filter],
+        {"today": utc_today(), "model": model_filter},
     )
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
