@@ -5,6 +5,7 @@ happened."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -240,13 +241,15 @@ def test_a_purge_during_a_sync_keeps_every_row_of_the_connection_out(connected, 
 
 def test_two_syncs_of_one_connection_at_once_never_double_a_day(connected, home):
     """The DuckDB file's own lock lets one process write at a time: two real syncs
-    started together over days with no rows (then stored ones) both succeed, exactly."""
+    started together on a new home, over days with no rows (then stored ones), both
+    succeed, exactly."""
     rounds = int(os.environ.get("BEDROCK_USAGE_TEST_ROUNDS", "1"))
     for round_ in range(rounds):
         for stored_before in (False, True):
-            if not stored_before:
+            if not stored_before:  # and Dagster's storage is new too: first use, at once
                 (home / "warehouse.duckdb").unlink(missing_ok=True)
                 (home / "warehouse.snapshot.duckdb").unlink(missing_ok=True)
+                shutil.rmtree(home / "dagster", ignore_errors=True)
             both = [
                 subprocess.Popen(
                     [CLI, *sync_window()],

@@ -3,9 +3,12 @@ the demo is a run of `bedrock_usage_sync` like a scheduled one: in the job's his
 and the Overview timeline, tagged with its connection and trigger, and re-executable
 from the UI (the run names the code location `bedrock_usage` of workspace.yaml)."""
 
+import fcntl
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -66,14 +69,31 @@ def dagster_home() -> Path:
     return path
 
 
+@contextmanager
+def _first_use_turn(home: Path) -> Iterator[None]:
+    """Processes using a new DAGSTER_HOME at once (two first syncs) take turns: the first
+    creates Dagster's storage (its migrations are not safe to run twice at once)."""
+    with open(home / ".first-use.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def instance() -> dg.DagsterInstance:
-    dagster_home()
-    return dg.DagsterInstance.get()
+    with _first_use_turn(dagster_home()):
+        return dg.DagsterInstance.get()
 
 
 def register_connection(dagster: dg.DagsterInstance, connection_id: str) -> None:
-    if not dagster.has_dynamic_partition(CONNECTION_DIMENSION, connection_id):
+    if dagster.has_dynamic_partition(CONNECTION_DIMENSION, connection_id):
+        return
+    try:
         dagster.add_dynamic_partitions(CONNECTION_DIMENSION, [connection_id])
+    except Exception:  # noqa: BLE001 - another process added it first: that is the goal
+        if not dagster.has_dynamic_partition(CONNECTION_DIMENSION, connection_id):
+            raise
 
 
 def run_sync(
