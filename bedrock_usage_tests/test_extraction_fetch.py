@@ -257,3 +257,13 @@ def test_an_answer_that_is_not_cloudwatchs_fails_the_region_as_a_network_fault(
     # The next answer is CloudWatch's own again: the region reads exactly.
     aws.reset_raw_answers()
     assert _sums(fetch_region(session_for(reader), "us-east-1", day))[(HAIKU, "Invocations")] == 5
+
+
+def test_a_value_no_count_can_be_fails_the_region_and_names_it(aws, reader):
+    seed_daily(aws, "InputTokenCount", HAIKU, {days_ago(2): 1e300}, hours=1)
+    seed_daily(aws, "InputTokenCount", HAIKU, {days_ago(1): 5}, hours=1)
+    fetch = fetch_region(session_for(reader), "us-east-1", DayRange(days_ago(2), days_ago(1)))
+    assert not fetch.ok and fetch.datapoints.empty
+    assert (fetch.failure.kind, fetch.failure.code) == (FailureKind.OTHER, "ImplausibleValue")
+    assert f"InputTokenCount = 1e+300 for {days_ago(2)}" in fetch.failure.message
+    assert "were kept" in fetch.failure.next_action

@@ -104,6 +104,19 @@ class MalformedAnswerError(BotoCoreError):
     )
 
 
+class ImplausibleValueError(BotoCoreError):
+    """A value no count can be: infinite, NaN, or beyond 2^53 (where a double stops
+    holding every integer, so the BIGINT it is rounded into would not be exact)."""
+
+    fmt = "CloudWatch answered {metric} = {value} for {day}, which no count can be"
+
+
+IMPLAUSIBLE_ADVICE = (
+    "The rows stored for {region} were kept and nothing of this answer was written. Sync "
+    "again later; if CloudWatch keeps answering it, report it to AWS Support with the "
+    "metric and day."
+)
+
 MALFORMED_ADVICE = (
     "Something between this machine and AWS answered instead of AWS (a proxy, a captive "
     "portal, a misconfigured AWS_ENDPOINT_URL). Stored rows for {region} were kept. Check "
@@ -130,6 +143,9 @@ class RegionFailure:
 
 
 def classify(region: str, error: Exception) -> RegionFailure:
+    if isinstance(error, ImplausibleValueError):
+        advice = IMPLAUSIBLE_ADVICE.format(region=region)
+        return RegionFailure(region, FailureKind.OTHER, "ImplausibleValue", str(error), advice)
     if isinstance(error, MalformedAnswerError | ResponseParserError | UnicodeDecodeError):
         message = (
             str(error) if isinstance(error, MalformedAnswerError)

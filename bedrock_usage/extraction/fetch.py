@@ -32,7 +32,7 @@ from ..days import DayRange, utc_today
 from ..memory import release_freed_memory
 from . import catalog
 from .aws import cloudwatch_client
-from .errors import FailureKind, RegionFailure, classify
+from .errors import FailureKind, ImplausibleValueError, RegionFailure, classify
 from .metrics import (
     DAY_SECONDS,
     ENDPOINTS,
@@ -239,7 +239,16 @@ class Answers:
                 dtype=np.int32,
                 count=len(timestamps),
             )
-            self._chunks[series].append((days, np.asarray(values, dtype=np.float64)))
+            points = np.asarray(values, dtype=np.float64)
+            implausible = ~np.isfinite(points) | (np.abs(points) > EXACT_LIMIT)
+            if implausible.any():
+                first = int(np.argmax(implausible))
+                raise ImplausibleValueError(
+                    metric=series.metric.metric_name,
+                    value=f"{points[first]:g}",
+                    day=_EPOCH + timedelta(days=int(days[first])),
+                )
+            self._chunks[series].append((days, points))
 
     def series(self) -> list[Series]:
         """The series that answered with at least one point."""
@@ -295,6 +304,8 @@ class Answers:
 
 
 _EPOCH = date(1970, 1, 1)
+# Counts are rounded once into BIGINT: a double holds every integer up to 2^53.
+EXACT_LIMIT = 2.0**53
 
 
 class SyncStopped(BaseException):
