@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg2
 import pytest
 
-from bedrock_usage.connections.store import Connection, StateStore
+from bedrock_usage.connections.store import Connection, DuplicateConnectionError, StateStore
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -120,3 +120,20 @@ def test_on_postgresql_a_removed_secret_is_in_no_table_and_its_table_is_rewritte
     assert after != before  # VACUUM FULL wrote a new file without the dead row versions
     assert store.get("prod") is None and store.region_health("prod") == {}
     assert store.location.startswith("postgresql://") and "***" not in postgres_url
+
+
+def test_concurrent_connects_of_one_account_store_one_and_name_the_other(store):
+    """Two `connect`s of one account both pass the checks, then race to insert."""
+    contenders = [_connection("prod"), _connection("prod-again"), _connection("prod")]
+
+    def add(connection):
+        try:
+            store.add(connection)
+            return "stored"
+        except DuplicateConnectionError:
+            return "duplicate"
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        outcomes = sorted(pool.map(add, contenders))
+    assert outcomes == ["duplicate", "duplicate", "stored"]
+    assert [c.account_id for c in store.all()] == ["111122223333"]

@@ -34,7 +34,7 @@ from ..sync import (
 )
 from . import attempts, secrets
 from .credentials import AuthSpec, session_for, stored_auth
-from .store import Connection, RegionHealth, StateStore, now_iso
+from .store import Connection, DuplicateConnectionError, RegionHealth, StateStore, now_iso
 from .validation import (
     InvalidInput,
     check_access_key_id,
@@ -108,20 +108,7 @@ def connect(
             "use 1 to 454.",
             ExitCode.USAGE,
         )
-    if store.get(name):
-        raise UserError(
-            f"A connection named '{name}' already exists. Pick another name, or change it with "
-            f"'bedrock-usage edit {name}' / 'bedrock-usage rotate {name}'.",
-            ExitCode.CONFLICT,
-        )
-    existing = store.by_account(account_id)
-    if existing:
-        raise UserError(
-            f"Account {account_id} is already connected as '{existing.connection_id}'. A second "
-            "connection to the same account would count its usage twice; add regions to the "
-            f"existing one with 'bedrock-usage edit {existing.connection_id} --regions ...'.",
-            ExitCode.CONFLICT,
-        )
+    _refuse_duplicate(store, name, account_id)
     verification = _verify(auth, account_id, regions, on_region)
     if not verification.ok:
         raise VerificationFailed(verification, f"Connecting '{name}'")
@@ -136,10 +123,32 @@ def connect(
         created_at=created,
         updated_at=created,
     )
-    store.add(connection)
+    try:
+        store.add(connection)
+    except DuplicateConnectionError:
+        # Connected by another process meanwhile: say what the checks above say.
+        _refuse_duplicate(store, name, account_id)
+        raise
     for region in regions:
         store.log_event(name, "verify", "ok", "CloudWatch AWS/Bedrock readable", region=region)
     return connection
+
+
+def _refuse_duplicate(store: StateStore, name: str, account_id: str) -> None:
+    if store.get(name):
+        raise UserError(
+            f"A connection named '{name}' already exists. Pick another name, or change it with "
+            f"'bedrock-usage edit {name}' / 'bedrock-usage rotate {name}'.",
+            ExitCode.CONFLICT,
+        )
+    existing = store.by_account(account_id)
+    if existing:
+        raise UserError(
+            f"Account {account_id} is already connected as '{existing.connection_id}'. A second "
+            "connection to the same account would count its usage twice; add regions to the "
+            f"existing one with 'bedrock-usage edit {existing.connection_id} --regions ...'.",
+            ExitCode.CONFLICT,
+        )
 
 
 def _stored_credentials(auth: AuthSpec) -> dict[str, str | None]:

@@ -204,6 +204,10 @@ class _Result:
         return [self._dict(row) for row in self.cursor.fetchall()]
 
 
+class DuplicateConnectionError(Exception):
+    """The connection's name or account was stored by another process first."""
+
+
 class StateStore:
     """`path`: a SQLite file. Without one, BEDROCK_USAGE_STATE_URL's PostgreSQL database
     when it is set, else state.sqlite3 in BEDROCK_USAGE_HOME."""
@@ -280,8 +284,15 @@ class StateStore:
         }
         columns = ", ".join(values)
         placeholders = ", ".join(f":{name}" for name in values)
-        with self.transaction() as db:
-            db.execute(f"INSERT INTO connections ({columns}) VALUES ({placeholders})", values)
+        try:
+            with self.transaction() as db:
+                db.execute(f"INSERT INTO connections ({columns}) VALUES ({placeholders})", values)
+        except Exception as error:
+            # SQLite's and psycopg2's IntegrityError: the name or the account was taken
+            # by another process between our check and this insert.
+            if any(cls.__name__ == "IntegrityError" for cls in type(error).__mro__):
+                raise DuplicateConnectionError(connection.connection_id) from error
+            raise
 
     def update(self, connection_id: str, **changes: object) -> None:
         if "regions" in changes:
