@@ -37,6 +37,18 @@ def _after(owner, name: str, marker: Path, when=lambda *a, **k: True) -> None:
     setattr(owner, name, paused)
 
 
+def _before(owner, name: str, marker: Path, when=lambda *a, **k: True) -> None:
+    original = getattr(owner, name)
+
+    @functools.wraps(original)
+    def paused(*args, **kwargs):
+        if when(*args, **kwargs):
+            _freeze(marker)
+        return original(*args, **kwargs)
+
+    setattr(owner, name, paused)
+
+
 def _after_phase(phase: str):
     return lambda self, connection_id, new_phase, *a, **k: new_phase == phase
 
@@ -56,6 +68,8 @@ POINTS = {
     "before-publish": lambda m: _after(
         store.StateStore, "set_phase", m, _after_phase(attempts.PUBLISHING)
     ),
+    # A purge's delete is committed; the analysts' copy is not yet refreshed.
+    "purge-before-publish": lambda m: _before(warehouse, "publish_snapshot", m),
     # The analysts' copy is written to its staging file and swapped in.
     "publish": lambda m: _after(
         warehouse.os, "replace", m, lambda src, dst: ".snapshot" in str(dst)

@@ -290,3 +290,16 @@ def test_a_copy_left_behind_by_a_killed_publish_is_caught_up(connected, home, tm
     assert snapshot_total(home) == 2200
     again = run_cli(["status", "prod"], home, connected.endpoint_url)
     assert "behind" not in again.stderr  # caught up once
+
+
+def test_a_purge_killed_before_its_publish_is_finished_by_running_it_again(
+    connected, home, tmp_path
+):
+    assert run_cli(sync_window(), home, connected.endpoint_url).returncode == 0
+    purge = ["disconnect", "prod", "--purge-usage"]
+    kill_9(start_paused("purge-before-publish", purge, home, connected.endpoint_url, tmp_path))
+    assert usage_by_region(home) == {}
+    assert snapshot_total(home) == 1200  # the copy still holds the purged rows
+    again = run_cli(purge, home, connected.endpoint_url)
+    assert again.returncode == 0, again.stderr
+    assert snapshot_total(home) is None  # no row of the purged connection is left

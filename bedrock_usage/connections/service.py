@@ -19,6 +19,7 @@ from ..extraction.fetch import ProgressListener, RegionFetch, empty_datapoints
 from ..memory import release_freed_memory, release_garbage
 from ..storage.warehouse import (
     atomically,
+    catch_up_snapshot,
     purge_connection,
     stored_connection_rows,
     warehouse_target,
@@ -386,6 +387,7 @@ def rotate(
         raise VerificationFailed(verification, f"Rotating '{name}'")
     store.update(name, **_stored_credentials(auth))
     store.log_event(name, "rotate", "ok", "credentials replaced after verification")
+    _scrub_ciphertext(store, connection, "replaced")
     return get_connection(name, store)
 
 
@@ -410,6 +412,9 @@ def disconnect(
             purged = purge_connection(path, name)
             store.log_event(name, "disconnect", "ok", f"{purged} usage rows purged")
             return purged
+        if purge_usage and name in catch_up_snapshot(path):  # a purge stopped before publishing
+            store.log_event(name, "disconnect", "ok", "purged rows removed from the analysts' copy")
+            return 0
         get_connection(name, store)
     if purge_usage:
         purged = purge_connection(path, name, before_delete=lambda: store.remove(name))
@@ -426,8 +431,8 @@ def disconnect(
     return purged
 
 
-def _scrub_ciphertext(store: StateStore, connection: Connection) -> None:
-    """Return only once no file of the state store holds the secret's ciphertext."""
+def _scrub_ciphertext(store: StateStore, connection: Connection, done: str = "deleted") -> None:
+    """Return only once no file of the state store holds the old secret's ciphertext."""
     store.scrub(timeout=settings.lock_timeout_seconds())
     if not connection.secret_ciphertext or store.path is None:
         return  # PostgreSQL: rows deleted and tables rewritten; its files are its own
@@ -439,7 +444,7 @@ def _scrub_ciphertext(store: StateStore, connection: Connection) -> None:
     ]
     if holding:
         raise UserError(
-            f"The credentials of '{connection.connection_id}' are deleted, but their "
+            f"The credentials of '{connection.connection_id}' are {done}, but their old "
             f"encrypted copy still lies in {', '.join(map(str, holding))}: another process "
             "keeps the state store open in a read transaction (a sqlite3 shell, a stuck "
             "command). Close it, then run 'bedrock-usage scrub' to wipe it."
