@@ -19,7 +19,7 @@ from bedrock_usage.days import DayRange
 from bedrock_usage.errors import UserError
 from bedrock_usage.storage.frames import shed_cache
 from bedrock_usage.storage.lake import Lake, configured_lake, create_s3_secret, load_extensions
-from bedrock_usage.storage.schema import LAKE_BASELINE_VERSION
+from bedrock_usage.storage.schema import LAKE_BASELINE_VERSION, MIGRATIONS
 from bedrock_usage.storage.warehouse import (
     atomically,
     open_warehouse,
@@ -80,11 +80,15 @@ def test_a_new_lake_has_the_layout_the_migrations_give_a_file(lake, tmp_path):
         expected = _layout(file)
     with open_warehouse(lake) as connection:
         assert _layout(connection) == expected
-        version = connection.execute("SELECT max(version) FROM schema_version").fetchone()[0]
-        assert version == LAKE_BASELINE_VERSION
+        # The baseline, then each migration released after it.
+        versions = connection.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()
+        later = [(v,) for v, _ in MIGRATIONS if v > LAKE_BASELINE_VERSION]
+        assert versions == [(LAKE_BASELINE_VERSION,), *later]
         assert connection.execute("SELECT count(*) FROM bedrock_prices").fetchone()[0] > 300
     with open_warehouse(lake) as connection:  # opening again applies nothing twice
-        assert connection.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 1
+        assert connection.execute("SELECT count(*) FROM schema_version").fetchone()[0] == len(
+            versions
+        )
     bucket = lake.data_path.split("/")[2]
     objects = boto3.Session().client("s3").list_objects_v2(Bucket=bucket)["Contents"]
     assert objects and all(o["Key"].startswith("usage/") for o in objects)

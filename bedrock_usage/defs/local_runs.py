@@ -4,9 +4,11 @@ and the Overview timeline, tagged with its connection and trigger, and re-execut
 from the UI (the run names the code location `bedrock_usage` of workspace.yaml)."""
 
 import fcntl
+import hashlib
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -72,8 +74,10 @@ def dagster_home() -> Path:
 @contextmanager
 def _first_use_turn(home: Path) -> Iterator[None]:
     """Processes using a new DAGSTER_HOME at once (two first syncs) take turns: the first
-    creates Dagster's storage (its migrations are not safe to run twice at once)."""
-    with open(home / ".first-use.lock", "a") as lock:
+    creates Dagster's storage (its migrations are not safe to run twice at once). The
+    lock file lies in the temporary folder, so a home keeps only Dagster's own files."""
+    digest = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"bedrock_usage-dagster-{digest}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
