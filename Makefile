@@ -24,7 +24,7 @@ TEST_WORKERS ?= 2
 
 test: $(STAMP)
 	$(BIN)/ruff check bedrock_usage bedrock_usage_tests benchmarks
-	$(BIN)/pytest -n $(TEST_WORKERS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --durations=15
 
 # What a developer runs between edits: everything but the end-to-end tests (marked e2e).
 test-fast: $(STAMP)

@@ -74,8 +74,9 @@ def test_a_purge_stopped_after_the_credentials_went_is_finished_by_running_it_ag
     assert cli("disconnect", "prod", "--purge-usage").returncode == 4  # nothing left
 
 
-def test_disconnect_with_a_reader_open_returns_only_once_no_file_holds_the_ciphertext(
-    synced, cli, home
+@pytest.mark.parametrize("command", ["disconnect", "rotate"])
+def test_a_secret_removed_with_a_reader_open_is_gone_from_every_file_or_said_to_be_left(
+    aws, synced, cli, home, command
 ):
     with sqlite3.connect(home / "state.sqlite3") as db:
         [(ciphertext,)] = db.execute("SELECT secret_ciphertext FROM connections").fetchall()
@@ -90,7 +91,15 @@ def test_disconnect_with_a_reader_open_returns_only_once_no_file_holds_the_ciphe
     )  # fmt: skip
     try:
         assert reader.stdout.readline().strip() == "reading"
-        result = cli("disconnect", "prod", env={"BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS": "2"})
+        patient = {"BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS": "2"}
+        if command == "disconnect":
+            result = cli("disconnect", "prod", env=patient)
+        else:
+            fresh = aws.create_reader(ACCOUNT, "bedrock-readonly-2")
+            result = cli(
+                "rotate", "prod", "--access-key-id", fresh.access_key_id,
+                secret=fresh.secret_access_key, env=patient,
+            )  # fmt: skip
         holding = [
             path for path in home.rglob("*")
             if path.is_file() and ciphertext.encode() in path.read_bytes()

@@ -304,8 +304,6 @@ class StateStore:
                 f"UPDATE connections SET {assignments} WHERE connection_id = :connection_id",
                 {**changes, "connection_id": connection_id},
             )
-        if "secret_ciphertext" in changes:
-            self.scrub()
 
     def has_secrets(self) -> bool:
         if self.path is not None and not self.path.exists():
