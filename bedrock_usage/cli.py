@@ -301,9 +301,16 @@ def _run_sync(name: str, day_range, tags: dict[str, str] | None = None) -> None:
         ),
         0,
     )
+    if not result.success:
+        outcome = "FAILED"
+    elif unread:
+        outcome = (
+            f"PARTIAL, could not read {', '.join(unread)} (their earlier rows are kept; exit 6)"
+        )
+    else:
+        outcome = "succeeded"
     click.echo(
-        f"Dagster run {result.run_id}: {'succeeded' if result.success else 'FAILED'}; "
-        f"{rows} usage rows in {warehouse_target()}."
+        f"Dagster run {result.run_id}: {outcome}; {rows} usage rows in {warehouse_target()}."
     )
     failures = result.get_step_failure_events()
     if any(

@@ -187,6 +187,9 @@ def test_a_sync_with_a_denied_region_flags_it_and_keeps_its_rows(aws, reader, cl
     result = cli("sync", "prod")
     assert result.returncode == 6
     assert "eu-west-1: FAILED AccessDenied" in result.stderr
+    # The summary says partial, as the exit code does, never "succeeded".
+    assert ": PARTIAL, could not read eu-west-1 (their earlier rows are kept" in result.stdout
+    assert "succeeded" not in result.stdout
     listing = json.loads(cli("connections", "--json").stdout)
     assert listing[0]["state"] == "needs attention"
     assert "eu-west-1: AccessDenied" in listing[0]["reason"]

@@ -297,7 +297,7 @@ def _finish_attempt(store, connection_id: str, day_range, rows_by_region) -> Non
             connection_id,
             attempts.Outcome.PARTIAL,
             f"{message}; regions not read: {failed}",
-            next_action=f"See the failed regions' events: bedrock-usage status {connection_id}.",
+            next_action=f"See the failed regions' events: bedrock-usage events {connection_id}.",
         )
     else:
         attempts.finish(store, connection_id, attempts.Outcome.OK, message)
