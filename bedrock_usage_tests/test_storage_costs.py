@@ -32,7 +32,7 @@ def con(tmp_path):
         yield connection
 
 
-def add_usage(con, day, model_id, region="us-east-1", **tokens):
+def add_usage(con, day, model_id, region="us-east-1", endpoint="bedrock-runtime", **tokens):
     described = describe_model_id(model_id)
     counts = {
         "input_tokens": 0,
@@ -44,9 +44,9 @@ def add_usage(con, day, model_id, region="us-east-1", **tokens):
     }
     con.execute(
         "INSERT INTO bedrock_usage_daily VALUES (?, 'prod', '111122223333', ?, "
-        "'bedrock-runtime', ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, ?)",
+        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, ?)",
         [
-            day, region, model_id, described.model_provider, described.base_model_id,
+            day, region, endpoint, model_id, described.model_provider, described.base_model_id,
             described.inference_scope, counts["input_tokens"], counts["output_tokens"],
             counts["invocations"], counts["cache_read_input_tokens"],
             counts["cache_write_input_tokens"], READ_AT,
@@ -197,3 +197,26 @@ def test_monthly_views_sum_priced_rows_and_count_unpriced_tokens(con):
         .fetchone()[0]
         .startswith("Tokens in rows with no list price")
     )
+
+
+def test_a_mantle_model_is_priced_through_its_runtime_twin_when_only_that_is_listed(con):
+    """The OpenAI-compatible endpoint names openai.gpt-oss-120b; prices list only the
+    runtime's openai.gpt-oss-120b-1:0. A model listed under its own id keeps its price."""
+    with transaction(con):
+        store_prices(con, [
+            price("openai.gpt-oss-120b-1:0", "input", "0.15"),
+            price("openai.gpt-oss-120b-1:0", "output", "0.6"),
+            price("acme.exact-model", "input", "1"),
+            price("acme.exact-model-1:0", "input", "9"),
+        ])  # fmt: skip
+    add_usage(con, D1, "openai.gpt-oss-120b", endpoint="bedrock-mantle",
+              input_tokens=2_000_000, output_tokens=1_000_000)  # fmt: skip
+    add_usage(con, D1, "acme.exact-model", endpoint="bedrock-mantle", input_tokens=1_000_000)
+    add_usage(con, D1, "openai.gpt-oss-120b", input_tokens=1_000_000)  # runtime: no twin
+    assert con.execute(
+        "SELECT api_endpoint, model_id, estimated_cost_usd FROM bedrock_cost_daily ORDER BY ALL"
+    ).fetchall() == [
+        ("bedrock-mantle", "acme.exact-model", Decimal("1.000000")),
+        ("bedrock-mantle", "openai.gpt-oss-120b", Decimal("0.900000")),
+        ("bedrock-runtime", "openai.gpt-oss-120b", None),
+    ]

@@ -34,15 +34,33 @@ _TOKENS = "CAST({column} AS DECIMAL(38,0))"
 
 COST_DAILY_VIEW = """
 CREATE OR REPLACE VIEW bedrock_cost_daily AS
-WITH usage AS (
+WITH priced AS (
+    SELECT DISTINCT model_id FROM bedrock_prices
+),
+twins AS (
+    -- The mantle endpoint names a model without its version (openai.gpt-oss-120b); a
+    -- price list may list only its runtime twin (openai.gpt-oss-120b-1:0).
+    SELECT regexp_extract(model_id, '^(.+)-[0-9]+:[0-9]+$', 1) AS stem, max(model_id) AS twin
+    FROM priced
+    WHERE regexp_matches(model_id, '^.+-[0-9]+:[0-9]+$')
+    GROUP BY 1
+),
+usage AS (
     SELECT u.*,
         CASE
             WHEN u.inference_scope = 'in_region' THEN 'in_region'
             WHEN u.inference_scope = 'global' THEN 'global'
             WHEN u.inference_scope IN ('us', 'eu', 'apac', 'jp', 'au', 'ca', 'us-gov')
                 THEN 'geo'
-        END AS price_scope
+        END AS price_scope,
+        CASE
+            WHEN u.api_endpoint = 'bedrock-mantle' AND p.model_id IS NULL
+                THEN coalesce(t.twin, u.base_model_id)
+            ELSE u.base_model_id
+        END AS price_model_id
     FROM bedrock_usage_daily u
+    LEFT JOIN priced p ON p.model_id = u.base_model_id
+    LEFT JOIN twins t ON t.stem = u.base_model_id
 ),
 matches AS (
     SELECT u.usage_date, u.connection_id, u.region, u.api_endpoint, u.model_id,
@@ -55,7 +73,7 @@ matches AS (
         ) AS preference
     FROM usage u
     JOIN bedrock_prices p
-        ON p.model_id = u.base_model_id
+        ON p.model_id = u.price_model_id
         AND (p.price_scope = u.price_scope
             OR (u.price_scope = 'geo' AND p.price_scope = 'in_region'))
         AND p.region IN (u.region, '*')
