@@ -53,6 +53,9 @@ def handles_errors(command: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             settings.check_all()
+            for line in settings.unknown_variables():
+                click.echo(line, err=True)
+            _use_the_demo_emulator_in_a_demo_home()
             return command(*args, **kwargs)
         except UserError as error:
             _fail(str(error), error.exit_code)
@@ -190,14 +193,25 @@ def main() -> None:
     # The home holds encrypted secrets, the event log and usage: ours alone (0600/0700),
     # Dagster's files in it included.
     os.umask(0o077)
-    context = click.get_current_context()
-    if context.invoked_subcommand not in ("demo", "ui", None) and _is_demo_home():
-        from .demo import demo_emulator_for_commands
 
-        emulator = demo_emulator_for_commands()
-        if emulator is not None:
-            click.echo("(This home was made by 'make demo': using its emulator.)", err=True)
-            context.call_on_close(emulator.stop)
+
+def _use_the_demo_emulator_in_a_demo_home() -> None:
+    """In a home made by `make demo`, a command talks to the demo's emulator. Started
+    only once the command's arguments parsed: --help and argument errors stay instant."""
+    context = click.get_current_context()
+    command = context.command.name
+    root = context.find_root()
+    if command in ("demo", "ui") or root.meta.get("bedrock_usage.demo_emulator"):
+        return
+    if not _is_demo_home():
+        return
+    from .demo import demo_emulator_for_commands
+
+    emulator = demo_emulator_for_commands()
+    if emulator is not None:
+        click.echo("(This home was made by 'make demo': using its emulator.)", err=True)
+        root.meta["bedrock_usage.demo_emulator"] = emulator
+        root.call_on_close(emulator.stop)
 
 
 def _is_demo_home() -> bool:

@@ -349,6 +349,37 @@ def check_aws_endpoints() -> None:
             raise SettingsError(name, raw, "the port is not a number") from None
 
 
+# Every BEDROCK_USAGE_* variable anything of ours reads (the deployment's workspace.yaml
+# reads the code server's two); the test suite's own start with BEDROCK_USAGE_TEST_.
+KNOWN_VARIABLES = frozenset(
+    f"BEDROCK_USAGE_{name}"
+    for name in (
+        "HOME", "WAREHOUSE", "SNAPSHOT", "STATE_URL", "LAKE_CATALOG", "LAKE_DATA_PATH",
+        "SECRET_KEY", "LOCK_TIMEOUT_SECONDS", "LOOKBACK_DAYS", "RECONCILE_TOLERANCE",
+        "EXTRA_MODEL_IDS", "REGION_CONCURRENCY", "WAREHOUSE_MEMORY_LIMIT", "WAREHOUSE_THREADS",
+        "PRICE_LIST_URL", "SCHEDULE_CRON", "START_DATE", "SLACK_CHANNEL",
+        "CODE_SERVER_HOST", "CODE_SERVER_PORT",
+    )
+)  # fmt: skip
+
+
+def unknown_variables() -> list[str]:
+    """A line per BEDROCK_USAGE_* variable in the environment that nothing reads (a typo
+    would otherwise be ignored in silence), with the closest known name."""
+    import difflib
+
+    lines = []
+    for name in sorted(os.environ):
+        if not name.startswith("BEDROCK_USAGE_") or name in KNOWN_VARIABLES:
+            continue
+        if name.startswith("BEDROCK_USAGE_TEST_"):
+            continue
+        close = difflib.get_close_matches(name, sorted(KNOWN_VARIABLES), n=1)
+        hint = f" Did you mean {close[0]}?" if close else ""
+        lines.append(f"Warning: {name} is not a bedrock_usage setting and is ignored.{hint}")
+    return lines
+
+
 def check_all() -> None:
     """Every setting at once, before anything runs."""
     home()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,15 @@ def test_a_state_url_is_shown_without_its_password(home, monkeypatch):
     with pytest.raises(SettingsError) as raised:
         settings.check_all()
     assert "hunter2" not in str(raised.value) and "bedrock:***@db" in str(raised.value)
+
+
+def test_a_misspelt_setting_is_named_with_the_closest_known_one(monkeypatch):
+    for name in [n for n in os.environ if n.startswith("BEDROCK_USAGE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("BEDROCK_USAGE_LOOKBAK_DAYS", "3")
+    monkeypatch.setenv("BEDROCK_USAGE_LOOKBACK_DAYS", "3")  # known: no line
+    monkeypatch.setenv("BEDROCK_USAGE_TEST_ANYTHING", "1")  # the test suite's own
+    assert settings.unknown_variables() == [
+        "Warning: BEDROCK_USAGE_LOOKBAK_DAYS is not a bedrock_usage setting and is ignored. "
+        "Did you mean BEDROCK_USAGE_LOOKBACK_DAYS?"
+    ]

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from .. import settings
 from . import assets, costs, freshness, jobs, run_health, schedules, sensors
 from .alerts import alert_resource
 from .resources import default_resources
@@ -21,3 +22,7 @@ defs = dg.Definitions.merge(
         executor=dg.in_process_executor,
     ),
 )
+
+# A misspelt BEDROCK_USAGE_* variable is named where the daemon and webserver log it.
+for _line in settings.unknown_variables():
+    dg.get_dagster_logger().warning(_line)
