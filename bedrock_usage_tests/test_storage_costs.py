@@ -220,3 +220,13 @@ def test_a_mantle_model_is_priced_through_its_runtime_twin_when_only_that_is_lis
         ("bedrock-mantle", "openai.gpt-oss-120b", Decimal("0.900000")),
         ("bedrock-runtime", "openai.gpt-oss-120b", None),
     ]
+
+
+def test_every_column_of_every_analysts_view_says_what_it_means(con):
+    undocumented = con.execute(
+        "SELECT c.table_name, c.column_name FROM duckdb_columns() c "
+        "JOIN duckdb_views() v ON v.view_name = c.table_name AND v.database_name = "
+        "c.database_name WHERE c.database_name = current_database() AND NOT v.internal "
+        "AND (c.comment IS NULL OR c.comment = '') ORDER BY ALL"
+    ).fetchall()
+    assert undocumented == []

@@ -20,8 +20,8 @@ from ..connections.secrets import SecretKeyError
 from ..errors import UserError
 from ..extraction.fetch import FetchProgress, RegionFetch
 from ..memory import release_freed_memory
+from ..storage.columns import USAGE_COLUMN_DOCS
 from ..storage.frames import one_at_a_time
-from ..storage.schema import USAGE_COLUMN_DOCS
 from ..storage.warehouse import (
     UsageWritten,
     WarehouseBusyError,

@@ -8,9 +8,9 @@ import dagster as dg
 from .. import settings
 from ..pricing.price_list import PriceListError
 from ..pricing.refresh import connected_regions, refresh_prices
+from ..storage.columns import USAGE_COLUMN_DOCS
 from ..storage.costs import COST_COLUMNS, cost_summary, merge_unpriced, unpriced_usage
 from ..storage.frames import one_at_a_time
-from ..storage.schema import USAGE_COLUMN_DOCS
 from .assets import GROUP, bedrock_usage_daily
 from .partitions import usage_partitions, windows_by_connection
 from .resources import PriceListResource, StateStoreResource, WarehouseResource

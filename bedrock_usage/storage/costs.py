@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..days import DayRange, utc_today
 from ..pricing.prices import PriceRow, merge_prices
+from .columns import USAGE_COLUMN_DOCS
 from .frames import insert_frame, literal
 from .lake import is_lake
 from .quality import window_filter
@@ -173,12 +174,22 @@ COLUMN_COMMENTS: dict[str, dict[str, str]] = {
         "read_at": "When the source was read (UTC).",
     },
 }
+USAGE_COMMENTS = {name: text for name, _, text in USAGE_COLUMN_DOCS}
+COLUMN_COMMENTS["bedrock_cost_daily"] = {
+    **USAGE_COMMENTS,
+    **COLUMN_COMMENTS["bedrock_cost_daily"],
+}
 MONTHLY_COMMENTS = {
+    **USAGE_COMMENTS,
     "month": "First day of the UTC month.",
+    "input_tokens": "Input tokens in the month.",
+    "output_tokens": "Output tokens in the month.",
+    "cache_read_input_tokens": "Input tokens read from the prompt cache in the month.",
+    "cache_write_input_tokens": "Input tokens written to the prompt cache in the month.",
     "estimated_cost_usd": "Sum of the priced rows' estimates; unpriced rows are left out "
     "(see unpriced_tokens).",
     "unpriced_tokens": "Tokens in rows with no list price: not in estimated_cost_usd.",
-    "invocations": "Requests accepted.",
+    "invocations": "Requests accepted in the month.",
 }
 
 
@@ -196,9 +207,21 @@ def create_cost_views(connection: duckdb.DuckDBPyConnection, catalog: str | None
     if catalog is None and is_lake(connection):
         # DuckLake keeps comments on tables' columns, not on views'.
         comments = {name: columns for name, columns in comments.items() if name == PRICES_TABLE}
+    database = catalog or connection.execute("SELECT current_database()").fetchone()[0]
     for relation, columns in comments.items():
+        present = {
+            name
+            for (name,) in connection.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE database_name = ? "
+                "AND table_name = ?",
+                [database, relation],
+            ).fetchall()
+        }
         for column, text in columns.items():
-            connection.execute(f"COMMENT ON COLUMN {prefix}{relation}.{column} IS {literal(text)}")
+            if column in present:
+                connection.execute(
+                    f"COMMENT ON COLUMN {prefix}{relation}.{column} IS {literal(text)}"
+                )
 
 
 def stored_prices(connection: duckdb.DuckDBPyConnection, source: str) -> list[PriceRow]:
