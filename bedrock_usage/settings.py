@@ -22,7 +22,6 @@ KEY_FILE_NAME = "secret.key"
 DEFAULT_LOCK_TIMEOUT_SECONDS = 120.0
 DEFAULT_LOOKBACK_DAYS = 2
 DEFAULT_RECONCILE_TOLERANCE = 0.01
-DEFAULT_START_DATE = "2025-01-01"
 DEFAULT_REGION_CONCURRENCY = 4
 # A sync's DuckDB: one thread and a bounded buffer pool keep a run's memory near what
 # it holds (a year of a connection is 600k data points); larger work spills to disk.
@@ -260,10 +259,12 @@ def reconcile_tolerance(raw: str | None = None) -> float:
     return parse_number(name, raw, DEFAULT_RECONCILE_TOLERANCE, 0, 1)
 
 
-def start_date() -> date:
-    """The first day of the date partitions. Fixed, so the partition view does not move
-    every day; days older than CloudWatch's 455 days show but cannot be synced."""
-    raw = _raw("BEDROCK_USAGE_START_DATE") or DEFAULT_START_DATE
+def start_date() -> date | None:
+    """The first day of the date partitions when set; unset, the partitions start where
+    the first connection's history could (see `defs/partitions.py`)."""
+    raw = _raw("BEDROCK_USAGE_START_DATE")
+    if not raw:
+        return None
     try:
         return date.fromisoformat(raw)
     except ValueError:

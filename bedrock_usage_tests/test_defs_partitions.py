@@ -1,18 +1,22 @@
 """Partition keys: connection × UTC day, and the run's rectangle per connection."""
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import pytest
+import time_machine
 from dagster._core.definitions.automation_tick_evaluation_context import (
     build_run_requests_with_backfill_policies,
 )
 from dagster._core.definitions.events import AssetKeyPartitionKey
 
-from bedrock_usage.days import DayRange
+from bedrock_usage.connections.service import PARTITION_START
+from bedrock_usage.connections.store import StateStore
+from bedrock_usage.days import DayRange, utc_today
 from bedrock_usage.defs.partitions import (
     CONNECTION_DIMENSION,
     DATE_DIMENSION,
+    first_partition_day,
     partition_key,
     range_tags,
     usage_partitions,
@@ -40,11 +44,26 @@ def test_range_tags_name_the_first_and_last_partition():
     }
 
 
-def test_the_day_dimension_starts_on_a_fixed_day_not_one_that_moves():
-    from bedrock_usage.defs.partitions import DATE_DIMENSION, usage_partitions
-
-    days = usage_partitions.get_partitions_def_for_dimension(DATE_DIMENSION)
-    assert days.start.date() == date(2025, 1, 1)
+def test_the_day_dimension_starts_where_history_can_exist_and_never_moves(
+    bedrock_home, monkeypatch
+):
+    """Unset, the first day is today - 454 until the first connection, then the oldest
+    day CloudWatch could answer on the day it was made, recorded for good; a set
+    BEDROCK_USAGE_START_DATE wins."""
+    monkeypatch.delenv("BEDROCK_USAGE_START_DATE", raising=False)
+    today = utc_today()
+    assert first_partition_day() == today - timedelta(days=454)
+    assert not (bedrock_home / "state.sqlite3").exists()  # asking wrote nothing
+    store = StateStore()
+    assert store.record_once(PARTITION_START, str(today - timedelta(days=454))) == str(
+        today - timedelta(days=454)
+    )
+    with time_machine.travel(datetime.now(UTC) + timedelta(days=40), tick=True):
+        assert utc_today() == today + timedelta(days=40)
+        assert first_partition_day() == today - timedelta(days=454)  # not moved
+        assert store.record_once(PARTITION_START, "2030-01-01") == str(today - timedelta(days=454))
+    monkeypatch.setenv("BEDROCK_USAGE_START_DATE", "2025-06-01")
+    assert first_partition_day() == date(2025, 6, 1)
 
 
 @pytest.mark.parametrize("whole_dimension", [False, True], ids=["a year", "every day"])

@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from .. import settings
-from ..days import DayRange, readable_range, utc_today
+from ..days import DayRange, oldest_readable_day, readable_range, utc_today
 from ..errors import ExitCode, UserError
 from ..extraction.errors import FailureKind, RegionFailure, classify
 from ..extraction.fetch import ProgressListener, RegionFetch, empty_datapoints
@@ -126,6 +126,9 @@ def connect(
     )
     try:
         store.add(connection)
+        # The date partitions start at the oldest day CloudWatch could answer for the
+        # first connection, recorded once: the partition view never moves afterwards.
+        store.record_once(PARTITION_START, oldest_readable_day().isoformat())
     except DuplicateConnectionError:
         # Connected by another process meanwhile: say what the checks above say.
         _refuse_duplicate(store, name, account_id)
@@ -133,6 +136,9 @@ def connect(
     for region in regions:
         store.log_event(name, "verify", "ok", "CloudWatch AWS/Bedrock readable", region=region)
     return connection
+
+
+PARTITION_START = "partition_start"
 
 
 def _refuse_duplicate(store: StateStore, name: str, account_id: str) -> None:

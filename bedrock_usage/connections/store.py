@@ -72,6 +72,10 @@ CREATE TABLE IF NOT EXISTS events (
     next_action TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_connection ON events (connection_id, event_id);
+CREATE TABLE IF NOT EXISTS recorded_once (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS alert_cursor (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     cursor TEXT NOT NULL
@@ -343,6 +347,29 @@ class StateStore:
                 if not busy or time.monotonic() > deadline:
                     return not busy
                 time.sleep(0.2)
+
+    # Facts recorded once, never changed (the first day of the date partitions) --------
+
+    def record_once(self, key: str, value: str) -> str:
+        """Record `value` under `key` unless something is recorded already; return what
+        is recorded (the first writer wins, also among processes)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO recorded_once VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                [key, value],
+            )
+            return db.execute("SELECT value FROM recorded_once WHERE key = ?", [key]).fetchone()[
+                "value"
+            ]
+
+    def recorded(self, key: str) -> str | None:
+        """What is recorded under `key`; None, without creating a state store file, when
+        nothing is."""
+        if self.path is not None and not self.path.exists():
+            return None
+        with self._db() as db:
+            row = db.execute("SELECT value FROM recorded_once WHERE key = ?", [key]).fetchone()
+        return row["value"] if row else None
 
     # The permission sensor's progress ------------------------------------------------
 

@@ -1,9 +1,11 @@
 """Partitions: UTC days × connections.
 
-The day dimension starts at a fixed day (BEDROCK_USAGE_START_DATE, default 2025-01-01),
-so the partition view and its materialized partitions stay put from day to day; days
-older than CloudWatch's 455-day retention show but cannot be synced. The connection
-dimension follows the state store through `connection_partitions_sensor`.
+The day dimension starts at BEDROCK_USAGE_START_DATE when set; else at the oldest day
+CloudWatch could answer when the first connection was made (recorded once in the state
+store, so the partition view and its materialized partitions stay put from day to day,
+and no partition counts as missing a day that could never have been synced). Before any
+connection it is today - 454. The connection dimension follows the state store through
+`connection_partitions_sensor`.
 """
 
 from __future__ import annotations
@@ -13,17 +15,31 @@ from datetime import date
 
 import dagster as dg
 
-from ..days import DayRange
+from ..connections.service import PARTITION_START
+from ..connections.store import StateStore
+from ..days import DayRange, oldest_readable_day
 from ..settings import start_date
 
 CONNECTION_DIMENSION = "connection"
 DATE_DIMENSION = "date"
 
+
+def first_partition_day() -> date:
+    explicit = start_date()
+    if explicit is not None:
+        return explicit
+    try:
+        recorded = StateStore().recorded(PARTITION_START)
+    except Exception:  # noqa: BLE001 - a broken state store is reported by whatever uses it
+        recorded = None
+    return date.fromisoformat(recorded) if recorded else oldest_readable_day()
+
+
 connection_partitions = dg.DynamicPartitionsDefinition(name=CONNECTION_DIMENSION)
 usage_partitions = dg.MultiPartitionsDefinition(
     {
         DATE_DIMENSION: dg.DailyPartitionsDefinition(
-            start_date=start_date().isoformat(), timezone="UTC"
+            start_date=first_partition_day().isoformat(), timezone="UTC"
         ),
         CONNECTION_DIMENSION: connection_partitions,
     }
