@@ -232,6 +232,10 @@ def test_a_purge_during_a_sync_keeps_every_row_of_the_connection_out(connected, 
     _, stderr = process.communicate(timeout=patient(120))
     assert process.returncode == 1
     assert "disconnected while it synced" in stderr
+    assert events(home)[-1] == (
+        "failed",
+        "'prod' was disconnected while it synced: nothing of it was written.",
+    )  # never "ok: 0 rows"
     assert usage_by_region(home) == {}
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM cloudwatch_daily_datapoints").fetchone() == (0,)

@@ -287,6 +287,14 @@ def _analysts_metadata(snapshot, target) -> dict[str, object]:
 
 
 def _finish_attempt(store, connection_id: str, day_range, rows_by_region) -> None:
+    if store.get(connection_id) is None:
+        attempts.finish(
+            store,
+            connection_id,
+            attempts.Outcome.FAILED,
+            f"{day_range}: disconnected while it synced; nothing of it was written",
+        )
+        return
     attempt = store.attempt(connection_id)
     failed = attempt.failed_regions if attempt else None
     rows = sum(n for key, n in rows_by_region.items() if key.startswith(f"{connection_id}/"))
