@@ -126,6 +126,9 @@ def test_a_missing_key_file_with_stored_secrets_is_an_error_not_a_new_key(synced
     assert result.returncode == 1
     assert "secret.key is missing" in result.stderr and "Traceback" not in result.stderr
     assert not (home / "secret.key").exists()
+    [sync] = [e for e in json.loads(cli("events", "prod", "--json").stdout)
+              if e["action"] == "sync"][:1]  # fmt: skip
+    assert sync["outcome"] == "configuration", sync
 
 
 def test_a_damaged_state_store_is_named_without_a_traceback(synced, cli, home):

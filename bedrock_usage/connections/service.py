@@ -276,10 +276,7 @@ def ensure_still_connected(store: StateStore, connection: Connection) -> None:
 def _fetch(
     connection, day_range, open_connection, on_region_done, on_progress, options
 ) -> list[RegionFetch]:
-    try:
-        auth = stored_auth(connection)
-    except secrets.SecretKeyError as error:
-        raise UserError(str(error)) from None
+    auth = stored_auth(connection)  # a SecretKeyError is a `configuration` outcome
     try:
         session = session_for(auth)
     except Exception as error:  # noqa: BLE001 - a role that cannot be assumed fails every region
