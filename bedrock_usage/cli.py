@@ -90,6 +90,19 @@ def handles_errors(command: Callable) -> Callable:
                 "permissions there, or point BEDROCK_USAGE_HOME elsewhere.",
                 ExitCode.FAILED,
             )
+        except Exception as error:
+            if not type(error).__module__.startswith("sqlalchemy"):
+                raise
+            # Dagster's own storage (SQLAlchemy over DAGSTER_HOME's SQLite files, or
+            # PostgreSQL) failed: say where, not a traceback.
+            _fail(
+                f"Dagster's instance in {settings.dagster_home()} cannot be used: "
+                f"{str(error).splitlines()[0]}. If the disk is full, free space; if its "
+                "database is a server, check that it is up; if a file there is damaged "
+                "(history/runs.db, schedules/schedules.db), move that folder aside (the run "
+                "history goes; usage stays in the warehouse) and run again.",
+                ExitCode.FAILED,
+            )
 
     return wrapper
 

@@ -252,3 +252,14 @@ def test_the_home_is_readable_by_its_owner_alone(synced, home):
         if path.stat().st_mode & 0o077
     ]
     assert opened == []
+
+
+def test_a_damaged_dagster_storage_is_named_without_a_traceback(synced, cli, home):
+    runs = home / "dagster" / "history" / "runs.db"
+    assert runs.exists()
+    runs.write_bytes(b"not a database" * 100)
+    result = cli("sync", "prod")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"Dagster's instance in {home / 'dagster'} cannot be used" in result.stderr
+    assert "runs.db" in result.stderr and "move that folder aside" in result.stderr
