@@ -288,3 +288,26 @@ def test_two_writers_of_one_connection_never_double_a_day(lake, stored_before):
                 "SELECT count(*) FROM cloudwatch_daily_datapoints"
             ).fetchone()[0]
         assert (usage, points) == ([(D1, 10), (D2, 11)], 2), f"round {round_}"
+
+
+def test_writers_first_using_a_new_lake_at_once_set_it_up_once(lake):
+    errors = []
+
+    def first_use() -> None:
+        try:
+            with open_warehouse(lake) as connection:
+                connection.execute("SELECT count(*) FROM bedrock_usage_daily").fetchone()
+        except Exception as error:  # noqa: BLE001 - asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=first_use) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with open_warehouse(lake, read_only=True) as connection:
+        versions = connection.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()
+    assert versions == [(LAKE_BASELINE_VERSION,)] + [
+        (v,) for v, _ in MIGRATIONS if v > LAKE_BASELINE_VERSION
+    ]

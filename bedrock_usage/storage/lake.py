@@ -178,16 +178,14 @@ class WarehouseBusyError(RuntimeError):
 
 
 @contextmanager
-def connection_turn(lake: Lake, connection_id: str, timeout: float) -> Iterator[None]:
-    """Hold the lake's write turn for one connection: a PostgreSQL advisory lock in the
-    lake's catalog, held by a session of its own. A killed writer's session ends with
-    its process, and its turn with it. Writers of other connections never wait."""
+def advisory_lock(lake: Lake, key: str, timeout: float, busy: str = "") -> Iterator[None]:
+    """A PostgreSQL advisory lock in the lake's catalog, held by a session of its own: a
+    killed holder's session ends with its process, and the lock with it."""
     import psycopg2
 
     session = psycopg2.connect(lake.catalog, connect_timeout=10)
     try:
         session.autocommit = True
-        key = f"bedrock_usage.connection:{connection_id}"
         deadline = time.monotonic() + timeout
         with session.cursor() as cursor:
             while True:
@@ -196,12 +194,22 @@ def connection_turn(lake: Lake, connection_id: str, timeout: float) -> Iterator[
                     break
                 if time.monotonic() > deadline:
                     raise WarehouseBusyError(
-                        f"Another run kept writing connection '{connection_id}' in {lake} for "
-                        f"over {timeout:.0f} s, so this one wrote nothing. Let it finish (or "
-                        "fail it in the Dagster UI), then sync again; "
-                        "BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS sets how long to wait."
+                        busy or f"{lake} stayed busy ({key}) for over {timeout:.0f} s."
                     )
                 time.sleep(0.2)
         yield
     finally:
         session.close()  # ends the session, and its advisory lock with it
+
+
+def connection_turn(lake: Lake, connection_id: str, timeout: float):
+    """Hold the lake's write turn for one connection. Writers of other connections
+    never wait."""
+    return advisory_lock(
+        lake,
+        f"bedrock_usage.connection:{connection_id}",
+        timeout,
+        busy=f"Another run kept writing connection '{connection_id}' in {lake} for over "
+        f"{timeout:.0f} s, so this one wrote nothing. Let it finish (or fail it in the "
+        "Dagster UI), then sync again; BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS sets how long to wait.",
+    )

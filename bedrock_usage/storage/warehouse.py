@@ -50,6 +50,7 @@ from .frames import literal, one_at_a_time, registered
 from .lake import (
     Lake,
     WarehouseBusyError,
+    advisory_lock,
     configured_lake,
     connection_turn,
     is_lake,
@@ -123,10 +124,19 @@ def open_warehouse(
     """A connection to the warehouse, held only inside the `with` block. A writer's
     DuckDB is bounded by `limits`; a reader's keeps DuckDB's defaults."""
     if isinstance(path, Lake):
-        connection = open_lake(path, read_only, {} if read_only else limits.config())
+        if read_only:
+            connection = open_lake(path, read_only, {})
+        else:
+            # Writers that first use a new lake would race to create its catalog and
+            # tables ("Could not attach", "already exists"): they set it up one at a time.
+            with advisory_lock(path, "bedrock_usage.lake-setup", timeout=120):
+                connection = open_lake(path, read_only, limits.config())
+                try:
+                    retrying(lambda: ensure_schema(connection))
+                except BaseException:
+                    connection.close()
+                    raise
         try:
-            if not read_only:
-                retrying(lambda: ensure_schema(connection))
             yield connection
         finally:
             connection.close()
