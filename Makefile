@@ -31,11 +31,12 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -n $(TEST_WORKERS) -m "not e2e"
 
 # The whole suite with the wall clock of every Python process it starts moved three years
-# ahead, then ten months back (bedrock_usage_tests/clock/sitecustomize.py, time-machine).
+# ahead, then ten months back (bedrock_usage_tests/clock/sitecustomize.py, time-machine;
+# PYTHONPATH absolute, since the deployment's processes start in folders of their own).
 # No test may depend on the day it runs.
 test-clock: $(STAMP)
-	PYTHONPATH=bedrock_usage_tests/clock TEST_CLOCK_SHIFT_DAYS=1100 $(BIN)/pytest -n $(TEST_WORKERS) -p no:cacheprovider
-	PYTHONPATH=bedrock_usage_tests/clock TEST_CLOCK_SHIFT_DAYS=-300 $(BIN)/pytest -n $(TEST_WORKERS) -p no:cacheprovider
+	PYTHONPATH=$(CURDIR)/bedrock_usage_tests/clock TEST_CLOCK_SHIFT_DAYS=1100 $(BIN)/pytest -n $(TEST_WORKERS) -p no:cacheprovider
+	PYTHONPATH=$(CURDIR)/bedrock_usage_tests/clock TEST_CLOCK_SHIFT_DAYS=-300 $(BIN)/pytest -n $(TEST_WORKERS) -p no:cacheprovider
 
 # The end-to-end tests while a CPU burner keeps every core busy (deadlines x3).
 test-busy: $(STAMP)

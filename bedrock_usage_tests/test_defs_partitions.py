@@ -82,7 +82,7 @@ def test_a_backfill_of_many_connections_is_one_run_per_connection(whole_dimensio
         days = usage_partitions.get_partitions_def_for_dimension(DATE_DIMENSION)
         day_keys = days.get_partition_keys(dynamic_partitions_store=dagster)
     else:
-        day_keys = [str(date(2026, 11, 27) - timedelta(days=n)) for n in range(365)]
+        day_keys = [str(utc_today() - timedelta(days=n)) for n in range(1, 366)]
     requested = [
         AssetKeyPartitionKey(asset, partition_key(c, day))
         for asset in partitioned
