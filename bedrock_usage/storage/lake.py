@@ -183,7 +183,14 @@ def advisory_lock(lake: Lake, key: str, timeout: float, busy: str = "") -> Itera
     killed holder's session ends with its process, and the lock with it."""
     import psycopg2
 
-    session = psycopg2.connect(lake.catalog, connect_timeout=10)
+    try:
+        session = psycopg2.connect(lake.catalog, connect_timeout=10)
+    except psycopg2.Error as error:
+        reason = str(error).strip().replace(lake.catalog, redacted_url(lake.catalog))
+        raise UserError(
+            f"Could not attach {lake}: {reason}. Check that the catalog database is up "
+            "and the URL's user may connect (BEDROCK_USAGE_LAKE_CATALOG)."
+        ) from None
     try:
         session.autocommit = True
         deadline = time.monotonic() + timeout
