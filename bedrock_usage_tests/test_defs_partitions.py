@@ -10,8 +10,7 @@ from dagster._core.definitions.automation_tick_evaluation_context import (
 )
 from dagster._core.definitions.events import AssetKeyPartitionKey
 
-from bedrock_usage.connections.service import PARTITION_START
-from bedrock_usage.connections.store import StateStore
+from bedrock_usage.connections.store import PARTITION_START, StateStore
 from bedrock_usage.days import DayRange, utc_today
 from bedrock_usage.defs.partitions import (
     CONNECTION_DIMENSION,

@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from datetime import date, datetime, timedelta
+from functools import partial
 
 import boto3
 import duckdb
@@ -102,6 +103,15 @@ def _points(tokens: int) -> pd.DataFrame:
     )  # fmt: skip
 
 
+def _all_at_once(work: list) -> None:
+    """Start each callable in a thread of its own, together, and wait for all."""
+    threads = [threading.Thread(target=w) for w in work]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def test_two_writers_replace_windows_of_the_same_tables_at_once(lake):
     """Two runs for different connections write at the same time: DuckLake refuses the
     second commit, which runs again whole, and both windows are kept exactly once."""
@@ -130,11 +140,7 @@ def test_two_writers_replace_windows_of_the_same_tables_at_once(lake):
     for connection_id in attempts:  # earlier syncs: the windows hold rows to replace
         sync(connection_id, 1, together=False)
         attempts[connection_id] = 0
-    threads = [threading.Thread(target=sync, args=a) for a in (("acme", 10), ("globex", 20))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _all_at_once([partial(sync, "acme", 10), partial(sync, "globex", 20)])
     assert errors == []
     assert sorted(attempts.values()) == [1, 2]  # one commit was refused and retried
     with open_warehouse(lake, read_only=True) as connection:
@@ -274,11 +280,7 @@ def test_two_writers_of_one_connection_never_double_a_day(lake, stored_before):
                 connection.execute(purge_days.format(table))
         if stored_before:
             sync(1)
-        threads = [threading.Thread(target=sync, args=(10,)) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        _all_at_once([partial(sync, 10)] * 2)
         assert errors == []
         with open_warehouse(lake, read_only=True) as connection:
             usage = connection.execute(
@@ -300,11 +302,7 @@ def test_writers_first_using_a_new_lake_at_once_set_it_up_once(lake):
         except Exception as error:  # noqa: BLE001 - asserted below
             errors.append(error)
 
-    threads = [threading.Thread(target=first_use) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _all_at_once([first_use] * 3)
     assert errors == []
     with open_warehouse(lake, read_only=True) as connection:
         versions = connection.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()

@@ -35,7 +35,14 @@ from ..sync import (
 )
 from . import attempts, secrets
 from .credentials import AuthSpec, session_for, stored_auth
-from .store import Connection, DuplicateConnectionError, RegionHealth, StateStore, now_iso
+from .store import (
+    PARTITION_START,
+    Connection,
+    DuplicateConnectionError,
+    RegionHealth,
+    StateStore,
+    now_iso,
+)
 from .validation import (
     InvalidInput,
     check_access_key_id,
@@ -136,9 +143,6 @@ def connect(
     for region in regions:
         store.log_event(name, "verify", "ok", "CloudWatch AWS/Bedrock readable", region=region)
     return connection
-
-
-PARTITION_START = "partition_start"
 
 
 def _refuse_duplicate(store: StateStore, name: str, account_id: str) -> None:

@@ -208,6 +208,10 @@ class _Result:
         return [self._dict(row) for row in self.cursor.fetchall()]
 
 
+# The key under which the first day of the date partitions is recorded once.
+PARTITION_START = "partition_start"
+
+
 class DuplicateConnectionError(Exception):
     """The connection's name or account was stored by another process first."""
 

@@ -15,8 +15,7 @@ from datetime import date
 
 import dagster as dg
 
-from ..connections.service import PARTITION_START
-from ..connections.store import StateStore
+from ..connections.store import PARTITION_START, StateStore
 from ..days import DayRange, oldest_readable_day
 from ..settings import start_date
 
