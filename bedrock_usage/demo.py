@@ -23,12 +23,12 @@ from .connections.secrets import derive
 from .connections.store import StateStore
 from .defs import assets
 from .defs.alerts import AlertResource
-from .defs.jobs import CONNECTION_TAG
 from .defs.local_runs import instance, run_sync, run_tagged
 from .defs.partitions import CONNECTION_DIMENSION
 from .defs.resources import StateStoreResource, default_resources
 from .defs.schedules import daily_usage_schedule
 from .defs.sensors import permission_failure_sensor
+from .defs.tags import CONNECTION_TAG
 from .emulator.demo_data import DEMO_ACCOUNTS, seed_demo_history
 from .emulator.server import AccessKeyPair, Emulator
 from .extraction.fetch import RegionFetch
@@ -165,6 +165,11 @@ def _run_next_scheduled_day() -> None:
         result = run_tagged(request.tags, trigger="demo")
         checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
         permissions = checks.get("cloudwatch_permissions", permissions)
+        read = checks.get("every_region_read")
+        outcome = "succeeded" if result.success else "FAILED"
+        if read is not None and not read.passed:
+            outcome = f"failed as PARTIAL by check every_region_read: {read.description}"
+        click.echo(f"  run {result.run_id[:8]} {outcome}")
     if permissions is not None and not permissions.passed:
         click.echo(
             f"Check cloudwatch_permissions FAILED ({permissions.severity.value}): "

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from bedrock_usage.connections import service
 from bedrock_usage.connections.credentials import AuthSpec
+from bedrock_usage.defs.assets import RUN_TOTALS
+from bedrock_usage.defs.local_runs import instance
+from bedrock_usage.defs.partitions import CONNECTION_DIMENSION, DATE_DIMENSION, usage_partitions
 from bedrock_usage.emulator.server import AccessKeyPair
 
 
@@ -20,3 +25,27 @@ def connect(
         AuthSpec(key.access_key_id, key.secret_access_key),
         backfill_days,
     )
+
+
+def run_totals(run_id: str, step: str) -> dict:
+    """The one event a step logs with its run's totals."""
+    [totals] = [
+        json.loads(entry.user_message.removeprefix(RUN_TOTALS))
+        for entry in instance().all_logs(run_id)
+        if entry.step_key == step and entry.user_message.startswith(RUN_TOTALS)
+    ]
+    return totals
+
+
+def by_partition(result, asset: str) -> dict[tuple[str, str], dict]:
+    """Each (connection, day) partition's materialization metadata, as plain values."""
+    found = {}
+    for event in result.get_asset_materialization_events():
+        if event.asset_key.path != [asset]:
+            continue
+        materialization = event.materialization
+        keys = usage_partitions.get_partition_key_from_str(materialization.partition)
+        dimensions = keys.keys_by_dimension
+        key = (dimensions[CONNECTION_DIMENSION], dimensions[DATE_DIMENSION])
+        found[key] = {k: v.value for k, v in materialization.metadata.items()}
+    return found

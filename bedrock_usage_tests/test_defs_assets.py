@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pandas as pd
 
@@ -15,7 +16,7 @@ from bedrock_usage.extraction.fetch import lower_bound_calls
 from bedrock_usage.extraction.metrics import MANTLE_METRICS, USAGE_METRICS
 
 from .conftest import ACCOUNT, OTHER_ACCOUNT, days_ago, seed_daily
-from .dagster_helpers import connect
+from .dagster_helpers import by_partition, connect, run_totals
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 NOVA = "us.amazon.nova-lite-v1:0"
@@ -42,10 +43,10 @@ def _usage(home):
 
 def test_a_year_backfill_is_one_run_with_the_fewest_calls(aws, reader, bedrock_home):
     first, last = days_ago(365), days_ago(1)
-    every_day = {first + timedelta(days=d): 2 for d in range(365)}
+    every_day = {first + timedelta(days=d): 1 + d % 7 for d in range(365)}
     seed_daily(aws, "Invocations", HAIKU, every_day, hours=1)
     seed_daily(aws, "Invocations", NOVA, every_day, hours=1)
-    seed_daily(aws, "Invocations", None, {d: 4 for d in every_day}, hours=1)
+    seed_daily(aws, "Invocations", None, {d: 2 * n for d, n in every_day.items()}, hours=1)
     connect(reader, "prod", regions="us-east-1")
     aws.log.reset()
     result = run_sync("prod", DayRange(first, last))
@@ -54,27 +55,41 @@ def test_a_year_backfill_is_one_run_with_the_fewest_calls(aws, reader, bedrock_h
     assert len(runs) == 1
     series = 3 * len(USAGE_METRICS) + len(MANTLE_METRICS)  # two models, two totals
     assert aws.log.count("GetMetricData") == lower_bound_calls(series, 365) == 1
-    assert _usage(bedrock_home) == [("us-east-1", HAIKU, 730, 365), ("us-east-1", NOVA, 730, 365)]
+    invocations = 2 * sum(every_day.values())
+    assert _usage(bedrock_home) == [
+        ("us-east-1", HAIKU, invocations // 2, 365),
+        ("us-east-1", NOVA, invocations // 2, 365),
+    ]
     materializations = result.get_asset_materialization_events()
     assert len(materializations) == 3 * 365  # data points, usage, cost
-    metadata = materializations[0].materialization.metadata
-    assert metadata["run_get_metric_data_calls"].value == 1
-    assert metadata["run_metrics_requested"].value == series
+    # The run's totals are one event of the run, on no partition.
+    totals = run_totals(result.run_id, "cloudwatch_datapoints")
+    assert totals["run_get_metric_data_calls"] == 1
+    assert totals["run_metrics_requested"] == series
     # Counted when read, so still right after the run dropped the stored data points.
     with duckdb.connect(str(bedrock_home / "warehouse.duckdb"), read_only=True) as con:
         stored = con.execute("SELECT count(*) FROM cloudwatch_daily_datapoints").fetchone()[0]
     assert stored == 3 * 365  # Invocations of both models and of the region total
-    assert metadata["run_datapoints_by_region"].value == {"prod/us-east-1": stored}
-    assert metadata["run_models_seen"].value == sorted([HAIKU, NOVA])
-    usage_metadata = next(
-        e.materialization.metadata
-        for e in materializations
-        if e.asset_key.path == ["bedrock_usage_daily"]
-    )
-    assert usage_metadata["dagster/row_count"].value == 730
-    assert usage_metadata["dagster/table_name"].value == "bedrock_usage_daily"
-    assert usage_metadata["run_rows"].value == 730
-    schema = usage_metadata["dagster/column_schema"].value
+    assert totals["run_datapoints_by_region"] == {"prod/us-east-1": stored}
+    assert totals["run_models_seen"] == sorted([HAIKU, NOVA])
+    assert run_totals(result.run_id, "bedrock_usage_daily")["run_rows"] == 730
+    # Each partition carries its own day's figures, so Dagster's plots draw each day.
+    points = by_partition(result, "cloudwatch_datapoints")
+    usage = by_partition(result, "bedrock_usage_daily")
+    assert len(points) == len(usage) == 365
+    for day, n in every_day.items():
+        key = ("prod", str(day))
+        assert points[key]["datapoints"] == 3
+        assert (points[key]["regions_read"], points[key]["regions_not_read"]) == (
+            "us-east-1",
+            "none",
+        )
+        assert (usage[key]["dagster/row_count"], usage[key]["invocations"]) == (2, 2 * n)
+        assert usage[key]["input_tokens"] == usage[key]["cache_read_input_tokens"] == 0
+        assert not any(name.startswith("run_") for name in usage[key] | points[key])
+    usage_metadata = usage["prod", str(last)]
+    assert usage_metadata["dagster/table_name"] == "bedrock_usage_daily"
+    schema = usage_metadata["dagster/column_schema"]
     assert schema.columns[0].name == "usage_date" and schema.columns[0].description
     checks = _checks(result)
     assert all(check.passed for check in checks.values()), checks
@@ -89,7 +104,24 @@ def test_a_denied_region_fails_its_check_with_the_fix_and_keeps_its_rows(aws, re
     seed_daily(aws, "Invocations", NOVA, {day: 100}, region="eu-west-1", hours=1)
     aws.deny_region(reader, "eu-west-1")
     result = run_sync("prod", DayRange(day, day))
-    assert result.success
+    # Partial: every region that could be read is stored, rebuilt and priced, then the
+    # blocking every_region_read check fails the last step, and with it the run.
+    assert not result.success
+    assert instance().get_run_by_id(result.run_id).status == dg.DagsterRunStatus.FAILURE
+    [failure] = result.get_step_failure_events()
+    assert failure.step_key == "bedrock_cost_daily"
+    assert failure.step_failure_data.error.cls_name == "DagsterAssetCheckFailedError"
+    assert {e.asset_key.path[0] for e in result.get_asset_materialization_events()} == {
+        "cloudwatch_datapoints", "bedrock_usage_daily", "bedrock_cost_daily",
+    }  # fmt: skip
+    read = _checks(result)["every_region_read"]
+    assert not read.passed and read.severity.value == "ERROR"
+    assert read.metadata["regions_not_read"].value == {"prod": ["eu-west-1"]}
+    assert "Partial sync" in read.description and "eu-west-1" in read.description
+    assert result.dagster_run.tags["bedrock_usage/failed_regions"] == "prod/eu-west-1"
+    for asset in ("cloudwatch_datapoints", "bedrock_usage_daily"):
+        [figures] = by_partition(result, asset).values()
+        assert (figures["regions_read"], figures["regions_not_read"]) == ("us-east-1", "eu-west-1")
     check = _checks(result)["cloudwatch_permissions"]
     assert not check.passed and check.severity.value == "ERROR"
     metadata = {k: v.value for k, v in check.metadata.items()}
@@ -97,6 +129,14 @@ def test_a_denied_region_fails_its_check_with_the_fix_and_keeps_its_rows(aws, re
     assert metadata["region"] == "eu-west-1" and metadata["error_code"] == "AccessDenied"
     assert "cloudwatch:GetMetricData" in metadata["next_action"]
     assert _usage(bedrock_home) == [("eu-west-1", NOVA, 3, 1), ("us-east-1", HAIKU, 5, 1)]
+    # The next sync that reads the region clears it everywhere.
+    aws.allow_region(reader, "eu-west-1")
+    again = run_sync("prod", DayRange(day, day))
+    assert again.success and _checks(again)["every_region_read"].passed
+    [figures] = by_partition(again, "bedrock_usage_daily").values()
+    assert figures["regions_read"] == "eu-west-1, us-east-1"
+    assert figures["regions_not_read"] == "none"
+    assert _usage(bedrock_home) == [("eu-west-1", NOVA, 103, 1), ("us-east-1", HAIKU, 5, 1)]
 
 
 def test_every_region_failing_fails_the_run_with_the_explanation(aws, reader, bedrock_home):

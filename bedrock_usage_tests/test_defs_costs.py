@@ -13,7 +13,7 @@ from bedrock_usage.defs.definitions import defs
 from bedrock_usage.defs.local_runs import instance, run_sync
 
 from .conftest import days_ago, seed_daily
-from .dagster_helpers import connect
+from .dagster_helpers import connect, run_totals
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 PROVISIONED = "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/k3x9p2m1q8ab"
@@ -39,8 +39,12 @@ def test_a_sync_estimates_cost_and_flags_unpriced_usage(aws, reader, bedrock_hom
     result = run_sync("prod", DayRange(day, day))
     assert result.success
     metadata, check = _cost_events(result)
-    assert metadata["run_estimated_cost_usd"].value == "1.500000"
-    assert metadata["run_unpriced_tokens"].value == 2_000
+    # The day's figures on its partition, the cost a number Dagster can plot; the run's
+    # totals in one event of the run.
+    assert metadata["estimated_cost_usd"].value == 1.5
+    assert metadata["unpriced_tokens"].value == 2_000
+    totals = run_totals(result.run_id, "bedrock_cost_daily")
+    assert (totals["run_estimated_cost_usd"], totals["run_unpriced_tokens"]) == ("1.500000", 2_000)
     assert not check.passed and check.severity.value == "WARN"
     [unpriced] = check.metadata["unpriced_by_model"].value
     assert (unpriced["model_id"], unpriced["tokens"]) == (PROVISIONED, 2_000)
@@ -51,7 +55,7 @@ def test_a_sync_estimates_cost_and_flags_unpriced_usage(aws, reader, bedrock_hom
     seed_daily(aws, "InputTokenCount", HAIKU, {day: 3_000_000})
     seed_daily(aws, "InputTokenCount", None, {day: 3_000_000})
     again = run_sync("prod", DayRange(day, day))
-    assert _cost_events(again)[0]["run_estimated_cost_usd"].value == "2.250000"
+    assert _cost_events(again)[0]["estimated_cost_usd"].value == 2.25
     snapshot = bedrock_home / "warehouse.snapshot.duckdb"
     with duckdb.connect(str(snapshot), read_only=True) as analyst:
         rows = analyst.execute(

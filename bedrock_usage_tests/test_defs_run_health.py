@@ -6,15 +6,10 @@ import subprocess
 import sys
 
 import dagster as dg
+from dagster._core.storage.tags import TagType, get_tag_type
 
-from bedrock_usage.defs.run_health import (
-    HOST_TAG,
-    PID_TAG,
-    POOL,
-    dead_run_sensor,
-    process_tags,
-    reap_dead_runs,
-)
+from bedrock_usage.defs.run_health import POOL, dead_run_sensor, reap_dead_runs
+from bedrock_usage.defs.tags import HOST_TAG, PID_TAG, VISIBLE_BEFORE, process_tags
 from bedrock_usage.processes import this_process
 
 
@@ -41,6 +36,18 @@ def test_the_sensor_fails_a_dead_run_and_frees_its_slot(bedrock_home):
         assert "Marked 1 dead run" in result.skip_message
         assert instance.get_run_by_id(dead).status == dg.DagsterRunStatus.FAILURE
         assert instance.event_log_storage.get_concurrency_info(POOL).claimed_slots == []
+
+
+def test_a_run_tagged_by_an_earlier_version_is_still_reaped(bedrock_home):
+    with dg.instance_for_test() as instance:
+        host, pid = this_process().host, str(_dead_pid())
+        tags = {VISIBLE_BEFORE[HOST_TAG]: host, VISIBLE_BEFORE[PID_TAG]: pid}
+        dead = _started_run(instance, tags)
+        assert reap_dead_runs(instance) == [dead]
+
+
+def test_the_process_bookkeeping_is_hidden_from_the_runs_list():
+    assert {get_tag_type(tag) for tag in process_tags()} == {TagType.HIDDEN}
 
 
 def test_a_live_run_keeps_its_slot(bedrock_home):

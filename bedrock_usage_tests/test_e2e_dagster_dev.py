@@ -42,7 +42,9 @@ BACKFILL_STATUS = """
 query($id: String!) {
   partitionBackfillOrError(backfillId: $id) {
     __typename
-    ... on PartitionBackfill { status runs(limit: 10) { runId status } }
+    ... on PartitionBackfill {
+      status runs(limit: 10) { runId status jobName tags { key value } }
+    }
   }
 }"""
 REEXECUTE = """
@@ -200,6 +202,13 @@ def test_a_run_and_a_backfill_through_graphql(aws, reader, bedrock_home, dagster
         time.sleep(2)
     assert backfill["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), backfill
     assert [r["status"] for r in backfill["runs"]] == ["SUCCESS"]  # one run for the range
+    # Dagster runs a UI backfill as its implicit asset job; the run is tagged as ours are,
+    # and the runs list shows no bookkeeping tag.
+    [run] = backfill["runs"]
+    assert run["jobName"] == "__ASSET_JOB"
+    tags = {t["key"]: t["value"] for t in run["tags"]}
+    assert (tags["bedrock_usage/connection"], tags["bedrock_usage/trigger"]) == ("prod", "ui")
+    assert not [key for key in tags if key.startswith((".dagster/", "bedrock_usage/pid"))]
 
     # A sync run the CLI's way (in its own process) is a run of the location's job,
     # which the UI can re-execute.

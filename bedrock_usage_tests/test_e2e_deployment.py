@@ -82,7 +82,7 @@ def _runs(url: str) -> list[tuple]:
         cursor.execute(
             "SELECT r.run_id, r.status, r.start_time, r.end_time, "
             "max(CASE WHEN t.key = 'bedrock_usage/connection' THEN t.value END), "
-            "max(CASE WHEN t.key = 'bedrock_usage/pid' THEN t.value END), "
+            "max(CASE WHEN t.key = '.dagster/bedrock_usage/pid' THEN t.value END), "
             "max(CASE WHEN t.key = 'bedrock_usage/trigger' THEN t.value END) "
             "FROM runs r LEFT JOIN run_tags t ON t.run_id = r.run_id "
             "GROUP BY r.run_id, r.status, r.start_time, r.end_time ORDER BY r.start_time"

@@ -68,7 +68,10 @@ def test_a_denied_region_keeps_its_rows_and_the_others_are_written(aws, reader, 
     seed_daily(aws, "Invocations", NOVA_EU, {day: 1}, region="eu-west-1", hours=1)
     aws.deny_region(reader, "eu-west-1")
     result = run_sync("acme", DayRange(day, day))
-    assert result.success  # one region read: the run succeeds, tagged with the other
+    # One region read and written; the run fails as partial, tagged with the other.
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    assert failure.step_failure_data.error.cls_name == "DagsterAssetCheckFailedError"
     assert result.dagster_run.tags["bedrock_usage/failed_regions"] == "acme/eu-west-1"
     health = StateStore().region_health("acme")
     assert health["eu-west-1"].failure_code == "AccessDenied"

@@ -7,8 +7,10 @@ explicit transactions (the stock DuckDB IO manager fails on these partitions), i
 the "duckdb" concurrency pool: one writer at a time.
 """
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date
 from functools import partial
 
 import dagster as dg
@@ -21,6 +23,7 @@ from ..errors import UserError
 from ..extraction.fetch import FetchProgress, RegionFetch
 from ..memory import release_freed_memory
 from ..storage.columns import USAGE_COLUMN_DOCS
+from ..storage.figures import datapoints_by_partition, usage_by_partition
 from ..storage.frames import one_at_a_time
 from ..storage.warehouse import (
     UsageWritten,
@@ -29,17 +32,23 @@ from ..storage.warehouse import (
     out_of_memory_message,
     publish_snapshot,
     rebuild_usage,
-    usage_row_count,
 )
 from .checks import (
     PERMISSION_CHECK,
     USAGE_CHECKS,
     permission_check_result,
+    regions_this_run,
     usage_check_results,
 )
-from .partitions import usage_partitions, windows_by_connection
+from .partitions import (
+    CONNECTION_DIMENSION,
+    DATE_DIMENSION,
+    usage_partitions,
+    windows_by_connection,
+)
 from .resources import StateStoreResource, SyncSettingsResource, WarehouseResource
-from .run_health import POOL, tag_run_process
+from .run_health import POOL
+from .tags import FAILED_REGIONS_TAG, tag_run
 
 GROUP = "bedrock_usage"
 # Dagster's table metadata keys: the UI shows the table name, its columns and rows.
@@ -52,8 +61,8 @@ USAGE_TABLE_METADATA = {
         ]
     ),  # fmt: skip
 }
-FAILED_REGIONS_TAG = "bedrock_usage/failed_regions"
 INTERRUPTS = (KeyboardInterrupt, dg.DagsterExecutionInterruptedError)
+RUN_TOTALS = "Run totals (every connection and day of this run):"
 
 # In-process listeners (the CLI's progress display) told as each region finishes.
 region_listeners: list[Callable[[RegionFetch], None]] = []
@@ -95,7 +104,7 @@ def cloudwatch_datapoints(
     GetMetricData, each call spanning all the run's days. A region that cannot be read
     keeps its earlier rows and fails the `cloudwatch_permissions` check with the reason
     and the fix; when every region fails, the run fails with the same explanation."""
-    tag_run_process(context.instance, context.run.run_id)
+    tag_run(context)
     store = state_store.get()
     windows = windows_by_connection(context.partition_keys)
     fetches_by_connection: dict[str, list[RegionFetch]] = {}
@@ -135,16 +144,29 @@ def cloudwatch_datapoints(
                 context.run.run_id, {FAILED_REGIONS_TAG: ",".join(failed)}
             )
         all_fetches = [f for fetches in fetches_by_connection.values() for f in fetches]
+        totals = _fetch_totals(fetches_by_connection, accounts)
         if all_fetches and not any(f.ok for f in all_fetches):
             raise dg.Failure(
                 description="No region could be read:\n"
                 + "\n".join(f.failure.describe() for f in all_fetches),
-                metadata=_fetch_metadata(fetches_by_connection, accounts),
+                metadata=totals,
             )
-    return dg.MaterializeResult(
-        metadata=_fetch_metadata(fetches_by_connection, accounts),
-        check_results=[permission_check_result(store)],
-    )
+        log_run_totals(context, totals)
+        with warehouse.get_connection() as connection:
+            points = datapoints_by_partition(connection, windows)
+        for key, (connection_id, day) in partition_days(context):
+            fetches = fetches_by_connection.get(connection_id, [])
+            context.add_asset_metadata(
+                {
+                    "datapoints": points[connection_id, day],
+                    **_regions_metadata(
+                        [f.region for f in fetches if f.ok],
+                        [f.region for f in fetches if not f.ok],
+                    ),
+                },
+                partition_key=key,
+            )
+    return dg.MaterializeResult(check_results=[permission_check_result(store)])
 
 
 @contextmanager
@@ -161,7 +183,36 @@ def _as_failure() -> Iterator[None]:
         raise dg.Failure(description=out_of_memory_message(error)) from None
 
 
-def _fetch_metadata(fetches_by_connection, accounts) -> dict[str, object]:
+def partition_days(context: dg.AssetExecutionContext) -> Iterator[tuple[str, tuple[str, date]]]:
+    """Each partition key of the run with its connection and day."""
+    for key in context.partition_keys:
+        dimensions = usage_partitions.get_partition_key_from_str(str(key)).keys_by_dimension
+        yield (
+            key,
+            (
+                dimensions[CONNECTION_DIMENSION],
+                date.fromisoformat(dimensions[DATE_DIMENSION]),
+            ),
+        )
+
+
+def _regions_metadata(read: list[str], not_read: list[str]) -> dict[str, object]:
+    """Which of the connection's regions this run read; the rows of the others are the
+    ones an earlier sync stored."""
+    return {
+        "regions_read": dg.MetadataValue.text(", ".join(sorted(read)) or "none"),
+        "regions_not_read": dg.MetadataValue.text(", ".join(sorted(not_read)) or "none"),
+    }
+
+
+def log_run_totals(context: dg.AssetExecutionContext, totals: dict[str, object]) -> None:
+    """One event for the whole run (every connection and day it covered): partitions
+    carry only their own day's figures."""
+    plain = {k: v.value if isinstance(v, dg.MetadataValue) else v for k, v in totals.items()}
+    context.log.info(f"{RUN_TOTALS} {json.dumps(plain, default=str)}")
+
+
+def _fetch_totals(fetches_by_connection, accounts) -> dict[str, object]:
     fetches = [f for group in fetches_by_connection.values() for f in group]
     failed = {
         f"{connection_id}/{f.region}": f"{f.failure.code}: {f.failure.next_action}"
@@ -169,8 +220,6 @@ def _fetch_metadata(fetches_by_connection, accounts) -> dict[str, object]:
         for f in group
         if f.failure
     }
-    # One materialization per partition carries these; they describe the whole run (a
-    # backfill is one run), so each name says so.
     return {
         "run_connections": dg.MetadataValue.json(accounts),
         "run_days": dg.MetadataValue.json(
@@ -225,6 +274,7 @@ def bedrock_usage_daily(
     exactly the model dimension (ModelId; Model on the mantle endpoint) count per model;
     usage in an endpoint's region total that no model explains is one '(unattributed)'
     row, so sums never double count."""
+    tag_run(context)
     store = state_store.get()
     windows = windows_by_connection(context.partition_keys)
     rows_by_region: dict[str, int] = {}
@@ -258,23 +308,35 @@ def bedrock_usage_daily(
             for connection_id in windows:
                 store.set_phase(connection_id, attempts.PUBLISHING)
             snapshot = publish_snapshot(connection, warehouse.path, windows)
-            table_rows = usage_row_count(connection)
+            figures = usage_by_partition(connection, windows)
             check_results = usage_check_results(
                 connection, windows, store, sync_settings.tolerance()
             )
+        regions = {c: regions_this_run(store, c) for c in windows}
         for connection_id, day_range in windows.items():
             _finish_attempt(store, connection_id, day_range, rows_by_region)
-    return dg.MaterializeResult(
-        metadata={
-            **USAGE_TABLE_METADATA,
-            "dagster/row_count": dg.MetadataValue.int(table_rows),
-            "run_days": dg.MetadataValue.json({c: str(d) for c, d in windows.items()}),
-            "run_rows_by_region": dg.MetadataValue.json(rows_by_region),
+    log_run_totals(
+        context,
+        {
+            "run_days": {c: str(d) for c, d in windows.items()},
+            "run_rows_by_region": rows_by_region,
             "run_rows": sum(rows_by_region.values()),
-            "run_models": dg.MetadataValue.json(sorted(models)),
-            **_analysts_metadata(snapshot, warehouse.path),
+            "run_models": sorted(models),
             **{f"run_{column}": total for column, total in tokens.items()},
         },
+    )
+    for key, (connection_id, day) in partition_days(context):
+        day_figures = dict(figures[connection_id, day])
+        context.add_asset_metadata(
+            {
+                "dagster/row_count": dg.MetadataValue.int(day_figures.pop("rows")),
+                **day_figures,
+                **_regions_metadata(*regions[connection_id]),
+            },
+            partition_key=key,
+        )
+    return dg.MaterializeResult(
+        metadata={**USAGE_TABLE_METADATA, **_analysts_metadata(snapshot, warehouse.path)},
         check_results=check_results,
     )
 

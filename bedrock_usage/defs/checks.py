@@ -23,6 +23,16 @@ PERMISSION_CHECK = dg.AssetCheckSpec(
     "Fails (ERROR) on AccessDenied or rejected credentials, naming the connection, account, "
     "region, error code and the fix, and stays failed until a sync of that region works.",
 )
+# On the last asset of a sync, so it fails the run only once every region that could be
+# read has been stored, rebuilt and priced: a partial sync ends as a failed run.
+REGIONS_READ_CHECK = dg.AssetCheckSpec(
+    "every_region_read",
+    asset="bedrock_cost_daily",
+    blocking=True,
+    description="This run read every region of its connections. Fails (ERROR, and with it "
+    "the run) when one could not be read: its rows for these days are the ones an earlier "
+    "sync stored. The regions read were stored, rebuilt and priced all the same.",
+)
 USAGE_CHECKS = [
     dg.AssetCheckSpec(
         "unique_grain",
@@ -53,6 +63,40 @@ USAGE_CHECKS = [
         "projects (bedrock_usage_daily_by_project) equals the model's own usage.",
     ),
 ]
+
+
+def regions_this_run(store: StateStore, connection_id: str) -> tuple[list[str], list[str]]:
+    """The connection's regions read and not read by its latest fetch (this run's: a run
+    reads every region of its connections before it rebuilds)."""
+    connection = store.get(connection_id)
+    if connection is None:
+        return [], []
+    health = store.region_health(connection_id)
+    failed = [r for r in connection.regions if r in health and health[r].needs_attention]
+    return [r for r in connection.regions if r not in failed], failed
+
+
+def regions_read_result(store: StateStore, windows: dict[str, DayRange]) -> dg.AssetCheckResult:
+    not_read = {
+        connection_id: failed
+        for connection_id in windows
+        if (failed := regions_this_run(store, connection_id)[1])
+    }
+    described = "; ".join(f"{c}: {', '.join(regions)}" for c, regions in not_read.items())
+    return dg.AssetCheckResult(
+        check_name=REGIONS_READ_CHECK.name,
+        passed=not not_read,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"Partial sync: regions not read ({described}). Their rows for "
+            f"{', '.join(f'{c} {windows[c]}' for c in not_read)} are the ones an earlier "
+            "sync stored; every other region was written. The cloudwatch_permissions check "
+            "says why and what to do; the next sync that reads them clears this."
+            if not_read
+            else "Every region of this run's connections was read."
+        ),
+        metadata={"regions_not_read": dg.MetadataValue.json(not_read)},
+    )
 
 
 def permission_check_result(store: StateStore) -> dg.AssetCheckResult:

@@ -10,11 +10,14 @@ from ..pricing.price_list import PriceListError
 from ..pricing.refresh import connected_regions, refresh_prices
 from ..storage.columns import USAGE_COLUMN_DOCS
 from ..storage.costs import COST_COLUMNS, cost_summary, merge_unpriced, unpriced_usage
+from ..storage.figures import cost_by_partition
 from ..storage.frames import one_at_a_time
-from .assets import GROUP, bedrock_usage_daily
+from .assets import GROUP, bedrock_usage_daily, log_run_totals, partition_days
+from .checks import REGIONS_READ_CHECK, regions_read_result
 from .partitions import usage_partitions, windows_by_connection
 from .resources import PriceListResource, StateStoreResource, WarehouseResource
 from .run_health import POOL
+from .tags import tag_run
 
 # Usage columns the cost view does not repeat.
 COST_OMITS = {
@@ -71,7 +74,7 @@ def bedrock_prices(
     pool=POOL,
     kinds={"duckdb"},
     deps=[bedrock_usage_daily],
-    check_specs=[UNPRICED_CHECK],
+    check_specs=[UNPRICED_CHECK, REGIONS_READ_CHECK],
     metadata={
         "dagster/table_name": "bedrock_cost_daily",
         "dagster/column_schema": dg.TableSchema(
@@ -84,7 +87,9 @@ def bedrock_prices(
     },  # fmt: skip
 )
 def bedrock_cost_daily(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    state_store: StateStoreResource,
 ) -> dg.MaterializeResult:
     """Estimated cost in USD of each usage row (view `bedrock_cost_daily`: the usage
     columns plus `estimated_cost_usd`, `price_effective_from`, `price_source`): tokens x
@@ -94,9 +99,11 @@ def bedrock_cost_daily(
     `usage_priced` check lists them. A view, so re-syncs and late data change it at once.
     Excludes discounts, credits, batch, service tiers and provisioned hours, which
     CloudWatch does not report."""
+    tag_run(context)
     windows = windows_by_connection(context.partition_keys)
     summary = {"estimated_cost_usd": Decimal("0.000000"), "unpriced_tokens": 0}
     unpriced_parts = []
+    daily = {}
     with warehouse.get_connection() as connection:
         # A connection's window at a time, DuckDB's cache shed between: one query over
         # ten connection-years took 149 MB, one over a connection-year 42 MB.
@@ -105,13 +112,27 @@ def bedrock_cost_daily(
             for name, value in cost_summary(connection, window).items():
                 summary[name] += value
             unpriced_parts.append(unpriced_usage(connection, window))
+            daily.update(cost_by_partition(connection, window))
     records = merge_unpriced(unpriced_parts).to_dict("records")
-    return dg.MaterializeResult(
-        metadata={
-            "run_estimated_cost_usd": dg.MetadataValue.text(str(summary["estimated_cost_usd"])),
-            "run_unpriced_tokens": dg.MetadataValue.int(summary["unpriced_tokens"]),
-            "run_days": dg.MetadataValue.json({c: str(d) for c, d in windows.items()}),
+    log_run_totals(
+        context,
+        {
+            "run_estimated_cost_usd": str(summary["estimated_cost_usd"]),
+            "run_unpriced_tokens": summary["unpriced_tokens"],
+            "run_days": {c: str(d) for c, d in windows.items()},
         },
+    )
+    for key, day in partition_days(context):
+        cost, unpriced = daily[day]
+        # A float, so Dagster plots it; exact to the cent and far below (DECIMAL(18,6)).
+        context.add_asset_metadata(
+            {
+                "estimated_cost_usd": dg.MetadataValue.float(float(cost)),
+                "unpriced_tokens": dg.MetadataValue.int(unpriced),
+            },
+            partition_key=key,
+        )
+    return dg.MaterializeResult(
         check_results=[
             dg.AssetCheckResult(
                 check_name="usage_priced",
@@ -127,7 +148,8 @@ def bedrock_cost_daily(
                     "run 'bedrock-usage prices refresh' or add its offer name to "
                     "pricing/price_list_names.json."
                 ),
-            )
+            ),
+            regions_read_result(state_store.get(), windows),
         ],
     )
 

@@ -5,11 +5,7 @@ import dagster as dg
 from .assets import bedrock_usage_daily, cloudwatch_datapoints
 from .costs import bedrock_cost_daily
 from .freshness import freshness_checks
-
-# Every run says which connection it syncs and what started it: cli, demo, schedule,
-# sensor, or ui (the default, for runs and backfills launched in the Dagster UI).
-CONNECTION_TAG = "bedrock_usage/connection"
-TRIGGER_TAG = "bedrock_usage/trigger"
+from .tags import TRIGGER_TAG
 
 sync_job = dg.define_asset_job(
     "bedrock_usage_sync",

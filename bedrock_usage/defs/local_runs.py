@@ -45,9 +45,10 @@ from .. import settings
 from ..connections.store import StateStore
 from ..days import DayRange
 from ..errors import ExitCode, UserError
-from .jobs import CONNECTION_TAG, TRIGGER_TAG, sync_job
+from .jobs import sync_job
 from .partitions import CONNECTION_DIMENSION, range_tags
-from .run_health import process_tags, wait_for_slot
+from .run_health import wait_for_slot
+from .tags import CONNECTION_TAG, TRIGGER_TAG, process_tags
 
 LOCATION_NAME = "bedrock_usage"  # as in workspace.yaml
 DEFINITIONS_MODULE = "bedrock_usage.defs.definitions"

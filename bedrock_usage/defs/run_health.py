@@ -20,13 +20,11 @@ from dagster._core.execution.plan.instance_concurrency_context import (
 from ..connections import attempts
 from ..connections.store import StateStore
 from ..errors import ExitCode, UserError
-from ..processes import ProcessId, is_alive, this_process
+from ..processes import ProcessId, is_alive
 from .partitions import connection_of
+from .tags import HOST_TAG, PID_TAG, PROCESS_STARTED_TAG, process_tag
 
 POOL = "duckdb"
-HOST_TAG = "bedrock_usage/host"
-PID_TAG = "bedrock_usage/pid"
-PROCESS_STARTED_TAG = "bedrock_usage/process_started"
 UNFINISHED = [
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.STARTING,
@@ -34,24 +32,12 @@ UNFINISHED = [
 ]
 
 
-def process_tags() -> dict[str, str]:
-    me = this_process()
-    return {HOST_TAG: me.host, PID_TAG: str(me.pid), PROCESS_STARTED_TAG: me.started or ""}
-
-
-def tag_run_process(instance: dg.DagsterInstance, run_id: str) -> None:
-    """Record the process executing `run_id` (a launched run's worker learns its pid here)."""
-    run = instance.get_run_by_id(run_id)
-    if run is not None and run.tags.get(PID_TAG) != str(this_process().pid):
-        instance.add_run_tags(run_id, process_tags())
-
-
 def _process_of(run: dg.DagsterRun) -> ProcessId | None:
-    if PID_TAG not in run.tags:
+    pid = process_tag(run.tags, PID_TAG)
+    if pid is None:
         return None
-    return ProcessId(
-        run.tags[HOST_TAG], int(run.tags[PID_TAG]), run.tags.get(PROCESS_STARTED_TAG) or None
-    )
+    started = process_tag(run.tags, PROCESS_STARTED_TAG) or None
+    return ProcessId(process_tag(run.tags, HOST_TAG), int(pid), started)
 
 
 def reap_dead_runs(instance: dg.DagsterInstance) -> list[str]:

@@ -8,9 +8,10 @@ import dagster as dg
 
 from ..days import DayRange
 from ..settings import schedule_cron
-from .jobs import CONNECTION_TAG, TRIGGER_TAG, sync_job
+from .jobs import sync_job
 from .partitions import CONNECTION_DIMENSION, range_tags
 from .resources import SyncSettingsResource
+from .tags import CONNECTION_TAG, TRIGGER_TAG
 
 
 @dg.schedule(

@@ -7,9 +7,10 @@ import dagster as dg
 from ..connections.service import initial_sync_range
 from ..extraction.errors import ACCESS_KINDS
 from .alerts import AlertResource
-from .jobs import CONNECTION_TAG, TRIGGER_TAG, sync_job
+from .jobs import sync_job
 from .partitions import CONNECTION_DIMENSION, connection_partitions, range_tags
 from .resources import StateStoreResource
+from .tags import CONNECTION_TAG, TRIGGER_TAG
 
 FLAGGED_KINDS = {str(kind) for kind in ACCESS_KINDS}
 
