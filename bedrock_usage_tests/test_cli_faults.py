@@ -4,6 +4,7 @@ with what to do, exits non-zero, and loses nothing."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -231,6 +232,30 @@ def test_a_snapshot_path_on_a_file_we_did_not_write_is_refused_and_left_as_it_wa
     assert cli("sync", "prod", env=own).returncode == 0
     with duckdb.connect(str(tmp_path / "copy.duckdb"), read_only=True) as con:
         assert con.execute("SELECT sum(input_tokens) FROM bedrock_usage_daily").fetchone() == (40,)
+
+
+def test_a_warehouse_path_on_a_database_we_did_not_make_is_left_as_it_was(
+    synced, cli, home, tmp_path
+):
+    """BEDROCK_USAGE_WAREHOUSE naming another DuckDB database, or an analysts' copy: no
+    table of ours is added to it, and the error names the setting and what to do."""
+    other = tmp_path / "finance.duckdb"
+    with duckdb.connect(str(other)) as con:
+        con.execute("CREATE TABLE invoices AS SELECT 1 AS id")
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(home / "warehouse.snapshot.duckdb", copy)
+    for foreign in (other, copy):
+        before = foreign.read_bytes()
+        result = cli("sync", "prod", env={"BEDROCK_USAGE_WAREHOUSE": str(foreign)})
+        assert result.returncode == 1, result.stderr
+        assert f"BEDROCK_USAGE_WAREHOUSE='{foreign}'" in result.stderr
+        assert "not one of its warehouses, so nothing is written to it" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert foreign.read_bytes() == before
+    # An empty DuckDB file is taken as a new warehouse.
+    empty = tmp_path / "empty.duckdb"
+    duckdb.connect(str(empty)).close()
+    assert cli("sync", "prod", env={"BEDROCK_USAGE_WAREHOUSE": str(empty)}).returncode == 0
 
 
 def test_a_failure_inside_a_run_prints_its_cause_as_the_event_log_words_it(synced, cli, home):

@@ -31,6 +31,7 @@ from ..errors import UserError
 from ..extraction.metrics import MANTLE_METRIC_NAMES, NO_PROJECT, TOTAL, KnownSeries
 from ..settings import (
     DEFAULT_WAREHOUSE_MEMORY_LIMIT,
+    SettingsError,
     lock_timeout_seconds,
     snapshot_path,
     warehouse_memory_limit,
@@ -175,10 +176,32 @@ def open_warehouse(
             delay = min(delay * 2, 2.0)
     try:
         if not read_only:
+            if not created:
+                _refuse_foreign(connection, path)
             ensure_schema(connection)
         yield connection
     finally:
         connection.close()
+
+
+def _refuse_foreign(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Write only to a warehouse this pipeline made (it keeps `schema_version`) or to an
+    empty DuckDB file: never add tables to another database, or to an analysts' copy."""
+    tables = sorted(
+        name
+        for (name,) in connection.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+        ).fetchall()
+    )
+    if tables and "schema_version" not in tables:
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise SettingsError(
+            "BEDROCK_USAGE_WAREHOUSE",
+            str(path),
+            f"that DuckDB file holds tables this pipeline did not create ({shown}) and is "
+            "not one of its warehouses, so nothing is written to it; name a new file, or "
+            "move that one away",
+        )
 
 
 @contextmanager
