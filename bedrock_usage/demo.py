@@ -23,15 +23,18 @@ from .connections.secrets import derive
 from .connections.store import StateStore
 from .defs import assets
 from .defs.alerts import AlertResource
+from .defs.costs import prices_job
 from .defs.local_runs import instance, run_sync, run_tagged
 from .defs.partitions import CONNECTION_DIMENSION
 from .defs.resources import StateStoreResource, default_resources
 from .defs.schedules import daily_usage_schedule
 from .defs.sensors import permission_failure_sensor
-from .defs.tags import CONNECTION_TAG
+from .defs.tags import CONNECTION_TAG, TRIGGER_TAG
+from .emulator import price_list
 from .emulator.demo_data import DEMO_ACCOUNTS, seed_demo_history
 from .emulator.server import AccessKeyPair, Emulator
 from .extraction.fetch import RegionFetch
+from .pricing.refresh import connected_regions
 from .settings import demo_state_path, snapshot_path, warehouse_path
 from .storage.warehouse import open_warehouse
 
@@ -71,6 +74,7 @@ def run_demo(days: int = 30) -> None:
         assets.region_listeners.append(_echo_region)
         for name, key in keys.items():
             _connect_and_sync(name, key, days)
+        _refresh_prices()
         _withdraw_region(aws, keys)
         newest = StateStore().events(limit=1)
         _run_next_scheduled_day()
@@ -94,6 +98,9 @@ def _forget_previous_demo() -> None:
             dagster.delete_run(run.run_id)
         if dagster.has_dynamic_partition(CONNECTION_DIMENSION, name):
             dagster.delete_dynamic_partition(CONNECTION_DIMENSION, name)
+    demo_prices = dg.RunsFilter(job_name=prices_job.name, tags={TRIGGER_TAG: "demo"})
+    for run in dagster.get_runs(demo_prices):
+        dagster.delete_run(run.run_id)
     demo_state_path().unlink(missing_ok=True)
 
 
@@ -128,6 +135,21 @@ def _connect_and_sync(name: str, key: AccessKeyPair, days: int) -> None:
     click.echo(f"  initial sync {day_range} as one Dagster run:")
     result = run_sync(name, day_range, {"bedrock_usage/initial_sync": "demo"}, trigger="demo")
     click.echo(f"  run {result.run_id[:8]} {'succeeded' if result.success else 'FAILED'}")
+
+
+def _refresh_prices() -> None:
+    """What the weekly `bedrock_prices_refresh_schedule` runs, run now: AWS's Price List
+    here is the emulator's, in AWS's format, at the prices shipped with the package."""
+    regions = connected_regions(StateStore())
+    with price_list.serving(regions) as url:
+        result = run_tagged({}, "demo", {"price_list": {"url": url}}, job_name=prices_job.name)
+    [event] = result.get_asset_materialization_events()
+    read = event.materialization.metadata["rows_read"].value
+    click.echo(
+        f"\nList prices refreshed from the Price List for {', '.join(regions)} (the "
+        f"emulator serves it offline): run {result.run_id[:8]} "
+        f"{'succeeded' if result.success else 'FAILED'}, {read} prices read."
+    )
 
 
 def _echo_region(fetch: RegionFetch) -> None:

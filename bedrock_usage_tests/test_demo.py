@@ -40,11 +40,17 @@ def test_the_demo_tells_the_story_and_runs_twice(tmp_path):
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
     with dg.DagsterInstance.get() as dagster:
         runs = dagster.get_runs()
-    assert {r.job_name for r in runs} == {"bedrock_usage_sync"}
-    assert sorted(r.tags["bedrock_usage/connection"] for r in runs) == [
+    syncs = [r for r in runs if r.job_name == "bedrock_usage_sync"]
+    assert sorted(r.tags["bedrock_usage/connection"] for r in syncs) == [
         "demo-prod", "demo-prod", "demo-research", "demo-research"
     ]  # fmt: skip
     assert {r.tags["bedrock_usage/trigger"] for r in runs} == {"demo"}
+    # The weekly price refresh, run once, from the emulator's Price List (offline).
+    [prices] = [r for r in runs if r.job_name == "bedrock_prices_refresh"]
+    assert len(runs) == 5 and prices.status == dg.DagsterRunStatus.SUCCESS
+    assert "List prices refreshed from the Price List for eu-west-1, us-east-1, us-west-2" in out
+    with dg.DagsterInstance.get() as dagster:
+        assert dagster.get_latest_materialization_event(dg.AssetKey("bedrock_prices"))
     # README's commands work on the demo's state with no extra step.
     assert run_cli(["doctor", "demo-research"], home, endpoint="").returncode == 0
     assert run_cli(["sync", "demo-prod"], home, endpoint="").returncode == 6  # withdrawn region

@@ -15,6 +15,10 @@ from functools import partial
 
 import dagster as dg
 import duckdb
+from dagster._core.execution.context.metadata_logging import (
+    AssetMetadataHandle,
+    OutputMetadataAccumulator,
+)
 
 from .. import settings
 from ..connections import attempts, service
@@ -154,18 +158,19 @@ def cloudwatch_datapoints(
         log_run_totals(context, totals)
         with warehouse.get_connection() as connection:
             points = datapoints_by_partition(connection, windows)
-        for key, (connection_id, day) in partition_days(context):
-            fetches = fetches_by_connection.get(connection_id, [])
-            context.add_asset_metadata(
-                {
-                    "datapoints": points[connection_id, day],
-                    **_regions_metadata(
-                        [f.region for f in fetches if f.ok],
-                        [f.region for f in fetches if not f.ok],
-                    ),
-                },
-                partition_key=key,
+        regions = {
+            connection_id: _regions_metadata(
+                [f.region for f in fetches if f.ok], [f.region for f in fetches if not f.ok]
             )
+            for connection_id, fetches in fetches_by_connection.items()
+        }
+        add_partition_metadata(
+            context,
+            {
+                key: {"datapoints": points[connection_id, day], **regions.get(connection_id, {})}
+                for key, (connection_id, day) in partition_days(context)
+            },
+        )
     return dg.MaterializeResult(check_results=[permission_check_result(store)])
 
 
@@ -194,6 +199,21 @@ def partition_days(context: dg.AssetExecutionContext) -> Iterator[tuple[str, tup
                 date.fromisoformat(dimensions[DATE_DIMENSION]),
             ),
         )
+
+
+def add_partition_metadata(
+    context: dg.AssetExecutionContext, by_key: dict[str, dict[str, object]]
+) -> None:
+    """Each partition's own metadata for this step's materializations, added at once.
+    Dagster's `add_asset_metadata(..., partition_key=...)` lists every partition key of
+    the run to check each call and copies all it holds each time: a year of one
+    connection took 10 s longer per asset. The keys here are the run's own."""
+    step = context.get_step_execution_context()
+    held = dict(step._metadata_accumulator.per_output_metadata)  # noqa: SLF001
+    for key, metadata in by_key.items():
+        handle = AssetMetadataHandle(asset_key=context.asset_key, partition_key=key)
+        held[handle] = {**held.get(handle, {}), **metadata}
+    step._metadata_accumulator = OutputMetadataAccumulator(per_output_metadata=held)  # noqa: SLF001
 
 
 def _regions_metadata(read: list[str], not_read: list[str]) -> dict[str, object]:
@@ -325,16 +345,16 @@ def bedrock_usage_daily(
             **{f"run_{column}": total for column, total in tokens.items()},
         },
     )
+    regions_metadata = {c: _regions_metadata(*read) for c, read in regions.items()}
+    by_key = {}
     for key, (connection_id, day) in partition_days(context):
         day_figures = dict(figures[connection_id, day])
-        context.add_asset_metadata(
-            {
-                "dagster/row_count": dg.MetadataValue.int(day_figures.pop("rows")),
-                **day_figures,
-                **_regions_metadata(*regions[connection_id]),
-            },
-            partition_key=key,
-        )
+        by_key[key] = {
+            "dagster/row_count": dg.MetadataValue.int(day_figures.pop("rows")),
+            **day_figures,
+            **regions_metadata[connection_id],
+        }
+    add_partition_metadata(context, by_key)
     return dg.MaterializeResult(
         metadata={**USAGE_TABLE_METADATA, **_analysts_metadata(snapshot, warehouse.path)},
         check_results=check_results,

@@ -12,7 +12,13 @@ from ..storage.columns import USAGE_COLUMN_DOCS
 from ..storage.costs import COST_COLUMNS, cost_summary, merge_unpriced, unpriced_usage
 from ..storage.figures import cost_by_partition
 from ..storage.frames import one_at_a_time
-from .assets import GROUP, bedrock_usage_daily, log_run_totals, partition_days
+from .assets import (
+    GROUP,
+    add_partition_metadata,
+    bedrock_usage_daily,
+    log_run_totals,
+    partition_days,
+)
 from .checks import REGIONS_READ_CHECK, regions_read_result
 from .partitions import usage_partitions, windows_by_connection
 from .resources import PriceListResource, StateStoreResource, WarehouseResource
@@ -73,7 +79,7 @@ def bedrock_prices(
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool=POOL,
     kinds={"duckdb"},
-    deps=[bedrock_usage_daily],
+    deps=[bedrock_usage_daily, bedrock_prices],
     check_specs=[UNPRICED_CHECK, REGIONS_READ_CHECK],
     metadata={
         "dagster/table_name": "bedrock_cost_daily",
@@ -122,16 +128,17 @@ def bedrock_cost_daily(
             "run_days": {c: str(d) for c, d in windows.items()},
         },
     )
-    for key, day in partition_days(context):
-        cost, unpriced = daily[day]
-        # A float, so Dagster plots it; exact to the cent and far below (DECIMAL(18,6)).
-        context.add_asset_metadata(
-            {
-                "estimated_cost_usd": dg.MetadataValue.float(float(cost)),
-                "unpriced_tokens": dg.MetadataValue.int(unpriced),
-            },
-            partition_key=key,
-        )
+    # The cost a float, so Dagster plots it: exact to the cent and far below.
+    add_partition_metadata(
+        context,
+        {
+            key: {
+                "estimated_cost_usd": dg.MetadataValue.float(float(daily[day][0])),
+                "unpriced_tokens": dg.MetadataValue.int(daily[day][1]),
+            }
+            for key, day in partition_days(context)
+        },
+    )
     return dg.MaterializeResult(
         check_results=[
             dg.AssetCheckResult(

@@ -196,15 +196,17 @@ def run_tagged(
     trigger: str = "cli",
     resources: dict[str, dict] | None = None,
     dagster: dg.DagsterInstance | None = None,
+    job_name: str = sync_job.name,
 ) -> JobExecutionResult:
-    """Run `bedrock_usage_sync` for the partitions `tags` name (a schedule's or a
-    sensor's run request, or a CLI range), once the DuckDB slot is free: a run whose
+    """Run `bedrock_usage_sync` (or the job `job_name`) for the partitions `tags` name
+    (a schedule's or a sensor's run request, or a CLI range), once the DuckDB slot is
+    free: a run whose
     process died is reaped first; a live holder is waited for, asleep, up to
     BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS. Returns the run's execution result. `dagster` is
     the instance when the caller has one open (opening another costs ≈0.3 s)."""
     dagster = dagster or instance()
     wait_for_slot(dagster, settings.lock_timeout_seconds())
-    run = create_tagged_run(dagster, tags, trigger, resources)
+    run = create_tagged_run(dagster, tags, trigger, resources, job_name)
     with set_defs_state_storage(dagster.defs_state_storage):  # see _code_location
         return execute_run(recon_job_from_origin(run.job_code_origin), run, dagster)
 
@@ -214,13 +216,14 @@ def create_tagged_run(
     tags: dict[str, str],
     trigger: str,
     resources: dict[str, dict] | None = None,
+    job_name: str = sync_job.name,
 ) -> dg.DagsterRun:
     """A run of `bedrock_usage_sync` for the partitions `tags` name, created in the
     instance and not started. It is tagged with this process, where a local run
     executes; a run started elsewhere re-tags itself with its own process."""
     location = _code_location(str(dagster_home()))
     repository = location.get_repository(SINGLETON_REPOSITORY_NAME)
-    job = repository.get_full_job(sync_job.name)
+    job = repository.get_full_job(job_name)
     run_config = {
         **QUIET_LOGS,
         "resources": {name: {"config": fields} for name, fields in (resources or {}).items()},
