@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from functools import partial
 from pathlib import Path
 
 import boto3
@@ -137,14 +138,17 @@ def deployment(aws, tmp_path, postgres_url, postgres_server, monkeypatch):
     }  # fmt: skip
     processes = {}
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in commands}
+
+    def start(name: str) -> None:
+        processes[name] = subprocess.Popen(
+            commands[name], cwd=homes[name], env={**env, **_home_env(homes[name])},
+            stdout=logs[name], stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
     try:
-        for name, command in commands.items():
-            processes[name] = subprocess.Popen(
-                command, cwd=homes[name], env={**env, **_home_env(homes[name])},
-                stdout=logs[name], stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-            if name == "code-server":  # the others connect to it
-                _wait(lambda: port_open(code_port), 120, "the code server's port")
+        start("code-server")  # the others connect to it
+        _wait(lambda: port_open(code_port), 120, "the code server's port")
+        start("webserver")
         client = DagsterGraphQLClient("127.0.0.1", port_number=web_port, timeout=30)
 
         def webserver_up():
@@ -154,7 +158,9 @@ def deployment(aws, tmp_path, postgres_url, postgres_server, monkeypatch):
                 return None
 
         _wait(webserver_up, 120, "the webserver")
-        yield client, homes
+        # The daemon is started by the test once its accounts are connected, so the
+        # sensor's first tick sees them (the next comes 30 s later).
+        yield client, homes, partial(start, "daemon")
     finally:
         stop_process_groups(list(processes.values()))
         for log in logs.values():
@@ -164,7 +170,7 @@ def deployment(aws, tmp_path, postgres_url, postgres_server, monkeypatch):
 def test_a_deployment_of_separate_processes_syncs_exactly_and_reaps_a_killed_run(
     aws, reader, postgres_url, deployment
 ):
-    client, homes = deployment
+    client, homes, start_daemon = deployment
     other = aws.create_reader(OTHER_ACCOUNT)
     days = {days_ago(d): 10 * d for d in range(1, 4)}
     for key, scale in ((reader, 1), (other, 3)):
@@ -181,6 +187,7 @@ def test_a_deployment_of_separate_processes_syncs_exactly_and_reaps_a_killed_run
         [sys.executable, "-c", ANALYST, str(stop_analyst)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    start_daemon()
 
     def synced_by(trigger: str):
         runs = [r for r in _runs(postgres_url) if r[6] == trigger]
