@@ -30,11 +30,18 @@ OTHER_ACCOUNT = "444455556666"
 NAMESPACE = "AWS/Bedrock"
 
 
+# The longest tests (about 1-2 min each) go first, so two workers share them and finish
+# with short tests rather than one worker ending alone on a long one.
+LONGEST_FIRST = ("test_e2e_deployment.py", "test_e2e_dagster_dev.py", "test_demo.py")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that runs the real `bedrock-usage` process (the `cli` fixture) is e2e."""
     for item in items:
         if "cli" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.e2e)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.fixture(scope="session")
