@@ -243,7 +243,8 @@ def fetch_and_store(
     """Begin a sync attempt: read a connection's regions for `day_range` and replace
     their stored data points, recording each region's outcome in the event log and its
     health (a failed region needs attention until a later success). The usage rows are
-    rebuilt separately (`rebuild_and_publish`), which ends the attempt."""
+    rebuilt separately, by the `bedrock_usage_daily` asset's step, which ends the
+    attempt."""
     store = store or StateStore()
     connection = get_connection(name, store)
     attempts.begin(store, name, run_id, day_range)

@@ -103,10 +103,6 @@ class KnownSeries:
         )
 
 
-def endpoint_of_metric(metric_name: str) -> Endpoint:
-    return MANTLE if metric_name in MANTLE_METRIC_NAMES else RUNTIME
-
-
 @dataclass(frozen=True)
 class Series:
     """One CloudWatch series: a metric and statistic for one model (and, on the mantle

@@ -17,11 +17,10 @@ from decimal import Decimal
 from functools import cache
 from importlib import resources
 
-TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")
-# in_region: the model called in the region itself. geo: a geographic cross-region
-# profile (us., eu., apac., ...), priced as in-region unless a source says otherwise.
-# global: a global. profile, which AWS prices on its own.
-PRICE_SCOPES = ("in_region", "geo", "global")
+# A price's token_type: input, output, cache_read or cache_write. Its price_scope:
+# in_region, the model called in the region itself; geo, a geographic cross-region
+# profile (us., eu., apac., ...), priced as in-region unless a source says otherwise;
+# global, a global. profile, which AWS prices on its own.
 ALL_REGIONS = "*"
 # No Bedrock usage can predate general availability (2023-09-28): a price whose start
 # the source does not give applies from then.

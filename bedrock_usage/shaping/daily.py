@@ -184,17 +184,6 @@ def shape_daily_usage(
     return _shape(usage_query, datapoints, connection_id, account_id, region, synced_at)
 
 
-def shape_project_usage(
-    datapoints: pd.DataFrame,
-    connection_id: str,
-    account_id: str,
-    region: str,
-    synced_at: datetime,
-) -> pd.DataFrame:
-    """`bedrock_usage_daily_by_project`'s rows for one region's data points."""
-    return _shape(project_query, datapoints, connection_id, account_id, region, synced_at)
-
-
 def _shape(query, datapoints, connection_id, account_id, region, synced_at) -> pd.DataFrame:
     points = datapoints.assign(
         **{column: None for column in ("model_id", "project_id") if column not in datapoints}
