@@ -89,7 +89,7 @@ def main() -> None:
     sampler.around(assets_module, "rebuild_usage", "rebuild usage")
     sampler.around(assets_module, "publish_snapshot", "publish analysts' copy")
     sampler.around(assets_module, "usage_check_results", "checks")
-    sampler.around(costs_module, "cost_summary", "cost asset")
+    sampler.around(costs_module, "cost_by_partition", "cost asset")
     today = utc_today()
     year = readable_range(today - timedelta(days=args.days), today - timedelta(days=1))
     assert run_sync("bench", year).success

@@ -1,16 +1,19 @@
 """What it cost: the list-price table, refreshed weekly, and the estimated cost of each
 usage partition, with a check that shows usage no list price covers."""
 
-from decimal import Decimal
-
 import dagster as dg
 
 from .. import settings
 from ..pricing.price_list import PriceListError
 from ..pricing.refresh import connected_regions, refresh_prices
 from ..storage.columns import USAGE_COLUMN_DOCS
-from ..storage.costs import COST_COLUMNS, cost_summary, merge_unpriced, unpriced_usage
-from ..storage.figures import cost_by_partition
+from ..storage.costs import (
+    COST_COLUMNS,
+    cost_by_partition,
+    cost_totals,
+    merge_unpriced,
+    unpriced_usage,
+)
 from ..storage.frames import one_at_a_time
 from .assets import (
     GROUP,
@@ -107,7 +110,6 @@ def bedrock_cost_daily(
     CloudWatch does not report."""
     tag_run(context)
     windows = windows_by_connection(context.partition_keys)
-    summary = {"estimated_cost_usd": Decimal("0.000000"), "unpriced_tokens": 0}
     unpriced_parts = []
     daily = {}
     with warehouse.get_connection() as connection:
@@ -115,11 +117,10 @@ def bedrock_cost_daily(
         # ten connection-years took 149 MB, one over a connection-year 42 MB.
         for connection_id, day_range in one_at_a_time(connection, windows):
             window = {connection_id: day_range}
-            for name, value in cost_summary(connection, window).items():
-                summary[name] += value
-            unpriced_parts.append(unpriced_usage(connection, window))
             daily.update(cost_by_partition(connection, window))
+            unpriced_parts.append(unpriced_usage(connection, window))
     records = merge_unpriced(unpriced_parts).to_dict("records")
+    summary = cost_totals(daily.values())
     log_run_totals(
         context,
         {

@@ -14,12 +14,17 @@ priced).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import date
+from decimal import Decimal
+
 import duckdb
 import pandas as pd
 
 from ..days import DayRange, utc_today
 from ..pricing.prices import PriceRow, merge_prices
 from .columns import USAGE_COLUMN_DOCS
+from .figures import by_day, window_days
 from .frames import insert_frame, literal
 from .lake import is_lake
 from .quality import window_filter
@@ -254,17 +259,35 @@ def has_source(connection: duckdb.DuckDBPyConnection, source: str) -> bool:
     return connection.execute(query, [source]).fetchone()[0] > 0
 
 
+def cost_by_partition(
+    connection: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]
+) -> dict[tuple[str, date], tuple[Decimal, int]]:
+    """Estimated cost in USD and tokens without a price, per connection and day of
+    `windows` (zeros for a day without usage)."""
+    found = by_day(
+        connection,
+        "CAST(coalesce(sum(estimated_cost_usd), 0) AS DECIMAL(18,6)), "
+        "coalesce(sum(CASE WHEN estimated_cost_usd IS NULL THEN input_tokens + output_tokens"
+        " + cache_read_input_tokens + cache_write_input_tokens END), 0)::BIGINT",
+        "bedrock_cost_daily",
+        windows,
+    )
+    return {key: found.get(key, (Decimal("0.000000"), 0)) for key in window_days(windows)}
+
+
+def cost_totals(daily: Iterable[tuple[Decimal, int]]) -> dict:
+    """Estimated cost and unpriced tokens of `cost_by_partition`'s days, summed (each
+    day's cost is exact to 6 decimals, so the sum is the total's)."""
+    total = {"estimated_cost_usd": Decimal("0.000000"), "unpriced_tokens": 0}
+    for cost, unpriced in daily:
+        total["estimated_cost_usd"] += cost
+        total["unpriced_tokens"] += unpriced
+    return total
+
+
 def cost_summary(connection: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]) -> dict:
     """Estimated cost and unpriced tokens of the rows in `windows`."""
-    where, params = window_filter(windows)
-    cost, unpriced = connection.execute(
-        f"""SELECT CAST(coalesce(sum(estimated_cost_usd), 0) AS DECIMAL(18,6)),
-            coalesce(sum(CASE WHEN estimated_cost_usd IS NULL THEN input_tokens + output_tokens
-                + cache_read_input_tokens + cache_write_input_tokens END), 0)::BIGINT
-        FROM bedrock_cost_daily WHERE {where}""",
-        params,
-    ).fetchone()
-    return {"estimated_cost_usd": cost, "unpriced_tokens": unpriced}
+    return cost_totals(cost_by_partition(connection, windows).values())
 
 
 def unpriced_usage(

@@ -1,4 +1,5 @@
-"""Each (connection, day) partition's own figures, read back from what a run stored.
+"""Each (connection, day) partition's own figures, read back from what a run stored
+(its cost: `costs.cost_by_partition`).
 
 Dagster charts a partitioned asset's numeric metadata per partition, so each partition's
 materialization carries that day's rows, tokens and cost — never the run's totals, which
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date
-from decimal import Decimal
 
 import duckdb
 
@@ -25,7 +25,7 @@ USAGE_SUMS = (
 )
 
 
-def _by_day(
+def by_day(
     connection: duckdb.DuckDBPyConnection, select: str, table: str, windows: dict[str, DayRange]
 ) -> dict[tuple[str, date], tuple]:
     where, params = window_filter(windows)
@@ -36,7 +36,7 @@ def _by_day(
     return {(row[0], row[1]): row[2:] for row in rows}
 
 
-def _days(windows: dict[str, DayRange]) -> Iterator[tuple[str, date]]:
+def window_days(windows: dict[str, DayRange]) -> Iterator[tuple[str, date]]:
     for connection_id, day_range in windows.items():
         for day in day_range:
             yield connection_id, day
@@ -48,30 +48,17 @@ def usage_by_partition(
     """Rows and sums of `bedrock_usage_daily` per connection and day of `windows`; a
     day without usage has zeros."""
     sums = ", ".join(f"sum({column})::BIGINT" for column in USAGE_SUMS)
-    found = _by_day(connection, f"count(*), {sums}", "bedrock_usage_daily", windows)
+    found = by_day(connection, f"count(*), {sums}", "bedrock_usage_daily", windows)
     names = ("rows", *USAGE_SUMS)
     none = (0,) * len(names)
-    return {key: dict(zip(names, found.get(key, none), strict=True)) for key in _days(windows)}
+    return {
+        key: dict(zip(names, found.get(key, none), strict=True)) for key in window_days(windows)
+    }
 
 
 def datapoints_by_partition(
     connection: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]
 ) -> dict[tuple[str, date], int]:
     """Stored CloudWatch data points per connection and day of `windows`."""
-    found = _by_day(connection, "count(*)", "cloudwatch_daily_datapoints", windows)
-    return {key: found[key][0] if key in found else 0 for key in _days(windows)}
-
-
-def cost_by_partition(
-    connection: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]
-) -> dict[tuple[str, date], tuple[Decimal, int]]:
-    """Estimated cost in USD and tokens without a price, per connection and day."""
-    found = _by_day(
-        connection,
-        "CAST(coalesce(sum(estimated_cost_usd), 0) AS DECIMAL(18,6)), "
-        "coalesce(sum(CASE WHEN estimated_cost_usd IS NULL THEN input_tokens + output_tokens"
-        " + cache_read_input_tokens + cache_write_input_tokens END), 0)::BIGINT",
-        "bedrock_cost_daily",
-        windows,
-    )
-    return {key: found.get(key, (Decimal("0.000000"), 0)) for key in _days(windows)}
+    found = by_day(connection, "count(*)", "cloudwatch_daily_datapoints", windows)
+    return {key: found[key][0] if key in found else 0 for key in window_days(windows)}
