@@ -8,7 +8,7 @@ from bedrock_usage.connections import service
 from bedrock_usage.connections.credentials import AuthSpec
 from bedrock_usage.defs.assets import RUN_TOTALS
 from bedrock_usage.defs.local_runs import instance
-from bedrock_usage.defs.partitions import CONNECTION_DIMENSION, DATE_DIMENSION, usage_partitions
+from bedrock_usage.defs.partitions import partition_days
 from bedrock_usage.emulator.server import AccessKeyPair
 
 
@@ -44,8 +44,6 @@ def by_partition(result, asset: str) -> dict[tuple[str, str], dict]:
         if event.asset_key.path != [asset]:
             continue
         materialization = event.materialization
-        keys = usage_partitions.get_partition_key_from_str(materialization.partition)
-        dimensions = keys.keys_by_dimension
-        key = (dimensions[CONNECTION_DIMENSION], dimensions[DATE_DIMENSION])
-        found[key] = {k: v.value for k, v in materialization.metadata.items()}
+        [(_, (connection_id, day))] = partition_days([materialization.partition])
+        found[connection_id, str(day)] = {k: v.value for k, v in materialization.metadata.items()}
     return found

@@ -10,7 +10,6 @@ the "duckdb" concurrency pool: one writer at a time.
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date
 from functools import partial
 
 import dagster as dg
@@ -44,12 +43,7 @@ from .checks import (
     regions_this_run,
     usage_check_results,
 )
-from .partitions import (
-    CONNECTION_DIMENSION,
-    DATE_DIMENSION,
-    usage_partitions,
-    windows_by_connection,
-)
+from .partitions import partition_days, usage_partitions, windows_by_connection
 from .resources import StateStoreResource, SyncSettingsResource, WarehouseResource
 from .run_health import POOL
 from .tags import FAILED_REGIONS_TAG, tag_run
@@ -168,7 +162,7 @@ def cloudwatch_datapoints(
             context,
             {
                 key: {"datapoints": points[connection_id, day], **regions.get(connection_id, {})}
-                for key, (connection_id, day) in partition_days(context)
+                for key, (connection_id, day) in partition_days(context.partition_keys)
             },
         )
     return dg.MaterializeResult(check_results=[permission_check_result(store)])
@@ -186,19 +180,6 @@ def _as_failure() -> Iterator[None]:
         raise dg.Failure(description=str(error)) from None
     except duckdb.OutOfMemoryException as error:
         raise dg.Failure(description=out_of_memory_message(error)) from None
-
-
-def partition_days(context: dg.AssetExecutionContext) -> Iterator[tuple[str, tuple[str, date]]]:
-    """Each partition key of the run with its connection and day."""
-    for key in context.partition_keys:
-        dimensions = usage_partitions.get_partition_key_from_str(str(key)).keys_by_dimension
-        yield (
-            key,
-            (
-                dimensions[CONNECTION_DIMENSION],
-                date.fromisoformat(dimensions[DATE_DIMENSION]),
-            ),
-        )
 
 
 def add_partition_metadata(
@@ -347,7 +328,7 @@ def bedrock_usage_daily(
     )
     regions_metadata = {c: _regions_metadata(*read) for c, read in regions.items()}
     by_key = {}
-    for key, (connection_id, day) in partition_days(context):
+    for key, (connection_id, day) in partition_days(context.partition_keys):
         day_figures = dict(figures[connection_id, day])
         by_key[key] = {
             "dagster/row_count": dg.MetadataValue.int(day_figures.pop("rows")),

@@ -20,10 +20,9 @@ from .assets import (
     add_partition_metadata,
     bedrock_usage_daily,
     log_run_totals,
-    partition_days,
 )
 from .checks import REGIONS_READ_CHECK, regions_read_result
-from .partitions import usage_partitions, windows_by_connection
+from .partitions import partition_days, usage_partitions, windows_by_connection
 from .resources import PriceListResource, StateStoreResource, WarehouseResource
 from .run_health import POOL
 from .tags import tag_run
@@ -137,7 +136,7 @@ def bedrock_cost_daily(
                 "estimated_cost_usd": dg.MetadataValue.float(float(daily[day][0])),
                 "unpriced_tokens": dg.MetadataValue.int(daily[day][1]),
             }
-            for key, day in partition_days(context)
+            for key, day in partition_days(context.partition_keys)
         },
     )
     return dg.MaterializeResult(

@@ -200,10 +200,10 @@ def run_tagged(
 ) -> JobExecutionResult:
     """Run `bedrock_usage_sync` (or the job `job_name`) for the partitions `tags` name
     (a schedule's or a sensor's run request, or a CLI range), once the DuckDB slot is
-    free: a run whose
-    process died is reaped first; a live holder is waited for, asleep, up to
-    BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS. Returns the run's execution result. `dagster` is
-    the instance when the caller has one open (opening another costs ≈0.3 s)."""
+    free: a run whose process died is reaped first; a live holder is waited for, asleep,
+    up to BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS. Returns the run's execution result.
+    `dagster` is the instance when the caller has one open (opening another costs
+    ≈0.3 s)."""
     dagster = dagster or instance()
     wait_for_slot(dagster, settings.lock_timeout_seconds())
     run = create_tagged_run(dagster, tags, trigger, resources, job_name)

@@ -11,6 +11,7 @@ connection it is today - 454. The connection dimension follows the state store t
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import date
 
 import dagster as dg
@@ -49,17 +50,22 @@ def partition_key(connection_id: str, day: str) -> str:
     return str(dg.MultiPartitionKey({CONNECTION_DIMENSION: connection_id, DATE_DIMENSION: day}))
 
 
+def partition_days(partition_keys: list[str]) -> Iterator[tuple[str, tuple[str, date]]]:
+    """Each partition key with its connection and day."""
+    for key in partition_keys:
+        dimensions = usage_partitions.get_partition_key_from_str(str(key)).keys_by_dimension
+        yield (
+            key,
+            (dimensions[CONNECTION_DIMENSION], date.fromisoformat(dimensions[DATE_DIMENSION])),
+        )
+
+
 def windows_by_connection(partition_keys: list[str]) -> dict[str, DayRange]:
     """The run's partitions as one day range per connection (a backfill is a rectangle)."""
-    days: dict[str, list[str]] = defaultdict(list)
-    for key in partition_keys:
-        parsed = usage_partitions.get_partition_key_from_str(str(key))
-        dimensions = parsed.keys_by_dimension
-        days[dimensions[CONNECTION_DIMENSION]].append(dimensions[DATE_DIMENSION])
-    return {
-        connection: DayRange(date.fromisoformat(min(values)), date.fromisoformat(max(values)))
-        for connection, values in days.items()
-    }
+    days: dict[str, list[date]] = defaultdict(list)
+    for _, (connection_id, day) in partition_days(partition_keys):
+        days[connection_id].append(day)
+    return {connection: DayRange(min(values), max(values)) for connection, values in days.items()}
 
 
 def range_tags(connection_id: str, day_range: DayRange) -> dict[str, str]:
