@@ -209,6 +209,18 @@ def test_an_answer_that_is_not_cloudwatchs_keeps_the_rows_and_says_what_answered
     assert _input_tokens(home) == [(days_ago(2), HAIKU, 7), *kept]
 
 
+def _sync_refuses(cli, setting: str, foreign: Path, exit_code: int, reason: str) -> None:
+    """A sync with `setting` naming `foreign` exits `exit_code`, names the setting and
+    `reason` without a traceback, and leaves the file byte for byte as it was."""
+    before = foreign.read_bytes()
+    result = cli("sync", "prod", env={setting: str(foreign)})
+    assert result.returncode == exit_code, result.stderr
+    assert f"{setting}='{foreign}'" in result.stderr
+    assert reason in result.stderr
+    assert "Traceback" not in result.stderr
+    assert foreign.read_bytes() == before
+
+
 def test_a_snapshot_path_on_a_file_we_did_not_write_is_refused_and_left_as_it_was(
     synced, cli, home, tmp_path
 ):
@@ -219,13 +231,8 @@ def test_a_snapshot_path_on_a_file_we_did_not_write_is_refused_and_left_as_it_wa
         con.execute("CREATE TABLE cloudwatch_daily_datapoints (x INT)")
         con.execute("CREATE TABLE bedrock_usage_daily (x INT)")
     for foreign in (text, other_warehouse):
-        before = foreign.read_bytes()
-        result = cli("sync", "prod", env={"BEDROCK_USAGE_SNAPSHOT": str(foreign)})
-        assert result.returncode == 2, result.stderr
-        assert f"BEDROCK_USAGE_SNAPSHOT='{foreign}'" in result.stderr
-        assert "not an analysts' copy this pipeline wrote" in result.stderr
-        assert "Traceback" not in result.stderr
-        assert foreign.read_bytes() == before
+        _sync_refuses(cli, "BEDROCK_USAGE_SNAPSHOT", foreign, 2,
+                      "not an analysts' copy this pipeline wrote")  # fmt: skip
     # A copy of ours at a path of the user's choosing is refreshed as usual.
     own = {"BEDROCK_USAGE_SNAPSHOT": str(tmp_path / "copy.duckdb")}
     assert cli("sync", "prod", env=own).returncode == 0
@@ -245,13 +252,8 @@ def test_a_warehouse_path_on_a_database_we_did_not_make_is_left_as_it_was(
     copy = tmp_path / "copy.duckdb"
     shutil.copy(home / "warehouse.snapshot.duckdb", copy)
     for foreign in (other, copy):
-        before = foreign.read_bytes()
-        result = cli("sync", "prod", env={"BEDROCK_USAGE_WAREHOUSE": str(foreign)})
-        assert result.returncode == 1, result.stderr
-        assert f"BEDROCK_USAGE_WAREHOUSE='{foreign}'" in result.stderr
-        assert "not one of its warehouses, so nothing is written to it" in result.stderr
-        assert "Traceback" not in result.stderr
-        assert foreign.read_bytes() == before
+        _sync_refuses(cli, "BEDROCK_USAGE_WAREHOUSE", foreign, 1,
+                      "not one of its warehouses, so nothing is written to it")  # fmt: skip
     # An empty DuckDB file is taken as a new warehouse.
     empty = tmp_path / "empty.duckdb"
     duckdb.connect(str(empty)).close()
