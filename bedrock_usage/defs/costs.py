@@ -81,7 +81,7 @@ def bedrock_prices(
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool=POOL,
     kinds={"duckdb"},
-    deps=[bedrock_usage_daily, bedrock_prices],
+    deps=[bedrock_usage_daily],
     check_specs=[UNPRICED_CHECK, REGIONS_READ_CHECK],
     metadata={
         "dagster/table_name": "bedrock_cost_daily",
