@@ -91,6 +91,25 @@ def _runs(url: str) -> list[tuple]:
         return cursor.fetchall()
 
 
+def _what_the_deployment_did(url: str, folder: Path) -> str:
+    """The runs so far, the errors of the failed ones and the end of each service's log:
+    what a timed-out wait reports."""
+    lines = ["runs (id, status, start, end, connection, pid, trigger):"]
+    lines += [f"  {run}" for run in _runs(url)]
+    with psycopg2.connect(url) as db, db.cursor() as cursor:
+        cursor.execute(
+            "SELECT run_id, dagster_event_type, event FROM event_logs "
+            "WHERE dagster_event_type IN ('PIPELINE_FAILURE', 'STEP_FAILURE', 'RUN_FAILURE')"
+        )
+        for run_id, kind, event in cursor.fetchall():
+            message = json.loads(event).get("dagster_event", {}).get("message")
+            lines.append(f"{run_id} {kind}: {message}")
+    for log in sorted(folder.glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-40:]
+        lines += [f"--- {log.name} (last {len(tail)} lines)", *tail]
+    return "\n".join(lines)
+
+
 @pytest.fixture
 def deployment(aws, tmp_path, postgres_url, postgres_server, monkeypatch):
     catalogs = {name: f"{name}_{uuid.uuid4().hex[:10]}" for name in ("state", "lake")}
@@ -194,13 +213,14 @@ def test_a_deployment_of_separate_processes_syncs_exactly_and_reaps_a_killed_run
         done = len(runs) == 2 and all(r[1] == "SUCCESS" for r in runs)
         return runs if done else None
 
-    first, second = _wait(lambda: synced_by("sensor"), 240, "both initial syncs")
+    describe = partial(_what_the_deployment_did, postgres_url, homes["test"].parent)
+    first, second = _wait(lambda: synced_by("sensor"), 240, "both initial syncs", describe=describe)
     aws.slow_down(0)
     assert {first[4], second[4]} == {"prod", "research"}
     assert second[2] < first[3]  # launched before the first ended: they overlapped
     # The schedule ticks every minute here (BEDROCK_USAGE_SCHEDULE_CRON): one run per
     # connection for yesterday and the look-back, however many ticks.
-    scheduled = _wait(lambda: synced_by("schedule"), 240, "the schedule's runs")
+    scheduled = _wait(lambda: synced_by("schedule"), 240, "the schedule's runs", describe=describe)
     assert {r[4] for r in scheduled} == {"prod", "research"}
     stop_analyst.touch()
     out, err = analyst.communicate(timeout=patient(90))
@@ -260,6 +280,17 @@ def test_a_deployment_of_separate_processes_syncs_exactly_and_reaps_a_killed_run
         message.startswith(f"The run's process (pid {run_pid_killed} on ")
         and " is gone " in message
     ), message
+
+    # A tick after the schedule's runs started skipped: still one run per connection.
+    def a_schedule_tick_skipped():
+        with psycopg2.connect(postgres_url) as db, db.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM job_ticks WHERE type = 'SCHEDULE' AND status = 'SKIPPED'"
+            )
+            return cursor.fetchone()[0]
+
+    _wait(a_schedule_tick_skipped, 90, "a later tick of the schedule", describe=describe)
+    assert len([r for r in _runs(postgres_url) if r[6] == "schedule"]) == 2
     # Connections, secrets, events and usage were in PostgreSQL and S3: no process wrote
     # a file of bedrock_usage's (a home holds only DAGSTER_HOME, where the daemon keeps
     # its own log files).

@@ -28,18 +28,24 @@ def deadline_in(seconds: float) -> float:
 
 
 def wait_for(
-    condition: Callable[[], T | None], seconds: float, what: str, interval: float = 0.5
+    condition: Callable[[], T | None],
+    seconds: float,
+    what: str,
+    interval: float = 0.5,
+    describe: Callable[[], str] | None = None,
 ) -> T:
-    """The first truthy value of `condition`, polled until the scaled deadline."""
+    """The first truthy value of `condition`, polled until the scaled deadline. On a
+    timeout the error carries what `describe` says of the state it was waiting on."""
     deadline = deadline_in(seconds)
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
+            seen = f"\n{describe()}" if describe else ""
             raise AssertionError(
                 f"timed out after {patient(seconds):.0f} s waiting for {what} "
-                "(a slow machine? set BEDROCK_USAGE_TEST_PATIENCE=3)"
+                f"(a slow machine? set BEDROCK_USAGE_TEST_PATIENCE=3){seen}"
             )
         time.sleep(interval)
 

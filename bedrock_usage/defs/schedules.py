@@ -1,6 +1,8 @@
 """The daily schedule: after 00:00 UTC (00:30 by default, BEDROCK_USAGE_SCHEDULE_CRON),
 yesterday plus a look-back for late data. A tick's runs are keyed by connection and day,
-so a schedule that ticks more often still starts one run per connection a day."""
+and a tick skips the connections whose run of that day has started, so a schedule that
+ticks more often still starts one run per connection a day (Dagster itself compares a
+schedule's run keys only within one tick)."""
 
 from datetime import timedelta
 
@@ -12,6 +14,8 @@ from .jobs import sync_job
 from .partitions import CONNECTION_DIMENSION, range_tags
 from .resources import SyncSettingsResource
 from .tags import CONNECTION_TAG, TRIGGER_TAG
+
+RUN_KEY_TAG = "dagster/run_key"  # where Dagster keeps a run request's run_key
 
 
 @dg.schedule(
@@ -30,16 +34,29 @@ def daily_usage_schedule(
     connections = context.instance.get_dynamic_partitions(CONNECTION_DIMENSION)
     if not connections:
         return dg.SkipReason("No connections yet: add one with 'bedrock-usage connect'.")
+    keys = {connection_id: f"{connection_id}:{yesterday}" for connection_id in sorted(connections)}
+    started = {
+        run.tags[RUN_KEY_TAG]
+        for run in context.instance.get_runs(
+            filters=dg.RunsFilter(job_name=sync_job.name, tags={RUN_KEY_TAG: list(keys.values())})
+        )
+    }
+    due = [connection_id for connection_id, key in keys.items() if key not in started]
+    if not due:
+        return dg.SkipReason(
+            f"Every connection's run for {yesterday} has started already; the next is due "
+            "after midnight UTC."
+        )
     return [
         dg.RunRequest(
-            run_key=f"{connection_id}:{yesterday}",
+            run_key=keys[connection_id],
             tags={
                 **range_tags(connection_id, window),
                 CONNECTION_TAG: connection_id,
                 TRIGGER_TAG: "schedule",
             },
         )
-        for connection_id in sorted(connections)
+        for connection_id in due
     ]
 
 
