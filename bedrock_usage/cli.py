@@ -17,42 +17,35 @@ import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import duckdb
 
 from . import settings
-from .connections import attempts, service
-from .connections.credentials import AuthSpec
-from .connections.doctor import diagnose
-from .connections.secrets import SecretKeyError
-from .connections.store import StateStore
 from .days import DayRangeError, parse_day, readable_range, utc_today
 from .errors import ExitCode, UserError
-from .extraction.errors import FailureKind, RegionFailure
-from .extraction.fetch import FetchProgress, RegionFetch
 from .settings import SettingsError, state_path
-from .storage.warehouse import (
-    WarehouseBusyError,
-    catch_up_snapshot,
-    usage_rows,
-    warehouse_target,
-)
+
+# --help and a mistyped argument answer at once: what pulls in boto3, pandas or DuckDB
+# (about a second of imports) is imported by the commands that use it.
+if TYPE_CHECKING:
+    from .connections.credentials import AuthSpec
+    from .extraction.errors import RegionFailure
+    from .extraction.fetch import FetchProgress, RegionFetch
 
 
-def _postgres_errors() -> tuple[type[BaseException], ...]:
-    try:
-        import psycopg2
-    except ImportError:
-        return ()
-    return (psycopg2.Error,)
+def _loaded(module: str, name: str) -> tuple[type[BaseException], ...]:
+    """The exception class `name` of `module` if that module is imported, else nothing
+    for an `except` to match: a module never imported raised none of its errors."""
+    found = sys.modules.get(module)
+    return (getattr(found, name),) if found is not None else ()
 
 
 def handles_errors(command: Callable) -> Callable:
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            settings.check_all()
+            settings.check_all(with_schedule=False)  # sync, connect, demo, ui: on load
             for line in settings.unknown_variables():
                 click.echo(line, err=True)
             _use_the_demo_emulator_in_a_demo_home()
@@ -61,15 +54,17 @@ def handles_errors(command: Callable) -> Callable:
             _fail(str(error), error.exit_code)
         except (DayRangeError, SettingsError) as error:
             _fail(str(error), ExitCode.USAGE)
-        except WarehouseBusyError as error:
+        except _loaded("bedrock_usage.storage.warehouse", "WarehouseBusyError") as error:
             _fail(str(error), ExitCode.WAREHOUSE_BUSY)
-        except SecretKeyError as error:
+        except _loaded("bedrock_usage.connections.secrets", "SecretKeyError") as error:
             _fail(str(error), ExitCode.FAILED)
         except KeyboardInterrupt:
             # Connections are stored only after verification and every write is one
             # transaction, so an interruption leaves the previous state intact.
             _fail(INTERRUPTED, ExitCode.INTERRUPTED)
-        except (sqlite3.Error, *_postgres_errors()) as error:
+        except (sqlite3.Error, *_loaded("psycopg2", "Error")) as error:
+            from .connections.store import StateStore
+
             _fail(
                 f"The state store {StateStore().location} cannot be used: {error}. If the disk "
                 "is full or read-only, free space or fix its permissions; if it is a database "
@@ -77,7 +72,7 @@ def handles_errors(command: Callable) -> Callable:
                 "damaged, restore it from a backup (it holds the connections).",
                 ExitCode.FAILED,
             )
-        except duckdb.Error as error:
+        except _loaded("duckdb", "Error") as error:
             _fail(
                 f"A DuckDB file could not be used: {error}. If the disk is full, free space "
                 "and run again; if the warehouse or its analysts' copy is damaged, move it "
@@ -135,6 +130,9 @@ def _read_secret(prompt: str = "Secret access key") -> str:
 
 
 def _auth_from_options(access_key_id, role_arn, external_id, profile) -> AuthSpec:
+    from .connections import service
+    from .connections.credentials import AuthSpec
+
     secret = _read_secret() if access_key_id else None
     return service.check_auth(AuthSpec(access_key_id, secret, role_arn, external_id, profile))
 
@@ -242,7 +240,7 @@ def _is_demo_home() -> bool:
 @with_auth_options
 @click.option(
     "--backfill-days",
-    default=service.DEFAULT_BACKFILL_DAYS,
+    default=settings.DEFAULT_BACKFILL_DAYS,
     show_default=True,
     help="Days of history the initial sync reads (1-454).",
 )
@@ -256,6 +254,8 @@ def connect(
     Verification checks that the key is valid, belongs to --account-id, and can read
     CloudWatch's AWS/Bedrock metrics in every region. If anything fails, nothing is stored.
     """
+    from .connections import service
+
     auth = _auth_from_options(access_key_id, role_arn, external_id, profile)
     connection = service.connect(
         name,
@@ -276,6 +276,8 @@ def connect(
 
 
 def _initial_sync(connection) -> None:
+    from .connections import service
+
     if not service.claim_initial_sync(connection.connection_id):
         click.echo(
             "The Dagster daemon's sensor has already started the initial sync: follow it "
@@ -303,6 +305,7 @@ def _run_sync(name: str, day_range, tags: dict[str, str] | None = None) -> None:
     """Materialize both assets in this process, as one Dagster run, printing each region."""
     from .defs import assets
     from .defs.local_runs import run_sync
+    from .storage.warehouse import warehouse_target
 
     unread: list[str] = []  # the regions, not their data points: those can be large
     display = _ProgressDisplay()
@@ -395,6 +398,13 @@ class _ProgressDisplay:
 def _usage_or_none(connection_id, since):
     """Usage rows from the warehouse, or None (said on stderr) while a sync holds it: the
     state and health still answer."""
+    from .storage.warehouse import (
+        WarehouseBusyError,
+        catch_up_snapshot,
+        usage_rows,
+        warehouse_target,
+    )
+
     republished = catch_up_snapshot(warehouse_target())
     if republished:
         click.echo(
@@ -417,6 +427,9 @@ def _usage_or_none(connection_id, since):
 @handles_errors
 def list_connections(as_json):
     """Every connection: account, regions, state, last successful sync, usage rows."""
+    from .connections import attempts
+    from .connections.store import StateStore
+
     store = StateStore()
     attempts.reap(store)
     rows = _usage_or_none(None, None)
@@ -455,6 +468,9 @@ def list_connections(as_json):
 
 
 def _state(connection, health) -> dict:
+    from .connections import service
+    from .connections.store import StateStore
+
     state, reason = service.connection_state(connection, health, StateStore())
     return {"state": state, "reason": reason}
 
@@ -473,6 +489,9 @@ def _state(connection, health) -> dict:
 def status(name, days, as_json):
     """A connection's health: state, last sync per region, recent usage per region and
     model, and recent events (errors first, with what to do)."""
+    from .connections import attempts, service
+    from .connections.store import StateStore
+
     store = StateStore()
     attempts.reap(store, only=name)
     connection = service.get_connection(name, store)
@@ -567,6 +586,8 @@ def _event_line(event) -> str:
 @handles_errors
 def sync(name, start, end):
     """Sync an inclusive range of UTC days now, through the same code as the Dagster assets."""
+    from .connections import service
+
     default = service.default_sync_range()
     first = parse_day(start) if start else default.first
     last = parse_day(end) if end else (max(default.last, first) if start else default.last)
@@ -582,6 +603,8 @@ def sync(name, start, end):
 @handles_errors
 def edit(name, regions):
     """Change a connection's regions; new regions are verified first."""
+    from .connections import service
+
     connection, added = service.edit_regions(
         name, regions, on_region=_region_check_printer("Verifying the new regions:")
     )
@@ -598,6 +621,8 @@ def edit(name, regions):
 @handles_errors
 def rotate(name, access_key_id, role_arn, external_id, profile):
     """Replace a connection's credentials; the new ones are verified first."""
+    from .connections import service
+
     auth = _auth_from_options(access_key_id, role_arn, external_id, profile)
     service.rotate(name, auth, on_region=_region_check_printer("Verifying the new credentials:"))
     click.echo(
@@ -613,6 +638,9 @@ def rotate(name, access_key_id, role_arn, external_id, profile):
 def doctor(name, as_json):
     """Run the troubleshooting checks against AWS and say what was found (exit 1 when a
     check fails)."""
+    from .connections.doctor import diagnose
+    from .extraction.errors import FailureKind
+
     diagnosis = diagnose(name)
     if as_json:
         click.echo(json.dumps(diagnosis.as_dict(), indent=2, default=str))
@@ -674,7 +702,11 @@ def doctor(name, as_json):
 def events(name, limit, as_json):
     """The integration event log, newest first: verifications, each region read (fetch)
     and each sync's outcome."""
+    from .connections.store import StateStore
+
     if name:
+        from .connections import service
+
         service.get_connection(name)
     found = StateStore().events(name, limit)
     if as_json:
@@ -692,6 +724,9 @@ def events(name, limit, as_json):
 @handles_errors
 def disconnect(name, purge_usage):
     """Delete a connection's stored credentials now (usage history stays)."""
+    from .connections import service
+    from .connections.store import StateStore
+
     purged = service.disconnect(name, purge_usage)
     click.echo(f"Disconnected '{name}': its credentials are deleted from {StateStore().location}.")
     if purge_usage:
@@ -708,6 +743,8 @@ def scrub():
 
     'disconnect' does this itself; run it when disconnect said another process kept the
     state store open."""
+    from .connections.store import StateStore
+
     if not StateStore().scrub(timeout=settings.lock_timeout_seconds()):
         raise UserError(
             f"Another process still holds a read transaction on {state_path()}: close it "
@@ -736,9 +773,10 @@ def prices_refresh(regions: tuple[str, ...]) -> None:
 
     Changed prices close the old row on the day the new one starts, so past days keep
     the price they had. Prices that differ from the shipped snapshot are listed."""
+    from .connections.store import StateStore
     from .pricing.price_list import PriceListError
     from .pricing.refresh import connected_regions, refresh_prices
-    from .storage.warehouse import open_warehouse
+    from .storage.warehouse import open_warehouse, warehouse_target
 
     wanted = list(regions) or connected_regions(StateStore())
     if not wanted:
@@ -778,7 +816,7 @@ def prices_refresh(regions: tuple[str, ...]) -> None:
 def prices_show(model: str | None, as_json: bool) -> None:
     """Prices in force today, per model (MODEL: part of a model id to filter on)."""
     from .storage.costs import prices_in_force
-    from .storage.warehouse import open_warehouse
+    from .storage.warehouse import open_warehouse, warehouse_target
 
     with open_warehouse(warehouse_target()) as connection:
         rows = prices_in_force(connection, model or "")

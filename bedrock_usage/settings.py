@@ -21,6 +21,7 @@ STATE_FILE_NAME = "state.sqlite3"
 KEY_FILE_NAME = "secret.key"
 DEFAULT_LOCK_TIMEOUT_SECONDS = 120.0
 DEFAULT_LOOKBACK_DAYS = 2
+DEFAULT_BACKFILL_DAYS = 30  # days of history a new connection's initial sync reads
 DEFAULT_RECONCILE_TOLERANCE = 0.01
 DEFAULT_REGION_CONCURRENCY = 4
 # A sync's DuckDB: one thread and a bounded buffer pool keep a run's memory near what
@@ -381,8 +382,10 @@ def unknown_variables() -> list[str]:
     return lines
 
 
-def check_all() -> None:
-    """Every setting at once, before anything runs."""
+def check_all(with_schedule: bool = True) -> None:
+    """Every setting at once, before anything runs; `with_schedule=False` leaves out the
+    schedule's cron, whose check imports Dagster (a second): a command that loads the code
+    location checks it there."""
     home()
     dagster_home()
     state_url()
@@ -394,7 +397,8 @@ def check_all() -> None:
     lookback_days()
     reconcile_tolerance()
     start_date()
-    schedule_cron()
+    if with_schedule:
+        schedule_cron()
     region_concurrency()
     aws_retry_mode()
     aws_max_attempts()

@@ -156,6 +156,16 @@ def test_an_empty_or_file_home_is_refused(cli, home, tmp_path):
     assert result.returncode == 2 and "BEDROCK_USAGE_HOME" in result.stderr
 
 
+def test_a_bad_schedule_cron_is_named_by_the_commands_that_load_the_schedule(synced, cli):
+    bad = {"BEDROCK_USAGE_SCHEDULE_CRON": "every day"}
+    result = cli("sync", "prod", env=bad)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "BEDROCK_USAGE_SCHEDULE_CRON='every day' is not usable" in result.stderr
+    # A command that never loads Dagster's code location does not read it (nor import
+    # Dagster to check it).
+    assert cli("status", "prod", env=bad).returncode == 0
+
+
 def test_doctor_fails_on_a_failed_check_and_names_network_errors(aws, synced, cli):
     aws.deny_region(synced, "us-east-1")
     result = cli("doctor", "prod")

@@ -53,8 +53,6 @@ from .validation import (
 )
 from .verify import Verification, verify_access
 
-DEFAULT_BACKFILL_DAYS = 30
-
 
 class VerificationFailed(UserError):
     def __init__(self, verification: Verification, what: str) -> None:
@@ -96,7 +94,7 @@ def connect(
     account_id: str,
     regions: str | tuple[str, ...],
     auth: AuthSpec,
-    backfill_days: int = DEFAULT_BACKFILL_DAYS,
+    backfill_days: int = settings.DEFAULT_BACKFILL_DAYS,
     sync_later: bool = False,
     store: StateStore | None = None,
     on_region: Callable[[str, RegionFailure | None], None] | None = None,
