@@ -774,8 +774,8 @@ def prices_refresh(regions: tuple[str, ...]) -> None:
     Changed prices close the old row on the day the new one starts, so past days keep
     the price they had. Prices that differ from the shipped snapshot are listed."""
     from .connections.store import StateStore
+    from .price_refresh import connected_regions, refresh_prices
     from .pricing.price_list import PriceListError
-    from .pricing.refresh import connected_regions, refresh_prices
     from .storage.warehouse import open_warehouse, warehouse_target
 
     wanted = list(regions) or connected_regions(StateStore())

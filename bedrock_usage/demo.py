@@ -34,7 +34,7 @@ from .emulator import price_list
 from .emulator.demo_data import DEMO_ACCOUNTS, seed_demo_history
 from .emulator.server import AccessKeyPair, Emulator
 from .extraction.fetch import RegionFetch
-from .pricing.refresh import connected_regions
+from .price_refresh import connected_regions
 from .settings import demo_state_path, snapshot_path, warehouse_path
 from .storage.warehouse import open_warehouse
 

@@ -278,12 +278,14 @@ DEFAULT_SCHEDULE_CRON = "30 0 * * *"
 def schedule_cron() -> str:
     """When the daily schedule runs (cron, UTC); read when the code location loads."""
     raw = _raw("BEDROCK_USAGE_SCHEDULE_CRON") or DEFAULT_SCHEDULE_CRON
-    from dagster._utils.schedules import is_valid_cron_string
+    import dagster as dg
 
-    if not is_valid_cron_string(raw):
+    try:  # Dagster's own check, through its public API
+        dg.ScheduleDefinition(name="cron_check", cron_schedule=raw, job_name="cron_check")
+    except dg.DagsterInvalidDefinitionError:
         raise SettingsError(
             "BEDROCK_USAGE_SCHEDULE_CRON", raw, "use a cron expression, e.g. '30 0 * * *'"
-        )
+        ) from None
     return raw
 
 

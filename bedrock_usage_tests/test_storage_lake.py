@@ -18,7 +18,7 @@ import pytest
 
 from bedrock_usage.days import DayRange
 from bedrock_usage.errors import UserError
-from bedrock_usage.storage.frames import shed_cache
+from bedrock_usage.frames import shed_cache
 from bedrock_usage.storage.lake import Lake, configured_lake, create_s3_secret, load_extensions
 from bedrock_usage.storage.schema import LAKE_BASELINE_VERSION, MIGRATIONS
 from bedrock_usage.storage.warehouse import (

@@ -14,20 +14,16 @@ from functools import partial
 
 import dagster as dg
 import duckdb
-from dagster._core.execution.context.metadata_logging import (
-    AssetMetadataHandle,
-    OutputMetadataAccumulator,
-)
 
 from .. import settings
 from ..connections import attempts, service
 from ..connections.secrets import SecretKeyError
 from ..errors import UserError
 from ..extraction.fetch import FetchProgress, RegionFetch
+from ..frames import one_at_a_time
 from ..memory import release_freed_memory
 from ..storage.columns import USAGE_COLUMN_DOCS
 from ..storage.figures import datapoints_by_partition, usage_by_partition
-from ..storage.frames import one_at_a_time
 from ..storage.warehouse import (
     UsageWritten,
     WarehouseBusyError,
@@ -43,6 +39,7 @@ from .checks import (
     regions_this_run,
     usage_check_results,
 )
+from .dagster_internals import add_partition_metadata
 from .partitions import partition_days, usage_partitions, windows_by_connection
 from .resources import StateStoreResource, SyncSettingsResource, WarehouseResource
 from .run_health import POOL
@@ -180,21 +177,6 @@ def _as_failure() -> Iterator[None]:
         raise dg.Failure(description=str(error)) from None
     except duckdb.OutOfMemoryException as error:
         raise dg.Failure(description=out_of_memory_message(error)) from None
-
-
-def add_partition_metadata(
-    context: dg.AssetExecutionContext, by_key: dict[str, dict[str, object]]
-) -> None:
-    """Each partition's own metadata for this step's materializations, added at once.
-    Dagster's `add_asset_metadata(..., partition_key=...)` lists every partition key of
-    the run to check each call and copies all it holds each time: a year of one
-    connection took 10 s longer per asset. The keys here are the run's own."""
-    step = context.get_step_execution_context()
-    held = dict(step._metadata_accumulator.per_output_metadata)  # noqa: SLF001
-    for key, metadata in by_key.items():
-        handle = AssetMetadataHandle(asset_key=context.asset_key, partition_key=key)
-        held[handle] = {**held.get(handle, {}), **metadata}
-    step._metadata_accumulator = OutputMetadataAccumulator(per_output_metadata=held)  # noqa: SLF001
 
 
 def _regions_metadata(read: list[str], not_read: list[str]) -> dict[str, object]:

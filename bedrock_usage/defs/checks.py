@@ -11,8 +11,8 @@ import pandas as pd
 from ..connections.store import StateStore
 from ..days import DayRange, utc_today
 from ..extraction.errors import FailureKind
+from ..frames import one_at_a_time
 from ..storage import quality
-from ..storage.frames import one_at_a_time
 
 FRESHNESS_DAYS = 2
 

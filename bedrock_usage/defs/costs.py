@@ -4,8 +4,9 @@ usage partition, with a check that shows usage no list price covers."""
 import dagster as dg
 
 from .. import settings
+from ..frames import one_at_a_time
+from ..price_refresh import connected_regions, refresh_prices
 from ..pricing.price_list import PriceListError
-from ..pricing.refresh import connected_regions, refresh_prices
 from ..storage.columns import USAGE_COLUMN_DOCS
 from ..storage.costs import (
     COST_COLUMNS,
@@ -14,14 +15,9 @@ from ..storage.costs import (
     merge_unpriced,
     unpriced_usage,
 )
-from ..storage.frames import one_at_a_time
-from .assets import (
-    GROUP,
-    add_partition_metadata,
-    bedrock_usage_daily,
-    log_run_totals,
-)
+from .assets import GROUP, bedrock_usage_daily, log_run_totals
 from .checks import REGIONS_READ_CHECK, regions_read_result
+from .dagster_internals import add_partition_metadata
 from .partitions import partition_days, usage_partitions, windows_by_connection
 from .resources import PriceListResource, StateStoreResource, WarehouseResource
 from .run_health import POOL

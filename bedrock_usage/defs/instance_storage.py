@@ -15,12 +15,15 @@ Dagster's PostgreSQL storage, which batches materializations itself.
 import os
 from collections.abc import Sequence
 
-from dagster._core.events import ASSET_EVENTS
-from dagster._core.events.log import EventLogEntry
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
-from dagster._core.storage.sqlalchemy_compat import db_result
-from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
-from dagster._serdes import ConfigurableClassData
+from .dagster_internals import (
+    ASSET_EVENTS,
+    ConfigurableClassData,
+    DagsterSqliteStorage,
+    EventLogEntry,
+    SqliteEventLogStorage,
+    db_result,
+    event_logs_directory,
+)
 
 # Dagster buffers a batch's events only when this is set; the batches it forms are one
 # step's materializations and one run's planned events (1,100 for a year of three assets).
@@ -84,7 +87,7 @@ class BatchingSqliteStorage(DagsterSqliteStorage):
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
         os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
         super().__init__(base_dir, inst_data)
-        self._event_log_storage = BatchingSqliteEventLogStorage(_event_logs_directory(base_dir))
+        self._event_log_storage = BatchingSqliteEventLogStorage(event_logs_directory(base_dir))
 
     @classmethod
     def from_config_value(

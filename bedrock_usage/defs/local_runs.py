@@ -17,34 +17,30 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
-from dagster._core.code_pointer import CodePointer
-from dagster._core.definitions.definitions_load_context import (
-    DefinitionsLoadContext,
-    DefinitionsLoadType,
-)
-from dagster._core.definitions.reconstruct import ReconstructableRepository
-from dagster._core.definitions.repository_definition import SINGLETON_REPOSITORY_NAME
-from dagster._core.definitions.repository_definition.repository_definition import (
-    RepositoryLoadData,
-)
-from dagster._core.execution.api import execute_run
-from dagster._core.execution.job_execution_result import JobExecutionResult
-from dagster._core.remote_origin import InProcessCodeLocationOrigin
-from dagster._core.remote_representation.code_location import InProcessCodeLocation
-from dagster._core.remote_representation.external import RemoteRepository
-from dagster._core.remote_representation.external_data import RepositorySnap
-from dagster._core.remote_representation.handle import RepositoryHandle
-from dagster._core.storage.defs_state.base import set_defs_state_storage
-from dagster._core.types.loadable_target_origin import (
-    LoadableTargetOrigin,
-    enter_loadable_target_origin_load_context,
-)
-from dagster._utils.hosted_user_process import recon_job_from_origin
 
 from .. import settings
 from ..connections.store import StateStore
 from ..days import DayRange
 from ..errors import ExitCode, UserError
+from .dagster_internals import (
+    SINGLETON_REPOSITORY_NAME,
+    CodePointer,
+    DefinitionsLoadContext,
+    DefinitionsLoadType,
+    InProcessCodeLocation,
+    InProcessCodeLocationOrigin,
+    JobExecutionResult,
+    LoadableTargetOrigin,
+    ReconstructableRepository,
+    RemoteRepository,
+    RepositoryHandle,
+    RepositoryLoadData,
+    RepositorySnap,
+    enter_loadable_target_origin_load_context,
+    execute_run,
+    recon_job_from_origin,
+    set_defs_state_storage,
+)
 from .jobs import sync_job
 from .partitions import CONNECTION_DIMENSION, range_tags
 from .run_health import wait_for_slot

@@ -13,14 +13,12 @@ from __future__ import annotations
 import time
 
 import dagster as dg
-from dagster._core.execution.plan.instance_concurrency_context import (
-    InstanceConcurrencyContext,
-)
 
 from ..connections import attempts
 from ..connections.store import StateStore
 from ..errors import ExitCode, UserError
 from ..processes import ProcessId, is_alive
+from .dagster_internals import fix_pool_slot_wait
 from .partitions import connection_of
 from .tags import HOST_TAG, PID_TAG, PROCESS_STARTED_TAG, process_tag
 
@@ -110,19 +108,7 @@ def _describe_holders(instance: dg.DagsterInstance, run_ids: set[str], waited: f
     )
 
 
-def _interval_to_next_pending_claim_check(self: InstanceConcurrencyContext) -> float:
-    # Dagster 1.13.27 returns min(0, ...) here, i.e. never a positive wait, so a step
-    # waiting for a pool slot polls the database in a tight loop at 100% CPU and cannot
-    # be interrupted. The intended wait is the time until the next claim is due.
-    if not self._pending_claims or not self._pending_timeouts:
-        return 0.0
-    now = time.time()
-    return max(0.0, min(ready_at - now for ready_at in self._pending_timeouts.values()))
-
-
-InstanceConcurrencyContext.interval_to_next_pending_claim_check = (
-    _interval_to_next_pending_claim_check
-)
+fix_pool_slot_wait()
 
 
 @dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)

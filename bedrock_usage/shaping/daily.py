@@ -32,7 +32,7 @@ from ..extraction.metrics import (
     USAGE_METRICS,
     UsageMetric,
 )
-from ..storage.frames import literal, registered
+from ..frames import literal, registered
 from .model_ids import UNATTRIBUTED, describe_model_id
 
 GRAIN = ["usage_date", "connection_id", "account_id", "region", "api_endpoint", "model_id"]

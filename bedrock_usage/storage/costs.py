@@ -22,10 +22,10 @@ import duckdb
 import pandas as pd
 
 from ..days import DayRange, utc_today
+from ..frames import insert_frame, literal
 from ..pricing.prices import PriceRow, merge_prices
 from .columns import USAGE_COLUMN_DOCS
 from .figures import by_day, window_days
-from .frames import insert_frame, literal
 from .lake import is_lake
 from .quality import window_filter
 

@@ -32,8 +32,8 @@ from urllib.parse import urlparse
 import duckdb
 
 from ..errors import UserError
+from ..frames import literal
 from ..settings import lake_catalog, lake_data_path, redacted_url
-from .frames import literal
 
 ALIAS = "warehouse"
 EXTENSIONS = ("ducklake", "postgres_scanner", "httpfs")

@@ -29,6 +29,7 @@ import pandas as pd
 from ..days import DayRange
 from ..errors import UserError
 from ..extraction.metrics import MANTLE_METRIC_NAMES, NO_PROJECT, TOTAL, KnownSeries
+from ..frames import literal, one_at_a_time, registered
 from ..settings import (
     DEFAULT_WAREHOUSE_MEMORY_LIMIT,
     SettingsError,
@@ -47,7 +48,6 @@ from ..shaping.daily import (
     usage_query,
 )
 from .costs import PRICES_TABLE, create_cost_views
-from .frames import literal, one_at_a_time, registered
 from .lake import (
     Lake,
     WarehouseBusyError,

@@ -12,7 +12,7 @@ from typing import TypeVar
 import duckdb
 import pandas as pd
 
-from ..memory import release_freed_memory
+from .memory import release_freed_memory
 
 _frame_names = itertools.count()
 K = TypeVar("K")

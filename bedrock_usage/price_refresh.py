@@ -15,11 +15,11 @@ from pathlib import Path
 
 import duckdb
 
-from ..connections.store import StateStore
-from ..storage.costs import store_prices
-from ..storage.warehouse import publish_snapshot, transaction
-from .price_list import PriceListError, fetch_offer_prices
-from .prices import shipped_prices
+from .connections.store import StateStore
+from .pricing.price_list import PriceListError, fetch_offer_prices
+from .pricing.prices import shipped_prices
+from .storage.costs import store_prices
+from .storage.warehouse import publish_snapshot, transaction
 
 WarehouseOpener = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 
