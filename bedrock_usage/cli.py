@@ -818,8 +818,8 @@ def prices_show(model: str | None, as_json: bool) -> None:
     from .storage.costs import prices_in_force
     from .storage.warehouse import open_warehouse, warehouse_target
 
-    with open_warehouse(warehouse_target()) as connection:
-        rows = prices_in_force(connection, model or "")
+    with open_warehouse(warehouse_target()) as db:
+        rows = prices_in_force(db, model or "")
     if as_json:
         click.echo(json.dumps(rows, default=str, indent=2))
         return

@@ -218,8 +218,8 @@ def _evaluate_permission_sensor(after_event_id: int) -> None:
 
 
 def _print_summary(warehouse) -> None:
-    with open_warehouse(warehouse, read_only=True) as con:
-        summary = con.execute(
+    with open_warehouse(warehouse, read_only=True) as db:
+        summary = db.execute(
             """
             SELECT account_id, region, api_endpoint, model_id,
                    sum(input_tokens)::BIGINT AS input_tokens,

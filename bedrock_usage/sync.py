@@ -105,7 +105,7 @@ def fetch_regions(
 
 
 def store_fetches(
-    connection: duckdb.DuckDBPyConnection,
+    db: duckdb.DuckDBPyConnection,
     connection_id: str,
     account_id: str,
     fetches: list[RegionFetch],
@@ -115,7 +115,7 @@ def store_fetches(
     for fetch in fetches:
         if fetch.ok:
             replace_datapoints(
-                connection,
+                db,
                 connection_id,
                 account_id,
                 fetch.region,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from .defs.local_runs import dagster_home
+from .defs.local_runs import prepare_dagster_home
 from .errors import UserError
 from .settings import demo_state_path
 
@@ -26,7 +26,7 @@ from .settings import demo_state_path
 def run_ui(port: int, workspace: Path) -> int:
     if not workspace.exists():
         raise UserError(f"No {workspace.name} here: run 'make ui' from the project's root.")
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home())}
+    env = {**os.environ, "DAGSTER_HOME": str(prepare_dagster_home())}
     emulator = None
     if demo_state_path().exists() and not os.environ.get("AWS_ENDPOINT_URL"):
         from .demo import demo_emulator_for_commands

@@ -12,11 +12,11 @@ from dagster._core.remote_representation.code_location import InProcessCodeLocat
 from dagster._serdes import serialize_value
 
 from bedrock_usage.defs.jobs import sync_job
-from bedrock_usage.defs.local_runs import _code_location, dagster_home, instance
+from bedrock_usage.defs.local_runs import _code_location, instance, prepare_dagster_home
 
 
 def test_the_run_location_equals_dagsters_own_in_process_location(bedrock_home):
-    ours = _code_location(str(dagster_home()))
+    ours = _code_location(str(prepare_dagster_home()))
     theirs = InProcessCodeLocation(ours.origin, instance=instance())
     assert type(ours) is not InProcessCodeLocation  # the lighter loader is the one used
 
@@ -40,8 +40,8 @@ def test_the_run_location_equals_dagsters_own_in_process_location(bedrock_home):
 def test_loading_the_run_location_does_not_import_grpc(bedrock_home):
     code = (
         "import sys\n"
-        "from bedrock_usage.defs.local_runs import _code_location, dagster_home\n"
-        "_code_location(str(dagster_home()))\n"
+        "from bedrock_usage.defs.local_runs import _code_location, prepare_dagster_home\n"
+        "_code_location(str(prepare_dagster_home()))\n"
         "print(sorted(m for m in ('grpc', 'dagster._grpc.server') if m in sys.modules))\n"
     )
     loaded = subprocess.run(

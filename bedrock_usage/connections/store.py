@@ -216,6 +216,20 @@ class DuplicateConnectionError(Exception):
     """The connection's name or account was stored by another process first."""
 
 
+def _use_wal(raw: sqlite3.Connection, wait_seconds: float = 30) -> None:
+    """Switch a new state store to WAL (the file keeps it, so later connections only read
+    it). Processes creating the store at once take turns: SQLite refuses a switch that
+    meets another connection's transaction with "locked" at once, not after its busy wait."""
+    deadline = time.monotonic() + wait_seconds
+    while raw.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            raw.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class StateStore:
     """`path`: a SQLite file. Without one, BEDROCK_USAGE_STATE_URL's PostgreSQL database
     when it is set, else state.sqlite3 in BEDROCK_USAGE_HOME."""
@@ -242,7 +256,7 @@ class StateStore:
             os.chmod(self.path, 0o600)
         raw.row_factory = sqlite3.Row
         try:
-            raw.execute("PRAGMA journal_mode=WAL")
+            _use_wal(raw)
             raw.execute("PRAGMA secure_delete=ON")
             raw.execute("PRAGMA busy_timeout=30000")
             if str(self.path) not in _SCHEMA_READY:

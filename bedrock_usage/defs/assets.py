@@ -111,17 +111,17 @@ def cloudwatch_datapoints(
         options = sync_settings.options()
         for connection_id, day_range in windows.items():
             context.log.info(f"Reading {connection_id} for {day_range}")
-            connection, fetches = service.fetch_and_store(
+            db, fetches = service.fetch_and_store(
                 connection_id,
                 day_range,
-                warehouse.get_connection,
+                warehouse.open_db,
                 store,
                 _notify,
                 context.run.run_id,
                 _notify_progress,
                 options,
             )
-            accounts[connection_id] = connection.account_id
+            accounts[connection_id] = db.account_id
             fetches_by_connection[connection_id] = fetches
             for fetch in fetches:
                 if fetch.failure:
@@ -147,8 +147,8 @@ def cloudwatch_datapoints(
                 metadata=totals,
             )
         log_run_totals(context, totals)
-        with warehouse.get_connection() as connection:
-            points = datapoints_by_partition(connection, windows)
+        with warehouse.open_db() as db:
+            points = datapoints_by_partition(db, windows)
         regions = {
             connection_id: _regions_metadata(
                 [f.region for f in fetches if f.ok], [f.region for f in fetches if not f.ok]
@@ -266,17 +266,17 @@ def bedrock_usage_daily(
     with _as_failure(), attempts.recorded(store, windows, INTERRUPTS):
         for connection_id in windows:
             store.set_phase(connection_id, attempts.REBUILDING)
-        with warehouse.get_connection() as connection:
+        with warehouse.open_db() as db:
             # One transaction per connection's window, as its data points were stored;
             # DuckDB's cache is shed between windows, so a run over many connections
             # holds one window's memory at a time.
-            for connection_id, day_range in one_at_a_time(connection, windows):
+            for connection_id, day_range in one_at_a_time(db, windows):
                 if store.get(connection_id) is None:
                     context.log.warning(f"{connection_id} was disconnected: not rebuilt.")
                     continue
                 written: UsageWritten = atomically(
-                    connection,
-                    partial(rebuild_usage, connection, connection_id, day_range),
+                    db,
+                    partial(rebuild_usage, db, connection_id, day_range),
                     connection_id=connection_id,
                 )
                 for region, count in written.rows_by_region.items():
@@ -287,14 +287,12 @@ def bedrock_usage_daily(
         # Committed: the analysts' copy is refreshed before any check can fail the step.
         # A fresh connection: closing the rebuild's gives DuckDB's memory back first.
         release_freed_memory()
-        with warehouse.get_connection() as connection:
+        with warehouse.open_db() as db:
             for connection_id in windows:
                 store.set_phase(connection_id, attempts.PUBLISHING)
-            snapshot = publish_snapshot(connection, warehouse.path, windows)
-            figures = usage_by_partition(connection, windows)
-            check_results = usage_check_results(
-                connection, windows, store, sync_settings.tolerance()
-            )
+            snapshot = publish_snapshot(db, warehouse.path, windows)
+            figures = usage_by_partition(db, windows)
+            check_results = usage_check_results(db, windows, store, sync_settings.tolerance())
         regions = {c: regions_this_run(store, c) for c in windows}
         for connection_id, day_range in windows.items():
             _finish_attempt(store, connection_id, day_range, rows_by_region)

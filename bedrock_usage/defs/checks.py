@@ -142,7 +142,7 @@ def permission_check_result(store: StateStore) -> dg.AssetCheckResult:
 
 
 def usage_check_results(
-    connection: duckdb.DuckDBPyConnection,
+    db: duckdb.DuckDBPyConnection,
     windows: dict[str, DayRange],
     store: StateStore,
     tolerance: float,
@@ -151,12 +151,12 @@ def usage_check_results(
     # connections' rows at once hold them all.
     duplicates = negatives = 0
     total_gaps, project_gaps = [], []
-    for connection_id, day_range in one_at_a_time(connection, windows):
+    for connection_id, day_range in one_at_a_time(db, windows):
         window = {connection_id: day_range}
-        duplicates += quality.duplicate_keys(connection, window)
-        negatives += quality.rows_with_negative_counts(connection, window)
-        total_gaps.append(quality.total_gaps(connection, window, tolerance))
-        project_gaps.append(quality.project_gaps(connection, window))
+        duplicates += quality.duplicate_keys(db, window)
+        negatives += quality.rows_with_negative_counts(db, window)
+        total_gaps.append(quality.total_gaps(db, window, tolerance))
+        project_gaps.append(quality.project_gaps(db, window))
     return [
         _unique_grain(duplicates),
         _no_negative_counts(negatives),

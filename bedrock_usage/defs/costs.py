@@ -51,9 +51,7 @@ def bedrock_prices(
             metadata={"skipped": "No connections yet: the shipped prices apply."}
         )
     try:
-        report = refresh_prices(
-            warehouse.get_connection, warehouse.path, regions, price_list.base_url()
-        )
+        report = refresh_prices(warehouse.open_db, warehouse.path, regions, price_list.base_url())
     except (PriceListError, settings.SettingsError) as error:
         raise dg.Failure(description=str(error)) from None
     return dg.MaterializeResult(
@@ -107,13 +105,13 @@ def bedrock_cost_daily(
     windows = windows_by_connection(context.partition_keys)
     unpriced_parts = []
     daily = {}
-    with warehouse.get_connection() as connection:
+    with warehouse.open_db() as db:
         # A connection's window at a time, DuckDB's cache shed between: one query over
         # ten connection-years took 149 MB, one over a connection-year 42 MB.
-        for connection_id, day_range in one_at_a_time(connection, windows):
+        for connection_id, day_range in one_at_a_time(db, windows):
             window = {connection_id: day_range}
-            daily.update(cost_by_partition(connection, window))
-            unpriced_parts.append(unpriced_usage(connection, window))
+            daily.update(cost_by_partition(db, window))
+            unpriced_parts.append(unpriced_usage(db, window))
     records = merge_unpriced(unpriced_parts).to_dict("records")
     summary = cost_totals(daily.values())
     log_run_totals(

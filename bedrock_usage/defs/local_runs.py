@@ -54,7 +54,7 @@ DEFINITIONS_ATTRIBUTE = "defs"  # the Definitions object in DEFINITIONS_MODULE
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-def dagster_home() -> Path:
+def prepare_dagster_home() -> Path:
     """DAGSTER_HOME, by default BEDROCK_USAGE_HOME/dagster, with the project's
     dagster.yaml (the DuckDB concurrency pool) when it has none."""
     path = settings.dagster_home()
@@ -83,7 +83,7 @@ def _first_use_turn(home: Path) -> Iterator[None]:
 
 
 def instance() -> dg.DagsterInstance:
-    with _first_use_turn(dagster_home()):
+    with _first_use_turn(prepare_dagster_home()):
         return dg.DagsterInstance.get()
 
 
@@ -217,7 +217,7 @@ def create_tagged_run(
     """A run of `bedrock_usage_sync` for the partitions `tags` name, created in the
     instance and not started. It is tagged with this process, where a local run
     executes; a run started elsewhere re-tags itself with its own process."""
-    location = _code_location(str(dagster_home()))
+    location = _code_location(str(prepare_dagster_home()))
     repository = location.get_repository(SINGLETON_REPOSITORY_NAME)
     job = repository.get_full_job(job_name)
     run_config = {

@@ -65,7 +65,7 @@ def windows_by_connection(partition_keys: list[str]) -> dict[str, DayRange]:
     days: dict[str, list[date]] = defaultdict(list)
     for _, (connection_id, day) in partition_days(partition_keys):
         days[connection_id].append(day)
-    return {connection: DayRange(min(values), max(values)) for connection, values in days.items()}
+    return {connection_id: DayRange(min(d), max(d)) for connection_id, d in days.items()}
 
 
 def range_tags(connection_id: str, day_range: DayRange) -> dict[str, str]:
@@ -76,8 +76,8 @@ def range_tags(connection_id: str, day_range: DayRange) -> dict[str, str]:
     }
 
 
-def connection_of(tags: dict[str, str]) -> str | None:
-    """The connection a run targets, read from its partition tags."""
+def connection_id_of(tags: dict[str, str]) -> str | None:
+    """The id of the connection a run targets, read from its partition tags."""
     if f"dagster/partition/{CONNECTION_DIMENSION}" in tags:
         return tags[f"dagster/partition/{CONNECTION_DIMENSION}"]
     key = tags.get("dagster/asset_partition_range_start") or tags.get("dagster/partition")

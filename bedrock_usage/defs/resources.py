@@ -8,7 +8,7 @@ readers in `settings.py` check them.
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -24,8 +24,9 @@ from ..sync import SyncOptions
 
 
 class WarehouseResource(DuckDBResource):
-    """The analysts' DuckDB file. Unlike the stock `get_connection`, the connection is
-    closed even when the block raises (a leaked connection would keep the file locked),
+    """The analysts' DuckDB file. Unlike the stock `get_connection`, `open_db` (and
+    `get_connection`, for code written against dagster-duckdb) closes the handle even
+    when the block raises (a leaked connection would keep the file locked),
     and a busy file is retried for BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS, then reported
     with what to do. The schema is created and migrated on first use."""
 
@@ -63,10 +64,13 @@ class WarehouseResource(DuckDBResource):
         return WriterLimits(self.memory_limit, self.threads)
 
     @contextmanager
-    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def open_db(self) -> Iterator[duckdb.DuckDBPyConnection]:
         timeout = settings.lock_timeout_seconds(self.lock_timeout_seconds)
-        with open_warehouse(self.path, timeout=timeout, limits=self._limits()) as connection:
-            yield connection
+        with open_warehouse(self.path, timeout=timeout, limits=self._limits()) as db:
+            yield db
+
+    def get_connection(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        return self.open_db()
 
 
 class StateStoreResource(dg.ConfigurableResource):

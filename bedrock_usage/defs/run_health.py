@@ -19,7 +19,7 @@ from ..connections.store import StateStore
 from ..errors import ExitCode, UserError
 from ..processes import ProcessId, is_alive
 from .dagster_internals import fix_pool_slot_wait
-from .partitions import connection_of
+from .partitions import connection_id_of
 from .tags import HOST_TAG, PID_TAG, PROCESS_STARTED_TAG, process_tag
 
 POOL = "duckdb"
@@ -99,8 +99,10 @@ def _describe_holders(instance: dg.DagsterInstance, run_ids: set[str], waited: f
     holders = []
     for run_id in sorted(run_ids):
         run = instance.get_run_by_id(run_id)
-        connection = connection_of(run.tags) if run else None
-        holders.append(f"run {run_id}" + (f" (connection '{connection}')" if connection else ""))
+        connection_id = connection_id_of(run.tags) if run else None
+        holders.append(
+            f"run {run_id}" + (f" (connection '{connection_id}')" if connection_id else "")
+        )
     return (
         f"The DuckDB write slot stayed held by {', '.join(holders)} for {waited:g} s. Wait for "
         "it to finish and sync again; if that run is stuck, terminate it in the Dagster UI "

@@ -188,9 +188,9 @@ def _shape(query, datapoints, connection_id, account_id, region, synced_at) -> p
     points = datapoints.assign(
         **{column: None for column in ("model_id", "project_id") if column not in datapoints}
     )
-    with duckdb.connect() as connection:
-        name = registered(connection, points)
-        descriptions = registered(connection, model_descriptions(points.model_id.dropna()))
+    with duckdb.connect() as db:
+        name = registered(db, points)
+        descriptions = registered(db, model_descriptions(points.model_id.dropna()))
         relation = f"""(
             SELECT usage_date::DATE AS usage_date, $connection AS connection_id,
                 $account AS account_id, $region AS region,
@@ -205,4 +205,4 @@ def _shape(query, datapoints, connection_id, account_id, region, synced_at) -> p
             "region": region,
             "synced": synced_at.replace(tzinfo=None) if synced_at.tzinfo else synced_at,
         }
-        return connection.execute(query(relation, descriptions), params).df()
+        return db.execute(query(relation, descriptions), params).df()

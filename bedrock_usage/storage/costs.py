@@ -198,25 +198,25 @@ MONTHLY_COMMENTS = {
 }
 
 
-def create_cost_views(connection: duckdb.DuckDBPyConnection, catalog: str | None = None) -> None:
+def create_cost_views(db: duckdb.DuckDBPyConnection, catalog: str | None = None) -> None:
     """(Re)create the cost views, with column comments, in the warehouse or, given
     `catalog`, in an attached copy (the analysts')."""
     prefix = f"{catalog}." if catalog else ""
-    connection.execute(
+    db.execute(
         COST_DAILY_VIEW.replace("VIEW bedrock_cost_daily", f"VIEW {prefix}bedrock_cost_daily")
     )
     for name, keys in MONTHLY_VIEWS.items():
-        connection.execute(_monthly_view(f"{prefix}{name}", keys))
+        db.execute(_monthly_view(f"{prefix}{name}", keys))
     comments = {**COLUMN_COMMENTS}
     comments.update({name: MONTHLY_COMMENTS for name in MONTHLY_VIEWS})
-    if catalog is None and is_lake(connection):
+    if catalog is None and is_lake(db):
         # DuckLake keeps comments on tables' columns, not on views'.
         comments = {name: columns for name, columns in comments.items() if name == PRICES_TABLE}
-    database = catalog or connection.execute("SELECT current_database()").fetchone()[0]
+    database = catalog or db.execute("SELECT current_database()").fetchone()[0]
     for relation, columns in comments.items():
         present = {
             name
-            for (name,) in connection.execute(
+            for (name,) in db.execute(
                 "SELECT column_name FROM duckdb_columns() WHERE database_name = ? "
                 "AND table_name = ?",
                 [database, relation],
@@ -224,13 +224,11 @@ def create_cost_views(connection: duckdb.DuckDBPyConnection, catalog: str | None
         }
         for column, text in columns.items():
             if column in present:
-                connection.execute(
-                    f"COMMENT ON COLUMN {prefix}{relation}.{column} IS {literal(text)}"
-                )
+                db.execute(f"COMMENT ON COLUMN {prefix}{relation}.{column} IS {literal(text)}")
 
 
-def stored_prices(connection: duckdb.DuckDBPyConnection, source: str) -> list[PriceRow]:
-    rows = connection.execute(
+def stored_prices(db: duckdb.DuckDBPyConnection, source: str) -> list[PriceRow]:
+    rows = db.execute(
         f"SELECT {PRICE_COLUMNS} FROM {PRICES_TABLE} WHERE source = ?", [source]
     ).fetchall()
     return [
@@ -239,33 +237,33 @@ def stored_prices(connection: duckdb.DuckDBPyConnection, source: str) -> list[Pr
     ]
 
 
-def store_prices(connection: duckdb.DuckDBPyConnection, incoming: list[PriceRow]) -> int:
+def store_prices(db: duckdb.DuckDBPyConnection, incoming: list[PriceRow]) -> int:
     """Merge a reading into the table, source by source, keeping each source's history
     (see `merge_prices`). The caller holds the transaction. Returns the rows changed."""
     changed = 0
     for source in sorted({row.source for row in incoming}):
-        existing = stored_prices(connection, source)
+        existing = stored_prices(db, source)
         merged = merge_prices(existing, [row for row in incoming if row.source == source])
         changed += len(set(merged) - set(existing))
-        connection.execute(f"DELETE FROM {PRICES_TABLE} WHERE source = ?", [source])
+        db.execute(f"DELETE FROM {PRICES_TABLE} WHERE source = ?", [source])
         columns = PRICE_COLUMNS.split(", ")
         frame = pd.DataFrame([row.as_record() for row in merged], columns=columns)
-        insert_frame(connection, PRICES_TABLE, columns, frame)
+        insert_frame(db, PRICES_TABLE, columns, frame)
     return changed
 
 
-def has_source(connection: duckdb.DuckDBPyConnection, source: str) -> bool:
+def has_source(db: duckdb.DuckDBPyConnection, source: str) -> bool:
     query = f"SELECT count(*) FROM {PRICES_TABLE} WHERE source = ?"
-    return connection.execute(query, [source]).fetchone()[0] > 0
+    return db.execute(query, [source]).fetchone()[0] > 0
 
 
 def cost_by_partition(
-    connection: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]
+    db: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]
 ) -> dict[tuple[str, date], tuple[Decimal, int]]:
     """Estimated cost in USD and tokens without a price, per connection and day of
     `windows` (zeros for a day without usage)."""
     found = by_day(
-        connection,
+        db,
         "CAST(coalesce(sum(estimated_cost_usd), 0) AS DECIMAL(18,6)), "
         "coalesce(sum(CASE WHEN estimated_cost_usd IS NULL THEN input_tokens + output_tokens"
         " + cache_read_input_tokens + cache_write_input_tokens END), 0)::BIGINT",
@@ -285,17 +283,15 @@ def cost_totals(daily: Iterable[tuple[Decimal, int]]) -> dict:
     return total
 
 
-def cost_summary(connection: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]) -> dict:
+def cost_summary(db: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]) -> dict:
     """Estimated cost and unpriced tokens of the rows in `windows`."""
-    return cost_totals(cost_by_partition(connection, windows).values())
+    return cost_totals(cost_by_partition(db, windows).values())
 
 
-def unpriced_usage(
-    connection: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]
-) -> pd.DataFrame:
+def unpriced_usage(db: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]) -> pd.DataFrame:
     """Usage with tokens or invocations that has no estimate, by model."""
     where, params = window_filter(windows)
-    return connection.execute(
+    return db.execute(
         f"""SELECT model_id, inference_scope,
             string_agg(DISTINCT region, ',' ORDER BY region) AS regions,
             sum(input_tokens + output_tokens + cache_read_input_tokens
@@ -329,9 +325,9 @@ def merge_unpriced(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return merged.sort_values(["tokens", "model_id"], ascending=[False, True], ignore_index=True)
 
 
-def prices_in_force(connection: duckdb.DuckDBPyConnection, model_filter: str) -> list[dict]:
+def prices_in_force(db: duckdb.DuckDBPyConnection, model_filter: str) -> list[dict]:
     """Price rows in force today (UTC) whose model id contains `model_filter`."""
-    cursor = connection.execute(
+    cursor = db.execute(
         f"""SELECT {PRICE_COLUMNS} FROM {PRICES_TABLE}
         WHERE effective_from <= $today
             AND (effective_to IS NULL OR effective_to > $today)

@@ -26,10 +26,10 @@ USAGE_SUMS = (
 
 
 def by_day(
-    connection: duckdb.DuckDBPyConnection, select: str, table: str, windows: dict[str, DayRange]
+    db: duckdb.DuckDBPyConnection, select: str, table: str, windows: dict[str, DayRange]
 ) -> dict[tuple[str, date], tuple]:
     where, params = window_filter(windows)
-    rows = connection.execute(
+    rows = db.execute(
         f"SELECT connection_id, usage_date, {select} FROM {table} WHERE {where} GROUP BY ALL",
         params,
     ).fetchall()
@@ -43,12 +43,12 @@ def window_days(windows: dict[str, DayRange]) -> Iterator[tuple[str, date]]:
 
 
 def usage_by_partition(
-    connection: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]
+    db: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]
 ) -> dict[tuple[str, date], dict[str, int]]:
     """Rows and sums of `bedrock_usage_daily` per connection and day of `windows`; a
     day without usage has zeros."""
     sums = ", ".join(f"sum({column})::BIGINT" for column in USAGE_SUMS)
-    found = by_day(connection, f"count(*), {sums}", "bedrock_usage_daily", windows)
+    found = by_day(db, f"count(*), {sums}", "bedrock_usage_daily", windows)
     names = ("rows", *USAGE_SUMS)
     none = (0,) * len(names)
     return {
@@ -57,8 +57,8 @@ def usage_by_partition(
 
 
 def datapoints_by_partition(
-    connection: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]
+    db: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]
 ) -> dict[tuple[str, date], int]:
     """Stored CloudWatch data points per connection and day of `windows`."""
-    found = by_day(connection, "count(*)", "cloudwatch_daily_datapoints", windows)
+    found = by_day(db, "count(*)", "cloudwatch_daily_datapoints", windows)
     return {key: found[key][0] if key in found else 0 for key in window_days(windows)}

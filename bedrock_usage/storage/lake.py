@@ -60,10 +60,10 @@ class Lake:
         )
 
 
-def is_lake(connection: duckdb.DuckDBPyConnection) -> bool:
+def is_lake(db: duckdb.DuckDBPyConnection) -> bool:
     """The connection's default catalog is a DuckLake (not a DuckDB file)."""
     return (
-        connection.execute(
+        db.execute(
             "SELECT type FROM duckdb_databases() WHERE database_name = current_database()"
         ).fetchone()[0]
         == "ducklake"
@@ -77,13 +77,13 @@ def configured_lake() -> Lake | None:
 
 def open_lake(lake: Lake, read_only: bool, config: dict[str, object]) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with `lake` attached as the default catalog."""
-    connection = duckdb.connect(config=config)
+    db = duckdb.connect(config=config)
     try:
-        load_extensions(connection)
+        load_extensions(db)
         if lake.data_path.startswith("s3://"):
-            create_s3_secret(connection)
+            create_s3_secret(db)
         try:
-            connection.execute(lake.attach_sql(read_only))
+            db.execute(lake.attach_sql(read_only))
         except duckdb.Error as error:
             reason = str(error).replace(lake.catalog, redacted_url(lake.catalog))
             raise UserError(
@@ -91,21 +91,21 @@ def open_lake(lake: Lake, read_only: bool, config: dict[str, object]) -> duckdb.
                 "and the URL's user may connect (BEDROCK_USAGE_LAKE_CATALOG), and that this "
                 "runtime may read and write the data path (BEDROCK_USAGE_LAKE_DATA_PATH)."
             ) from None
-        connection.execute(f"USE {ALIAS}")
+        db.execute(f"USE {ALIAS}")
     except BaseException:
-        connection.close()
+        db.close()
         raise
-    return connection
+    return db
 
 
-def load_extensions(connection: duckdb.DuckDBPyConnection) -> None:
+def load_extensions(db: duckdb.DuckDBPyConnection) -> None:
     for name in EXTENSIONS:
         path = _wheel_extension(name)
         if path is None:
-            connection.execute(f"INSTALL {name}")
-            connection.execute(f"LOAD {name}")
+            db.execute(f"INSTALL {name}")
+            db.execute(f"LOAD {name}")
         else:
-            connection.execute(f"LOAD {literal(str(path))}")
+            db.execute(f"LOAD {literal(str(path))}")
 
 
 def _wheel_extension(name: str) -> Path | None:
@@ -122,7 +122,7 @@ def _wheel_extension(name: str) -> Path | None:
     return path if path.exists() else None
 
 
-def create_s3_secret(connection: duckdb.DuckDBPyConnection) -> None:
+def create_s3_secret(db: duckdb.DuckDBPyConnection) -> None:
     """A DuckDB secret from the runtime's AWS credentials (boto3's chain), and its
     endpoint when AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL names one."""
     import boto3
@@ -155,7 +155,7 @@ def create_s3_secret(connection: duckdb.DuckDBPyConnection) -> None:
         f"{key} {value if key in ('TYPE', 'USE_SSL') else literal(value)}"
         for key, value in options.items()
     )
-    connection.execute(f"CREATE OR REPLACE TEMPORARY SECRET bedrock_usage_lake ({body})")
+    db.execute(f"CREATE OR REPLACE TEMPORARY SECRET bedrock_usage_lake ({body})")
 
 
 def retrying(work: Callable[[], T], attempts: int = 8) -> T:

@@ -22,31 +22,31 @@ def window_filter(windows: dict[str, DayRange]) -> tuple[str, list[object]]:
     return " OR ".join(clauses) or "FALSE", params
 
 
-def duplicate_keys(con: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]) -> int:
+def duplicate_keys(db: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]) -> int:
     """Keys of the usage grain that occur more than once."""
     where, params = window_filter(windows)
-    return con.execute(
+    return db.execute(
         "SELECT count(*) FROM (SELECT usage_date, connection_id, region, model_id "
         f"FROM bedrock_usage_daily WHERE {where} GROUP BY ALL HAVING count(*) > 1)",
         params,
     ).fetchone()[0]
 
 
-def rows_with_negative_counts(con: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]) -> int:
+def rows_with_negative_counts(db: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]) -> int:
     where, params = window_filter(windows)
     condition = " OR ".join(f"{column} < 0" for column in COUNT_COLUMNS)
-    return con.execute(
+    return db.execute(
         f"SELECT count(*) FROM bedrock_usage_daily WHERE ({where}) AND ({condition})", params
     ).fetchone()[0]
 
 
 def total_gaps(
-    con: duckdb.DuckDBPyConnection, windows: dict[str, DayRange], tolerance: float
+    db: duckdb.DuckDBPyConnection, windows: dict[str, DayRange], tolerance: float
 ) -> pd.DataFrame:
     """(connection, region, day, metric) where the models' sum and the region total
     differ by more than `tolerance`, largest first."""
     where, params = window_filter(windows)
-    return con.execute(
+    return db.execute(
         f"""
         WITH sums AS (
             SELECT connection_id, region, usage_date, metric_name,
@@ -68,11 +68,11 @@ def total_gaps(
     ).df()
 
 
-def project_gaps(con: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]) -> pd.DataFrame:
+def project_gaps(db: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]) -> pd.DataFrame:
     """(connection, region, day, model) of the mantle endpoint where the projects' sum
     (Project+Model level) differs from the Model level, in inferences or tokens."""
     where, params = window_filter(windows)
-    return con.execute(
+    return db.execute(
         f"""
         WITH models AS (
             SELECT connection_id, region, usage_date, model_id, invocations AS inferences,

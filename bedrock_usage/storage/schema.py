@@ -201,46 +201,46 @@ CREATE TABLE bedrock_prices (
 """
 
 
-def ensure_schema(connection: duckdb.DuckDBPyConnection) -> int:
+def ensure_schema(db: duckdb.DuckDBPyConnection) -> int:
     """Apply the migrations this warehouse lacks (a new lake starts from the baseline),
     then make sure the cost views exist and the price snapshot shipped with this version
     is loaded; return the schema version."""
-    connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
+    db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = db.execute("SELECT max(version) FROM schema_version").fetchone()
     current = row[0] or 0
     migrated = False
-    if current == 0 and is_lake(connection):
-        connection.execute("BEGIN TRANSACTION")
-        connection.execute(LAKE_BASELINE)
-        connection.execute("INSERT INTO schema_version VALUES (?)", [LAKE_BASELINE_VERSION])
-        connection.execute("COMMIT")
+    if current == 0 and is_lake(db):
+        db.execute("BEGIN TRANSACTION")
+        db.execute(LAKE_BASELINE)
+        db.execute("INSERT INTO schema_version VALUES (?)", [LAKE_BASELINE_VERSION])
+        db.execute("COMMIT")
         current, migrated = LAKE_BASELINE_VERSION, True
     for version, ddl in MIGRATIONS:
         if version > current:
-            connection.execute("BEGIN TRANSACTION")
-            connection.execute(ddl)
-            connection.execute("INSERT INTO schema_version VALUES (?)", [version])
-            connection.execute("COMMIT")
+            db.execute("BEGIN TRANSACTION")
+            db.execute(ddl)
+            db.execute("INSERT INTO schema_version VALUES (?)", [version])
+            db.execute("COMMIT")
             current = version
             migrated = True
-    _ensure_prices(connection, migrated)
+    _ensure_prices(db, migrated)
     return current
 
 
-def _ensure_prices(connection: duckdb.DuckDBPyConnection, migrated: bool) -> None:
+def _ensure_prices(db: duckdb.DuckDBPyConnection, migrated: bool) -> None:
     shipped = shipped_prices()
-    views = connection.execute(
+    views = db.execute(
         "SELECT count(*) FROM duckdb_views() WHERE view_name = 'bedrock_cost_daily' "
         "AND database_name = current_database()"
     ).fetchone()[0]
-    if not migrated and views and has_source(connection, shipped[0].source):
+    if not migrated and views and has_source(db, shipped[0].source):
         return
-    connection.execute("BEGIN TRANSACTION")
+    db.execute("BEGIN TRANSACTION")
     try:
-        if not has_source(connection, shipped[0].source):
-            store_prices(connection, shipped)
-        create_cost_views(connection)
-        connection.execute("COMMIT")
+        if not has_source(db, shipped[0].source):
+            store_prices(db, shipped)
+        create_cost_views(db)
+        db.execute("COMMIT")
     except BaseException:
-        connection.execute("ROLLBACK")
+        db.execute("ROLLBACK")
         raise

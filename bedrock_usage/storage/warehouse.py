@@ -122,25 +122,25 @@ def open_warehouse(
     timeout: float | None = None,
     limits: WriterLimits = WriterLimits(),
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to the warehouse, held only inside the `with` block. A writer's
+    """A DuckDB handle on the warehouse, held only inside the `with` block. A writer's
     DuckDB is bounded by `limits`; a reader's keeps DuckDB's defaults."""
     if isinstance(path, Lake):
         if read_only:
-            connection = open_lake(path, read_only, {})
+            db = open_lake(path, read_only, {})
         else:
             # Writers that first use a new lake would race to create its catalog and
             # tables ("Could not attach", "already exists"): they set it up one at a time.
             with advisory_lock(path, "bedrock_usage.lake-setup", timeout=120):
-                connection = open_lake(path, read_only, limits.config())
+                db = open_lake(path, read_only, limits.config())
                 try:
-                    retrying(lambda: ensure_schema(connection))
+                    retrying(lambda: ensure_schema(db))
                 except BaseException:
-                    connection.close()
+                    db.close()
                     raise
         try:
-            yield connection
+            yield db
         finally:
-            connection.close()
+            db.close()
         return
     path = Path(path)
     created = not read_only and not path.exists()
@@ -156,7 +156,7 @@ def open_warehouse(
     delay = 0.05
     while True:
         try:
-            connection = duckdb.connect(str(path), read_only=read_only, config=config)
+            db = duckdb.connect(str(path), read_only=read_only, config=config)
             if created:
                 os.chmod(path, 0o600)  # usage is the account owner's business alone
             break
@@ -177,19 +177,19 @@ def open_warehouse(
     try:
         if not read_only:
             if not created:
-                _refuse_foreign(connection, path)
-            ensure_schema(connection)
-        yield connection
+                _refuse_foreign(db, path)
+            ensure_schema(db)
+        yield db
     finally:
-        connection.close()
+        db.close()
 
 
-def _refuse_foreign(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
+def _refuse_foreign(db: duckdb.DuckDBPyConnection, path: Path) -> None:
     """Write only to a warehouse this pipeline made (it keeps `schema_version`) or to an
     empty DuckDB file: never add tables to another database, or to an analysts' copy."""
     tables = sorted(
         name
-        for (name,) in connection.execute(
+        for (name,) in db.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
         ).fetchall()
     )
@@ -205,22 +205,22 @@ def _refuse_foreign(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
 
 
 @contextmanager
-def transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
+def transaction(db: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """All or nothing: on any error the file keeps exactly what it had."""
-    connection.execute("BEGIN TRANSACTION")
+    db.execute("BEGIN TRANSACTION")
     try:
         yield
-        connection.execute("COMMIT")
+        db.execute("COMMIT")
     except BaseException:
         try:
-            connection.execute("ROLLBACK")
+            db.execute("ROLLBACK")
         except duckdb.TransactionException:
             pass  # a refused COMMIT has already ended the transaction
         raise
 
 
 def atomically(
-    connection: duckdb.DuckDBPyConnection,
+    db: duckdb.DuckDBPyConnection,
     work: Callable[[], T],
     connection_id: str | None = None,
 ) -> T:
@@ -229,10 +229,10 @@ def atomically(
     one connection's windows name it: on a lake, its writers then take turns."""
 
     def attempt() -> T:
-        with transaction(connection):
+        with transaction(db):
             return work()
 
-    lake = configured_lake() if connection_id is not None and is_lake(connection) else None
+    lake = configured_lake() if connection_id is not None and is_lake(db) else None
     if lake is None:
         return retrying(attempt)  # a file: DuckDB lets one process write at a time
     with connection_turn(lake, connection_id, lock_timeout_seconds()):
@@ -240,7 +240,7 @@ def atomically(
 
 
 def replace_datapoints(
-    connection: duckdb.DuckDBPyConnection,
+    db: duckdb.DuckDBPyConnection,
     connection_id: str,
     account_id: str,
     region: str,
@@ -250,14 +250,14 @@ def replace_datapoints(
 ) -> int:
     """Replace one region's stored CloudWatch answers for `day_range` (the dimensionless
     series is stored with model_id '(region total)'). Run inside `transaction`."""
-    connection.execute(
+    db.execute(
         "DELETE FROM cloudwatch_daily_datapoints WHERE connection_id = ? AND region = ? "
         "AND usage_date BETWEEN ? AND ?",
         [connection_id, region, day_range.first, day_range.last],
     )
     missing = {c: None for c in ("model_id", "project_id") if c not in datapoints}
-    name = registered(connection, datapoints.assign(**missing) if missing else datapoints)
-    connection.execute(
+    name = registered(db, datapoints.assign(**missing) if missing else datapoints)
+    db.execute(
         f"INSERT INTO cloudwatch_daily_datapoints ({', '.join(RAW_COLUMNS)}) "
         "SELECT usage_date, $connection, $account, $region, coalesce(model_id, $total), "
         "coalesce(project_id, $no_project), metric_name, statistic, value, $fetched_at "
@@ -289,7 +289,7 @@ class UsageWritten:
 
 
 def rebuild_usage(
-    connection: duckdb.DuckDBPyConnection, connection_id: str, day_range: DayRange
+    db: duckdb.DuckDBPyConnection, connection_id: str, day_range: DayRange
 ) -> UsageWritten:
     """Recompute a connection's usage rows for `day_range` from the stored data points
     (no AWS call) and replace them. Run inside `transaction`. A row's synced_at is when
@@ -298,14 +298,12 @@ def rebuild_usage(
     object."""
     window = "connection_id = $connection AND usage_date BETWEEN $first AND $last"
     params = {"connection": connection_id, "first": day_range.first, "last": day_range.last}
-    regions = connection.execute(
+    regions = db.execute(
         "SELECT region, max(fetched_at), list(DISTINCT model_id) "
         f"FROM cloudwatch_daily_datapoints WHERE {window} GROUP BY region ORDER BY region",
         params,
     ).fetchall()
-    descriptions = registered(
-        connection, model_descriptions({m for *_, models in regions for m in models})
-    )
+    descriptions = registered(db, model_descriptions({m for *_, models in regions for m in models}))
     points = f"""(
         SELECT {", ".join(c for c in POINT_COLUMNS if c != "synced_at")},
             $synced_at AS synced_at
@@ -315,18 +313,18 @@ def rebuild_usage(
         ("bedrock_usage_daily", usage_query, USAGE_COLUMNS),
         ("bedrock_usage_daily_by_project", project_query, PROJECT_COLUMNS),
     ):
-        connection.execute(f"DELETE FROM {table} WHERE {window}", params)
+        db.execute(f"DELETE FROM {table} WHERE {window}", params)
         insert = f"INSERT INTO {table} ({', '.join(columns)}) {query(points, descriptions)}"
         for region, synced_at, _ in regions:
-            connection.execute(insert, {**params, "region": region, "synced_at": synced_at})
-    written = connection.execute(
+            db.execute(insert, {**params, "region": region, "synced_at": synced_at})
+    written = db.execute(
         "SELECT region, model_id, count(*), sum(input_tokens), sum(output_tokens) "
         f"FROM bedrock_usage_daily WHERE {window} GROUP BY ALL",
         params,
     ).fetchall()
     rows_by_region: dict[str, int] = {}
     models, input_tokens, output_tokens = set(), 0, 0
-    note_unpublished(connection, connection_id, day_range)
+    note_unpublished(db, connection_id, day_range)
     for region, model_id, rows, inputs, outputs in written:
         rows_by_region[region] = rows_by_region.get(region, 0) + rows
         models.add(model_id)
@@ -335,16 +333,14 @@ def rebuild_usage(
     return UsageWritten(rows_by_region, frozenset(models), input_tokens, output_tokens)
 
 
-def usage_row_count(connection: duckdb.DuckDBPyConnection) -> int:
-    return connection.execute("SELECT count(*) FROM bedrock_usage_daily").fetchone()[0]
+def usage_row_count(db: duckdb.DuckDBPyConnection) -> int:
+    return db.execute("SELECT count(*) FROM bedrock_usage_daily").fetchone()[0]
 
 
-def known_series(
-    connection: duckdb.DuckDBPyConnection, connection_id: str
-) -> dict[str, KnownSeries]:
+def known_series(db: duckdb.DuckDBPyConnection, connection_id: str) -> dict[str, KnownSeries]:
     """Every model id (and mantle project-model pair) ever stored for this connection,
     by region and endpoint."""
-    rows = connection.execute(
+    rows = db.execute(
         "SELECT DISTINCT region, model_id, project_id, metric_name IN "
         "(SELECT unnest(?::VARCHAR[])) AS mantle "
         "FROM cloudwatch_daily_datapoints WHERE connection_id = ? AND model_id <> ?",
@@ -366,23 +362,23 @@ ANALYST_TABLES = ("bedrock_usage_daily", "bedrock_usage_daily_by_project")
 
 
 def note_unpublished(
-    connection: duckdb.DuckDBPyConnection, connection_id: str, day_range: DayRange | None
+    db: duckdb.DuckDBPyConnection, connection_id: str, day_range: DayRange | None
 ) -> None:
     """Inside the transaction that rewrote a connection's window (None: all of it): the
     analysts' copy owes it until a publish copies it. A lake has no copy."""
-    if is_lake(connection):
+    if is_lake(db):
         return
     first, last = (day_range.first, day_range.last) if day_range else (None, None)
-    connection.execute(
+    db.execute(
         "INSERT INTO unpublished_windows VALUES (?, ?, ?, ?)",
         [uuid.uuid4().hex, connection_id, first, last],
     )
 
 
-def unpublished_windows(connection: duckdb.DuckDBPyConnection) -> dict[str, DayRange | None]:
+def unpublished_windows(db: duckdb.DuckDBPyConnection) -> dict[str, DayRange | None]:
     """What the analysts' copy owes, per connection (None: every day of it)."""
     owed: dict[str, DayRange | None] = {}
-    rows = connection.execute(
+    rows = db.execute(
         "SELECT connection_id, bool_or(first_day IS NULL), min(first_day), max(last_day) "
         "FROM unpublished_windows GROUP BY connection_id ORDER BY connection_id"
     ).fetchall()
@@ -411,7 +407,7 @@ def _with_owed(
 
 
 def publish_snapshot(
-    connection: duckdb.DuckDBPyConnection,
+    db: duckdb.DuckDBPyConnection,
     warehouse: Path | str | Lake,
     changed: dict[str, DayRange | None] | None = None,
 ) -> Path | None:
@@ -430,71 +426,65 @@ def publish_snapshot(
         return None  # analysts attach the lake itself: nothing to copy
     owed_ids = [
         window_id
-        for (window_id,) in connection.execute(
-            "SELECT window_id FROM unpublished_windows"
-        ).fetchall()
+        for (window_id,) in db.execute("SELECT window_id FROM unpublished_windows").fetchall()
     ]
     if changed is not None:
-        changed = _with_owed(changed, unpublished_windows(connection))
+        changed = _with_owed(changed, unpublished_windows(db))
     target = snapshot_path(warehouse)
     staging = target.with_name(f"{target.name}.tmp")
     for leftover in (staging, staging.with_name(f"{staging.name}.wal")):
         leftover.unlink(missing_ok=True)
-    incremental = changed is not None and _attach_previous_copy(connection, target, staging)
+    incremental = changed is not None and _attach_previous_copy(db, target, staging)
     if not incremental:
-        connection.execute(f"ATTACH {literal(str(staging))} AS analysts_snapshot")
+        db.execute(f"ATTACH {literal(str(staging))} AS analysts_snapshot")
     try:
         if not incremental:
             # Built whole: the usage tables (the raw data points are larger and for audit)
             # empty, then every connection's rows as a window of its own, below.
-            connection.execute("BEGIN TRANSACTION")
+            db.execute("BEGIN TRANSACTION")
             for table in ANALYST_TABLES:
-                connection.execute(
+                db.execute(
                     f"CREATE TABLE analysts_snapshot.{table} AS SELECT * FROM {table} WHERE false"
                 )
-            connection.execute(
+            db.execute(
                 f"CREATE TABLE analysts_snapshot.{SNAPSHOT_VERSION_TABLE} AS "
                 "SELECT max(version) AS version FROM schema_version"
             )
-            connection.execute(
+            db.execute(
                 f"CREATE TABLE analysts_snapshot.{PRICES_TABLE} AS "
                 f"SELECT * FROM {PRICES_TABLE} WHERE false"
             )
-            connection.execute("COMMIT")
+            db.execute("COMMIT")
             stored = " UNION ".join(f"SELECT connection_id FROM {t}" for t in ANALYST_TABLES)
-            changed = {c: None for (c,) in connection.execute(f"{stored} ORDER BY 1").fetchall()}
+            changed = {c: None for (c,) in db.execute(f"{stored} ORDER BY 1").fetchall()}
         # A commit per connection's window, DuckDB's cache shed between (a run over many
         # connections holds one window at a time): the staging copy is swapped in whole,
         # so a failure part-way leaves the analysts' copy as it was.
-        for connection_id, day_range in one_at_a_time(connection, changed):
-            connection.execute("BEGIN TRANSACTION")
-            _replace_window(connection, connection_id, day_range)
-            connection.execute("COMMIT")
-        connection.execute("BEGIN TRANSACTION")
+        for connection_id, day_range in one_at_a_time(db, changed):
+            db.execute("BEGIN TRANSACTION")
+            _replace_window(db, connection_id, day_range)
+            db.execute("COMMIT")
+        db.execute("BEGIN TRANSACTION")
         # The price table is small: copied whole, so a refresh of prices shows too.
-        connection.execute(f"DELETE FROM analysts_snapshot.{PRICES_TABLE}")
-        connection.execute(
+        db.execute(f"DELETE FROM analysts_snapshot.{PRICES_TABLE}")
+        db.execute(
             f"INSERT INTO analysts_snapshot.{PRICES_TABLE} SELECT * FROM {PRICES_TABLE} "
             "ORDER BY model_id, region, token_type, effective_from"
         )
-        create_cost_views(connection, "analysts_snapshot")
-        connection.execute("COMMIT")
+        create_cost_views(db, "analysts_snapshot")
+        db.execute("COMMIT")
     finally:
-        connection.execute("DETACH analysts_snapshot")
+        db.execute("DETACH analysts_snapshot")
     os.replace(staging, target)
     if owed_ids:  # in the copy now (a window noted since stays owed)
-        connection.execute(
-            "DELETE FROM unpublished_windows WHERE list_contains(?, window_id)", [owed_ids]
-        )
+        db.execute("DELETE FROM unpublished_windows WHERE list_contains(?, window_id)", [owed_ids])
     return target
 
 
 SNAPSHOT_VERSION_TABLE = "snapshot_schema_version"
 
 
-def _attach_previous_copy(
-    connection: duckdb.DuckDBPyConnection, target: Path, staging: Path
-) -> bool:
+def _attach_previous_copy(db: duckdb.DuckDBPyConnection, target: Path, staging: Path) -> bool:
     """Copy the previous analysts' copy to `staging` and attach it as analysts_snapshot
     when it exists, opens and was written by this schema version; else leave nothing
     attached or staged (it is then rebuilt whole). Read through the writer's own
@@ -503,26 +493,26 @@ def _attach_previous_copy(
         return False
     shutil.copyfile(target, staging)
     try:
-        connection.execute(f"ATTACH {literal(str(staging))} AS analysts_snapshot")
+        db.execute(f"ATTACH {literal(str(staging))} AS analysts_snapshot")
     except duckdb.Error:
         staging.unlink(missing_ok=True)  # damaged: rebuilt whole
         return False
     try:
-        version = connection.execute(
+        version = db.execute(
             f"SELECT version FROM analysts_snapshot.{SNAPSHOT_VERSION_TABLE}"
         ).fetchone()[0]
     except duckdb.Error:
         version = None  # written before the version was kept: rebuilt whole
     if version == MIGRATIONS[-1][0]:
         return True
-    connection.execute("DETACH analysts_snapshot")
+    db.execute("DETACH analysts_snapshot")
     for path in (staging, staging.with_name(f"{staging.name}.wal")):
         path.unlink(missing_ok=True)
     return False
 
 
 def _replace_window(
-    connection: duckdb.DuckDBPyConnection, connection_id: str, day_range: DayRange | None
+    db: duckdb.DuckDBPyConnection, connection_id: str, day_range: DayRange | None
 ) -> None:
     window = "connection_id = ?"
     params: list[object] = [connection_id]
@@ -530,8 +520,8 @@ def _replace_window(
         window += " AND usage_date BETWEEN ? AND ?"
         params += [day_range.first, day_range.last]
     for table in ANALYST_TABLES:
-        connection.execute(f"DELETE FROM analysts_snapshot.{table} WHERE {window}", params)
-        connection.execute(
+        db.execute(f"DELETE FROM analysts_snapshot.{table} WHERE {window}", params)
+        db.execute(
             f"INSERT INTO analysts_snapshot.{table} SELECT * FROM {table} WHERE {window} "
             "ORDER BY usage_date, region",
             params,
@@ -546,17 +536,17 @@ def catch_up_snapshot(path: Path | str | Lake) -> list[str]:
     if isinstance(path, Lake) or not Path(path).exists():
         return []
     try:
-        with open_warehouse(path, read_only=True, timeout=0) as connection:
-            owed = connection.execute(
+        with open_warehouse(path, read_only=True, timeout=0) as db:
+            owed = db.execute(
                 "SELECT count(*) FROM information_schema.tables "
                 "WHERE table_name = 'unpublished_windows'"
-            ).fetchone()[0] and unpublished_windows(connection)
+            ).fetchone()[0] and unpublished_windows(db)
         if not owed:
             return []
-        with open_warehouse(path, timeout=min(5.0, lock_timeout_seconds())) as connection:
-            owed = unpublished_windows(connection)
+        with open_warehouse(path, timeout=min(5.0, lock_timeout_seconds())) as db:
+            owed = unpublished_windows(db)
             if owed:
-                publish_snapshot(connection, path, {})
+                publish_snapshot(db, path, {})
         return sorted(owed)
     except WarehouseBusyError:
         return []
@@ -570,8 +560,8 @@ def stored_connection_rows(path: Path | str | Lake, connection_id: str) -> int:
     """Raw and usage rows stored for a connection (0 when there is no warehouse)."""
     if not _exists(path):
         return 0
-    with open_warehouse(path) as connection:
-        return connection.execute(
+    with open_warehouse(path) as db:
+        return db.execute(
             "SELECT (SELECT count(*) FROM bedrock_usage_daily WHERE connection_id = $id) + "
             "(SELECT count(*) FROM cloudwatch_daily_datapoints WHERE connection_id = $id)",
             {"id": connection_id},
@@ -587,12 +577,12 @@ def purge_connection(
         if before_delete:
             before_delete()
         return 0
-    with open_warehouse(path) as connection:
+    with open_warehouse(path) as db:
         if before_delete:
             before_delete()
 
         def delete() -> int:
-            deleted = connection.execute(
+            deleted = db.execute(
                 "SELECT count(*) FROM bedrock_usage_daily WHERE connection_id = ?",
                 [connection_id],
             ).fetchone()[0]
@@ -601,12 +591,12 @@ def purge_connection(
                 "bedrock_usage_daily_by_project",
                 "cloudwatch_daily_datapoints",
             ):
-                connection.execute(f"DELETE FROM {table} WHERE connection_id = ?", [connection_id])
-            note_unpublished(connection, connection_id, None)
+                db.execute(f"DELETE FROM {table} WHERE connection_id = ?", [connection_id])
+            note_unpublished(db, connection_id, None)
             return deleted
 
-        deleted = atomically(connection, delete)
-        publish_snapshot(connection, path, {connection_id: None})
+        deleted = atomically(db, delete)
+        publish_snapshot(db, path, {connection_id: None})
     return deleted
 
 
@@ -648,8 +638,8 @@ def usage_rows(
     query += " GROUP BY ALL ORDER BY connection_id, region, input_tokens DESC"
     # A status answers within seconds: it waits for a writer at most 10 s.
     timeout = min(10.0, lock_timeout_seconds())
-    with open_warehouse(path, read_only=True, timeout=timeout) as connection:
-        return connection.execute(query, params).df()
+    with open_warehouse(path, read_only=True, timeout=timeout) as db:
+        return db.execute(query, params).df()
 
 
 LAKE_TABLES = (
@@ -669,11 +659,11 @@ def copy_into_lake(source: Path, lake: Lake) -> dict[str, int]:
         raise FileNotFoundError(f"No warehouse file at {source}: nothing to copy.")
     with open_warehouse(source):
         pass
-    with open_warehouse(lake) as connection:
-        connection.execute(f"ATTACH {literal(str(source))} AS local_file (READ_ONLY)")
+    with open_warehouse(lake) as db:
+        db.execute(f"ATTACH {literal(str(source))} AS local_file (READ_ONLY)")
         try:
             held = {
-                table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
                 for table in LAKE_TABLES[:3]
             }
             if any(held.values()):
@@ -683,21 +673,21 @@ def copy_into_lake(source: Path, lake: Lake) -> dict[str, int]:
                 )
 
             def copy() -> None:
-                connection.execute(f"DELETE FROM {PRICES_TABLE}")  # the file's, refreshed
+                db.execute(f"DELETE FROM {PRICES_TABLE}")  # the file's, refreshed
                 for table in LAKE_TABLES:
-                    columns = ", ".join(_columns(connection, table))
+                    columns = ", ".join(_columns(db, table))
                     order = "" if table == PRICES_TABLE else " ORDER BY usage_date, region"
-                    connection.execute(
+                    db.execute(
                         f"INSERT INTO {table} ({columns}) "
                         f"SELECT {columns} FROM local_file.{table}{order}"
                     )
 
-            atomically(connection, copy)
+            atomically(db, copy)
             copied = {}
             for table in LAKE_TABLES:
                 totals = f"SELECT count(*), {_checksum(table)} FROM"
-                lake_totals = connection.execute(f"{totals} {table}").fetchone()
-                file_totals = connection.execute(f"{totals} local_file.{table}").fetchone()
+                lake_totals = db.execute(f"{totals} {table}").fetchone()
+                file_totals = db.execute(f"{totals} local_file.{table}").fetchone()
                 if lake_totals != file_totals:
                     raise UserError(
                         f"{table}: the lake holds {lake_totals}, the file {file_totals} — the "
@@ -705,7 +695,7 @@ def copy_into_lake(source: Path, lake: Lake) -> dict[str, int]:
                     )
                 copied[table] = lake_totals[0]
         finally:
-            connection.execute("DETACH local_file")
+            db.execute("DETACH local_file")
     return copied
 
 
@@ -713,10 +703,10 @@ class LakeNotEmptyError(RuntimeError):
     """The lake to copy a warehouse file into already holds usage."""
 
 
-def _columns(connection: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+def _columns(db: duckdb.DuckDBPyConnection, table: str) -> list[str]:
     return [
         name
-        for (name,) in connection.execute(
+        for (name,) in db.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
             "AND table_catalog = current_database() ORDER BY ordinal_position",
             [table],
