@@ -1,4 +1,4 @@
-"""Errors a user can act on, and the exit codes of `bedrock-usage` (README lists them).
+"""Errors a user can act on, and the exit codes of `bedrock-usage` (docs/operating.md lists them).
 
 Everything that decides an outcome raises `UserError` with its exit code; the CLI only
 prints the message and exits with the code.

@@ -31,6 +31,7 @@ class PriceRefresh:
     regions_read: list[str]
     regions_not_listed: list[str]
     unknown_names: dict[str, list[str]]
+    not_read: dict[str, int]  # rows left out by kind (batch, long context, ...)
     # (model_id, region, token_type, AWS price, shipped price) per million tokens
     differences: list[tuple[str, str, str, Decimal, Decimal]] = field(default_factory=list)
 
@@ -59,6 +60,7 @@ def refresh_prices(
         regions_read=offer.regions_read,
         regions_not_listed=offer.regions_not_listed,
         unknown_names={name: sorted(r) for name, r in sorted(offer.unknown_names.items())},
+        not_read=dict(sorted(offer.not_read.items())),
         differences=cross_check(offer.rows),
     )
 

@@ -60,8 +60,8 @@ def test_the_wheel_installs_outside_the_repo_and_runs_without_moto(tmp_path):
                    "import sys, bedrock_usage.defs.definitions as d, bedrock_usage.cli;"
                    "assert 'moto' not in sys.modules, 'moto imported';"
                    "assert d.__file__.startswith(sys.prefix), d.__file__;"
-                   "from bedrock_usage.defs.local_runs import dagster_home;"
-                   "print((dagster_home() / 'dagster.yaml').read_text())"],
+                   "from bedrock_usage.defs.local_runs import prepare_dagster_home;"
+                   "print((prepare_dagster_home() / 'dagster.yaml').read_text())"],
                   tmp_path, env)  # fmt: skip
     assert loaded.returncode == 0, loaded.stderr
     assert "pools" in loaded.stdout and "run_monitoring" in loaded.stdout

@@ -4,7 +4,7 @@ trimmed files in the offer format, the refresh command, and the shipped snapshot
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 import duckdb
@@ -12,11 +12,33 @@ import pytest
 
 from bedrock_usage.days import utc_today
 from bedrock_usage.pricing.genai_snapshot import genai_prices_rows
-from bedrock_usage.pricing.price_list import PriceListError, fetch_offer_prices
+from bedrock_usage.pricing.price_list import PriceListError, fetch_offer_prices, parse_offer
 from bedrock_usage.pricing.prices import shipped_prices
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 NOVA_LITE = "amazon.nova-lite-v1:0"
+
+
+def _offer(*rows: tuple[str, dict, str]) -> dict:
+    """An offer file of (usage type, extra attributes, USD per 1K tokens) rows, in AWS's
+    shape (knowledge/billing.md has the public examples)."""
+    products, terms = {}, {}
+    for number, (usage_type, extra, price) in enumerate(rows):
+        sku = f"SKU{number}"
+        products[sku] = {
+            "sku": sku,
+            "productFamily": "Amazon Bedrock",
+            "attributes": {"usagetype": usage_type, "regionCode": "us-east-1", **extra},
+        }
+        terms[sku] = {
+            f"{sku}.T": {
+                "effectiveDate": "2025-11-01T00:00:00Z",
+                "priceDimensions": {
+                    f"{sku}.T.D": {"unit": "1K tokens", "pricePerUnit": {"USD": price}}
+                },
+            }
+        }
+    return {"products": products, "terms": {"OnDemand": terms}}
 
 
 def _prices(rows):
@@ -44,6 +66,48 @@ def test_offer_files_give_on_demand_token_prices_per_region_as_decimals(price_li
     assert offer.unknown_names == {"Claude Fable 9": {"us-east-1"}}
     assert offer.regions_read == ["us-east-1", "eu-west-1"]
     assert offer.regions_not_listed == ["ap-south-9"]
+
+
+def test_tiers_one_hour_cache_writes_and_mantle_rows_are_never_read_as_the_standard_price():
+    haiku = {"model": "Claude 3 Haiku", "feature": "On-demand Inference"}
+    output, write = (
+        {**haiku, "inferenceType": "Output tokens"},
+        {
+            **haiku,
+            "inferenceType": "Cache write input tokens",
+        },
+    )
+    mantle = {"service_tier": "standard", "servicename": "Amazon Bedrock"}
+    offer = parse_offer(
+        _offer(
+            ("USE1-Claude3Haiku-output-tokens", output, "0.00125"),
+            ("USE1-Claude3Haiku-output-tokens-long-context-cross-region-global", output, "0.0025"),
+            ("USE1-Claude3Haiku-output-tokens-long-ctx", output, "0.0025"),
+            ("USE1-Claude3Haiku-output-tokens-batch", output, "0.000625"),
+            ("USE1-Claude3Haiku-output-tokens-flex", output, "0.000625"),
+            ("USE1-Claude3Haiku-cache-write-input-token-count", write, "0.0003"),
+            ("USE1-Claude3Haiku-cache-write-input-token-count-1-hour", write, "0.0005"),
+            ("USE1-openai.gpt-oss-120b-mantle-input-tokens-standard", mantle, "0.00015"),
+            ("USE1-openai.gpt-oss-120b-mantle-output-tokens-standard", mantle, "0.0006"),
+            ("USE1-openai.gpt-oss-120b-mantle-output-tokens-priority", mantle, "0.0012"),
+        ),
+        datetime(2026, 1, 1),
+    )
+    start = date(2025, 11, 1)
+    assert _prices(offer.rows) == [
+        (HAIKU, "in_region", "us-east-1", "cache_write", Decimal("0.3"), start),
+        (HAIKU, "in_region", "us-east-1", "cache_write_1h", Decimal("0.5"), start),
+        (HAIKU, "in_region", "us-east-1", "output", Decimal("1.25"), start),
+        ("openai.gpt-oss-120b", "in_region", "us-east-1", "input", Decimal("0.15"), start),
+        ("openai.gpt-oss-120b", "in_region", "us-east-1", "output", Decimal("0.6"), start),
+    ]
+    assert offer.not_read == {
+        "long context": 2,
+        "batch": 1,
+        "flex tier": 1,
+        "mantle priority tier": 1,
+    }
+    assert offer.unknown_names == {}
 
 
 def test_a_file_in_another_format_is_an_error_not_an_empty_price_list(price_list):

@@ -8,7 +8,7 @@ a TRUNCATE checkpoint empties the WAL, so a disconnected secret leaves no trace 
 file. On PostgreSQL a disconnect deletes the rows in one transaction and rewrites the
 tables that held them (VACUUM FULL); PostgreSQL does not promise that the old row
 versions' bytes are gone from its write-ahead log, its backups or the disk's free
-blocks (README says so, and recommends role-based connections, which store no key).
+blocks (docs/deploying.md says so, and recommends role-based connections, which store no key).
 
 Both speak the same SQL: statements use sqlite3's placeholders (? and :name), turned
 into psycopg2's for PostgreSQL.

@@ -325,7 +325,7 @@ def bedrock_usage_daily(
 def _analysts_metadata(snapshot, target) -> dict[str, object]:
     """Where analysts read: the refreshed copy of the file, or the lake itself."""
     if snapshot is None:
-        return {"analysts_attach": dg.MetadataValue.text(f"{target} — see README")}
+        return {"analysts_attach": dg.MetadataValue.text(f"{target} — see docs/analysts.md")}
     return {"analysts_snapshot": dg.MetadataValue.path(str(snapshot))}
 
 

@@ -3,8 +3,9 @@
 Dagster's underscore modules change between releases without notice. bedrock_usage pins
 the Dagster family to one release (pyproject.toml) and is written against
 `WRITTEN_AGAINST`; `version_mismatch()` says so when another is installed, and
-bedrock_usage_tests/test_packaging.py fails with its message. No other module imports
-`dagster._...` (the same test checks it). To upgrade Dagster: README, "Upgrading Dagster".
+bedrock_usage_tests/test_dagster_internals.py fails with its message. No other module
+imports `dagster._...` (the same file checks it). To upgrade Dagster:
+docs/architecture.md, "Upgrading Dagster".
 
 Why each is needed, and what public API would replace it:
 
@@ -115,7 +116,7 @@ def version_mismatch() -> str | None:
     return (
         f"Dagster {dg.__version__} is installed; bedrock_usage/defs/dagster_internals.py uses "
         f"private parts of Dagster {WRITTEN_AGAINST}. Install the pinned versions "
-        "(make .venv/.installed), or follow README's 'Upgrading Dagster'."
+        "(make .venv/.installed), or follow docs/architecture.md, 'Upgrading Dagster'."
     )
 
 

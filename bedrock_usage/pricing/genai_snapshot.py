@@ -4,7 +4,7 @@ genai-prices (pydantic/genai-prices on the package index) keeps Bedrock's list p
 by model id with their start dates: `regional.` ids are in-region (and geographic
 profile) prices, `global.` ids the global profile's, plain ids in-region. Long-context
 tiers are not applied: CloudWatch's daily sums cannot tell how long each prompt was, so
-the base rate stands (README says so). Run it after upgrading genai-prices:
+the base rate stands (docs/analysts.md says so). Run it after upgrading genai-prices:
 
     python -m bedrock_usage.pricing.genai_snapshot > bedrock_usage/pricing/bedrock_prices.csv
 """

@@ -6,7 +6,12 @@ would need `pricing:GetProducts`). For each region the region index names a file
 `inferenceType`, `usagetype`) and whose `terms.OnDemand` carry the price per unit
 ("1K tokens" or "1M tokens") with its `effectiveDate`. Only on-demand token prices are
 read: batch, provisioned, service tiers (flex, priority), latency-optimized and
-long-context rows are skipped, as CloudWatch cannot tell those tokens apart.
+long-context rows are not, as CloudWatch cannot tell those tokens apart; they are counted
+by kind in `not_read`, so a refresh says what it left out. A one-hour cache write is the
+token type `cache_write_1h`, apart from the five-minute `cache_write` the estimate uses.
+Rows of the OpenAI-compatible (mantle) endpoint carry a `service_tier` and no `feature`;
+their usage type names the model id (`USE1-openai.gpt-oss-120b-mantle-input-tokens-standard`),
+and the standard tier is read as that model id's in-region price.
 
 Offer files name models by display name ("Claude 3 Haiku"), not by model id; the
 names this package knows are in price_list_names.json beside this file. A name it does
@@ -16,6 +21,7 @@ not know is reported by `refresh`, never guessed.
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -30,7 +36,20 @@ OFFER_CODE = "AmazonBedrock"
 REGION_INDEX = "/offers/v1.0/aws/{offer}/current/region_index.json"
 SOURCE = "aws-price-list:AmazonBedrock"
 UNITS_PER_MILLION = {"1K tokens": Decimal(1000), "1M tokens": Decimal(1)}
-SKIPPED_USAGE = ("batch", "provisioned", "flex", "priority", "latency-optimized", "lctx")
+# Usage-type words of prices CloudWatch's token counts cannot be matched to, by kind.
+NOT_READ_USAGE = {
+    "batch": "batch",
+    "provisioned": "provisioned throughput",
+    "flex": "flex tier",
+    "priority": "priority tier",
+    "latency-optimized": "latency-optimized",
+    "long-context": "long context",
+    "long-ctx": "long context",
+    "lctx": "long context",
+}
+MANTLE_USAGE = re.compile(
+    r"^[A-Z0-9]+-(?P<model>.+)-mantle-(?P<kind>input|output)-tokens(?:-(?P<tier>[a-z-]+))?$"
+)
 
 
 class PriceListError(RuntimeError):
@@ -44,6 +63,7 @@ class OfferPrices:
     regions_read: list[str] = field(default_factory=list)
     regions_not_listed: list[str] = field(default_factory=list)
     publication_dates: dict[str, str] = field(default_factory=dict)
+    not_read: dict[str, int] = field(default_factory=dict)  # kind -> rows left out
 
 
 @cache
@@ -84,20 +104,37 @@ def parse_offer(offer: dict, read_at: datetime, into: OfferPrices | None = None)
     names = known_names()
     for sku, product in products.items():
         attributes = product.get("attributes", {})
-        token_type = _token_type(attributes)
-        scope = _scope(attributes.get("usagetype", ""))
-        if token_type is None or scope is None:
-            continue
-        name = attributes.get("model", "")
+        usage_type = attributes.get("usagetype", "")
         region = attributes.get("regionCode", "")
-        if name not in names:
-            into.unknown_names.setdefault(name, set()).add(region)
-            continue
+        mantle = MANTLE_USAGE.match(usage_type)
+        if mantle:
+            tier = mantle["tier"] or "standard"
+            if tier != "standard":
+                _count(into, f"mantle {tier} tier")
+                continue
+            model_id, token_type, scope = mantle["model"], mantle["kind"], "in_region"
+        else:
+            token_type = _token_type(attributes)
+            if token_type is None:
+                continue  # images, seconds of video, search units: not tokens
+            kind = _not_read_kind(usage_type)
+            if kind is not None:
+                _count(into, kind)
+                continue
+            name = attributes.get("model", "")
+            if name not in names:
+                into.unknown_names.setdefault(name, set()).add(region)
+                continue
+            model_id, scope = names[name], _scope(usage_type)
         for price, effective in _prices(on_demand.get(sku, {})):
             into.rows.append(
-                PriceRow(names[name], scope, region, token_type, price, effective, SOURCE, read_at)
+                PriceRow(model_id, scope, region, token_type, price, effective, SOURCE, read_at)
             )
     return into
+
+
+def _count(into: OfferPrices, kind: str) -> None:
+    into.not_read[kind] = into.not_read.get(kind, 0) + 1
 
 
 def _token_type(attributes: dict) -> str | None:
@@ -107,7 +144,8 @@ def _token_type(attributes: dict) -> str | None:
     if "cache read" in kind:
         return "cache_read"
     if "cache write" in kind:
-        return "cache_write"
+        one_hour = "1-hour" in attributes.get("usagetype", "").lower() or "1h" in kind
+        return "cache_write_1h" if one_hour else "cache_write"
     if kind.startswith("input token"):
         return "input"
     if kind.startswith("output token"):
@@ -115,10 +153,13 @@ def _token_type(attributes: dict) -> str | None:
     return None  # images, seconds of video, search units: not tokens
 
 
-def _scope(usage_type: str) -> str | None:
+def _not_read_kind(usage_type: str) -> str | None:
     lowered = usage_type.lower()
-    if any(word in lowered for word in SKIPPED_USAGE):
-        return None
+    return next((kind for word, kind in NOT_READ_USAGE.items() if word in lowered), None)
+
+
+def _scope(usage_type: str) -> str:
+    lowered = usage_type.lower()
     if "cross-region-global" in lowered:
         return "global"
     if "cross-region-geo" in lowered:

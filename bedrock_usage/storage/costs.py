@@ -171,7 +171,8 @@ COLUMN_COMMENTS: dict[str, dict[str, str]] = {
         "price_scope": "in_region; geo (us./eu./apac. ... profiles, else priced in_region); "
         "global (global. profiles).",
         "region": "The AWS region the price is for, or * for every region.",
-        "token_type": "input, output, cache_read or cache_write.",
+        "token_type": "input, output, cache_read, cache_write (five-minute) or cache_write_1h "
+        "(one-hour; the estimate cannot tell the two apart and uses cache_write).",
         "usd_per_million_tokens": "List price in USD per million tokens.",
         "effective_from": "First day the price applies (UTC).",
         "effective_to": "First day it no longer applies; NULL while in force.",
