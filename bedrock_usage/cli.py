@@ -30,7 +30,7 @@ from .settings import SettingsError, state_path
 # (about a second of imports) is imported by the commands that use it.
 if TYPE_CHECKING:
     from .connections.credentials import AuthSpec
-    from .extraction.errors import RegionFailure
+    from .extraction.failures import RegionFailure
     from .extraction.fetch import FetchProgress, RegionFetch
 
 
@@ -639,7 +639,7 @@ def doctor(name, as_json):
     """Run the troubleshooting checks against AWS and say what was found (exit 1 when a
     check fails)."""
     from .connections.doctor import diagnose
-    from .extraction.errors import FailureKind
+    from .extraction.failures import FailureKind
 
     diagnosis = diagnose(name)
     if as_json:

@@ -28,7 +28,7 @@ from .defs.local_runs import instance, run_sync, run_tagged
 from .defs.partitions import CONNECTION_DIMENSION
 from .defs.resources import StateStoreResource, default_resources
 from .defs.schedules import daily_usage_schedule
-from .defs.sensors import permission_failure_sensor
+from .defs.sensors import PERMISSION_SENSOR, permission_failure_sensor
 from .defs.tags import CONNECTION_TAG, TRIGGER_TAG
 from .emulator import price_list
 from .emulator.demo_data import DEMO_ACCOUNTS, seed_demo_history
@@ -209,7 +209,7 @@ def _evaluate_permission_sensor(after_event_id: int) -> None:
     click.echo("The permission sensor looks at the event log:")
     # Its cursor is in the state store: the daemon started by `make ui` goes on from
     # here and does not alert again for the same failure.
-    StateStore().save_alert_cursor({"event_id": after_event_id, "flagged": []})
+    StateStore().save_sensor_cursor(PERMISSION_SENSOR, {"event_id": after_event_id, "flagged": []})
     context = dg.build_sensor_context(
         instance=instance(),
         resources={"state_store": StateStoreResource(), "alerts": _EchoAlerts()},

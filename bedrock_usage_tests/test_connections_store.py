@@ -1,6 +1,7 @@
 """The state store: one initial-sync claim, region health, events, and disconnect — on
 SQLite and on a real PostgreSQL server, with the same tests."""
 
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg2
@@ -80,16 +81,19 @@ def test_concurrent_claims_of_the_initial_sync_have_one_winner(store):
     assert claims.count(True) == 1
 
 
-def test_attempts_and_the_alert_cursor_are_replaced_not_duplicated(store):
+def test_attempts_and_each_sensors_cursor_are_replaced_not_duplicated(store):
     store.add(_connection())
     store.begin_attempt("prod", "run-1", "2026-11-01..2026-11-02", "fetching")
     store.set_phase("prod", "writing data points", ["eu-west-1"])
     store.begin_attempt("prod", "run-2", "2026-11-03..2026-11-03", "fetching")
     (attempt,) = store.attempts()
     assert (attempt.run_id, attempt.failed_regions) == ("run-2", None)
-    store.save_alert_cursor({"event_id": 1})
-    store.save_alert_cursor({"event_id": 2})
-    assert store.alert_cursor() == {"event_id": 2}
+    store.save_sensor_cursor("permission_failure_sensor", {"event_id": 1})
+    store.save_sensor_cursor("permission_failure_sensor", {"event_id": 2})
+    store.save_sensor_cursor("spend_alert_sensor", {"event_id": 7})
+    assert store.sensor_cursor("permission_failure_sensor") == {"event_id": 2}
+    assert store.sensor_cursor("spend_alert_sensor") == {"event_id": 7}
+    assert store.sensor_cursor("another_sensor") is None
 
 
 def test_on_postgresql_a_removed_secret_is_in_no_table_and_its_table_is_rewritten(postgres_url):
@@ -150,3 +154,20 @@ def test_concurrent_connects_of_one_account_store_one_and_name_the_other(store):
         outcomes = sorted(pool.map(add, contenders))
     assert outcomes == ["duplicate", "duplicate", "stored"]
     assert [c.account_id for c in store.all()] == ["111122223333"]
+
+
+def test_a_store_from_before_cursors_per_sensor_keeps_the_permission_sensors(tmp_path):
+    path = tmp_path / "state.sqlite3"
+    with sqlite3.connect(path) as old:  # the table as stores made before 2026-12-04 have it
+        old.execute(
+            "CREATE TABLE alert_cursor "
+            "(id INTEGER PRIMARY KEY CHECK (id = 1), cursor TEXT NOT NULL)"
+        )
+        old.execute(
+            """INSERT INTO alert_cursor VALUES (1, '{"event_id": 41, "flagged": ["a/b"]}')"""
+        )
+    store = StateStore(path)
+    cursor = {"event_id": 41, "flagged": ["a/b"]}
+    assert store.sensor_cursor("permission_failure_sensor") == cursor
+    store.save_sensor_cursor("permission_failure_sensor", {"event_id": 42, "flagged": []})
+    assert StateStore(path).sensor_cursor("permission_failure_sensor")["event_id"] == 42

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from bedrock_usage.days import DayRange
-from bedrock_usage.extraction.errors import FailureKind
+from bedrock_usage.extraction.failures import FailureKind
 from bedrock_usage.extraction.fetch import (
     Answers,
     fetch_region,

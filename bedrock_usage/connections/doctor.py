@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 
 from ..extraction.aws import cloudwatch_client, sts_client
-from ..extraction.errors import RegionFailure, classify
+from ..extraction.failures import RegionFailure, classify
 from ..extraction.fetch import list_bedrock_models
 from ..extraction.metrics import MANTLE, MANTLE_METRICS, RUNTIME, Series
 from .credentials import session_for, stored_auth

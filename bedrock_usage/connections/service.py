@@ -14,7 +14,7 @@ from pathlib import Path
 from .. import settings
 from ..days import DayRange, oldest_readable_day, readable_range, utc_today
 from ..errors import ExitCode, UserError
-from ..extraction.errors import FailureKind, RegionFailure, classify
+from ..extraction.failures import FailureKind, RegionFailure, classify
 from ..extraction.fetch import ProgressListener, RegionFetch, empty_datapoints
 from ..memory import release_freed_memory, release_garbage
 from ..storage.warehouse import (

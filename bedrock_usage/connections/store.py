@@ -76,10 +76,20 @@ CREATE TABLE IF NOT EXISTS recorded_once (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sensor_cursors (
+    sensor TEXT PRIMARY KEY,
+    cursor TEXT NOT NULL
+);
+-- Stores made before sensor_cursors kept the permission sensor's cursor alone here: it
+-- is carried over once, and the old row removed.
 CREATE TABLE IF NOT EXISTS alert_cursor (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     cursor TEXT NOT NULL
 );
+INSERT INTO sensor_cursors (sensor, cursor)
+    SELECT 'permission_failure_sensor', cursor FROM alert_cursor WHERE true
+    ON CONFLICT (sensor) DO NOTHING;
+DELETE FROM alert_cursor;
 CREATE TABLE IF NOT EXISTS sync_attempts (
     connection_id TEXT PRIMARY KEY,
     run_id TEXT,
@@ -389,20 +399,23 @@ class StateStore:
             row = db.execute("SELECT value FROM recorded_once WHERE key = ?", [key]).fetchone()
         return row["value"] if row else None
 
-    # The permission sensor's progress ------------------------------------------------
+    # Sensors' progress, one cursor per sensor -----------------------------------------
 
-    def alert_cursor(self) -> dict | None:
-        """The last event the permission sensor read and the regions it has flagged."""
+    def sensor_cursor(self, sensor: str) -> dict | None:
+        """What `sensor` last read (for the permission sensor: the last event and the
+        regions it has flagged), or None before its first evaluation."""
         with self._db() as db:
-            row = db.execute("SELECT cursor FROM alert_cursor").fetchone()
+            row = db.execute(
+                "SELECT cursor FROM sensor_cursors WHERE sensor = ?", [sensor]
+            ).fetchone()
         return json.loads(row["cursor"]) if row else None
 
-    def save_alert_cursor(self, cursor: dict) -> None:
+    def save_sensor_cursor(self, sensor: str, cursor: dict) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO alert_cursor VALUES (1, ?) "
-                "ON CONFLICT (id) DO UPDATE SET cursor = excluded.cursor",
-                [json.dumps(cursor)],
+                "INSERT INTO sensor_cursors VALUES (?, ?) "
+                "ON CONFLICT (sensor) DO UPDATE SET cursor = excluded.cursor",
+                [sensor, json.dumps(cursor)],
             )
 
     # Sync attempts ----------------------------------------------------------------

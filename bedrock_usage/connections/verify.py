@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 
 from ..extraction.aws import cloudwatch_client, sts_client
-from ..extraction.errors import FailureKind, RegionFailure, classify
+from ..extraction.failures import FailureKind, RegionFailure, classify
 from ..extraction.metrics import NAMESPACE, USAGE_METRICS, Series
 
 # The region's total invocations: one metric, as cheap as a real query gets.

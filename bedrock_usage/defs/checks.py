@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..connections.store import StateStore
 from ..days import DayRange, utc_today
-from ..extraction.errors import FailureKind
+from ..extraction.failures import FailureKind
 from ..frames import one_at_a_time
 from ..storage import quality
 

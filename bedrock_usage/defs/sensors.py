@@ -5,7 +5,7 @@ import json
 import dagster as dg
 
 from ..connections.service import initial_sync_range
-from ..extraction.errors import ACCESS_KINDS
+from ..extraction.failures import ACCESS_KINDS
 from .alerts import AlertResource
 from .jobs import sync_job
 from .partitions import CONNECTION_DIMENSION, connection_partitions, range_tags
@@ -56,7 +56,14 @@ def connection_partitions_sensor(
     )
 
 
-@dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+PERMISSION_SENSOR = "permission_failure_sensor"  # its cursor's key in the state store
+
+
+@dg.sensor(
+    name=PERMISSION_SENSOR,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
 def permission_failure_sensor(
     context: dg.SensorEvaluationContext,
     state_store: StateStoreResource,
@@ -81,7 +88,7 @@ def permission_failure_sensor(
 
     # The cursor lives in the state store, not in Dagster's sensor state: the demo and the
     # daemon (or two Dagster instances) evaluate the same cursor and never alert twice.
-    cursor = store.alert_cursor()
+    cursor = store.sensor_cursor(PERMISSION_SENSOR)
     if cursor is not None:
         events = store.events(after_event_id=cursor["event_id"], limit=10_000)
     else:
@@ -128,7 +135,7 @@ def permission_failure_sensor(
         "event_id": max([cursor["event_id"], *(e.event_id for e in events)]),
         "flagged": sorted(flagged),
     }
-    store.save_alert_cursor(new_cursor)
+    store.save_sensor_cursor(PERMISSION_SENSOR, new_cursor)
     return dg.SensorResult(
         cursor=json.dumps(new_cursor),
         skip_reason=None

@@ -21,7 +21,7 @@ from typing import Any
 from moto.cloudwatch.responses import CloudWatchResponse
 from moto.core.responses import ActionResult, EmptyResult
 
-from .errors import AwsError, error_response
+from .aws_errors import AwsError, error_response
 from .iam import CloudWatchIAMRequest
 from .metric_store import DAY, STATISTICS, MetricStore, SeriesKey, dimension_key
 

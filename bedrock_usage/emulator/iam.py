@@ -14,7 +14,7 @@ from typing import Any
 
 from moto.iam.access_control import IAMPolicy, IAMRequest
 
-from .errors import AwsError
+from .aws_errors import AwsError
 
 
 class CloudWatchIAMRequest(IAMRequest):

@@ -11,7 +11,7 @@ import json
 from moto.iam.models import iam_backends
 from moto.sts.responses import TokenResponse
 
-from .errors import AwsError, error_response
+from .aws_errors import AwsError, error_response
 from .iam import _as_list, _conditions_hold, _statements
 
 _ORIGINAL_CALL_ACTION = TokenResponse.call_action

@@ -17,7 +17,7 @@ from botocore.config import Config
 from botocore.utils import parse_timestamp
 
 from .. import settings
-from .errors import MalformedAnswerError
+from .failures import MalformedAnswerError
 
 
 @dataclass(frozen=True)

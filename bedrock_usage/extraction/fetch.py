@@ -32,7 +32,7 @@ from ..days import DayRange, utc_today
 from ..memory import release_freed_memory
 from . import catalog
 from .aws import cloudwatch_client
-from .errors import FailureKind, ImplausibleValueError, RegionFailure, classify
+from .failures import FailureKind, ImplausibleValueError, RegionFailure, classify
 from .metrics import (
     DAY_SECONDS,
     ENDPOINTS,

@@ -8,7 +8,7 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from bedrock_usage.extraction.errors import FailureKind, classify
+from bedrock_usage.extraction.failures import FailureKind, classify
 
 
 def _client_error(code, status):
