@@ -45,7 +45,10 @@ def handles_errors(command: Callable) -> Callable:
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            settings.check_all(with_schedule=False)  # sync, connect, demo, ui: on load
+            # The schedule's cron is checked by the commands that load the code location
+            # (its check imports Dagster, which the others never need).
+            name = click.get_current_context().command.name
+            settings.check_all(with_schedule=name in LOAD_THE_CODE_LOCATION)
             for line in settings.unknown_variables():
                 click.echo(line, err=True)
             _use_the_demo_emulator_in_a_demo_home()
@@ -102,6 +105,7 @@ def handles_errors(command: Callable) -> Callable:
     return wrapper
 
 
+LOAD_THE_CODE_LOCATION = {"connect", "sync", "demo", "ui"}
 INTERRUPTED = (
     "Interrupted: the open write was rolled back (windows already committed are kept, and "
     "the analysts' copy catches up with them at the next sync or status); run the command "
