@@ -65,7 +65,9 @@ def windows_by_connection(partition_keys: list[str]) -> dict[str, DayRange]:
     days: dict[str, list[date]] = defaultdict(list)
     for _, (connection_id, day) in partition_days(partition_keys):
         days[connection_id].append(day)
-    return {connection_id: DayRange(min(d), max(d)) for connection_id, d in days.items()}
+    return {
+        connection_id: DayRange(min(dates), max(dates)) for connection_id, dates in days.items()
+    }
 
 
 def range_tags(connection_id: str, day_range: DayRange) -> dict[str, str]:
