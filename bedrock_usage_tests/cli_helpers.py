@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import traceback
 from pathlib import Path
 
 from .waiting import patient
@@ -47,3 +49,36 @@ def run_cli(
         text=True,
         timeout=patient(120),
     )
+
+
+def run_cli_in_process(
+    args: list[str],
+    home: Path,
+    endpoint: str,
+    stdin: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
+    """The same command through Click's CliRunner in this process, with the same
+    environment as `run_cli` (the variables it leaves out are unset for the call).
+    For a test's setup steps, whose own behaviour real-process tests prove: it saves the
+    ≈4 CPU-seconds a new interpreter spends importing Dagster, pandas and boto3. What the
+    command changes in the process (umask, SIGTERM handler, DAGSTER_HOME) is put back."""
+    from click.testing import CliRunner
+
+    from bedrock_usage.cli import main
+
+    wanted = cli_env(home, endpoint, extra_env)
+    env = {key: None for key in os.environ if key not in wanted}
+    env.update(wanted)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        result = CliRunner(env=env).invoke(main, args, input=stdin or "", catch_exceptions=True)
+    finally:
+        os.umask(umask)
+        signal.signal(signal.SIGTERM, sigterm)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess([CLI, *args], result.exit_code, result.stdout, stderr)

@@ -23,7 +23,7 @@ from bedrock_usage.days import utc_today
 from bedrock_usage.emulator.server import AccessKeyPair, Emulator
 from bedrock_usage.extraction.aws import AwsKeys, make_session
 
-from .cli_helpers import run_cli
+from .cli_helpers import run_cli, run_cli_in_process
 
 ACCOUNT = "111122223333"
 OTHER_ACCOUNT = "444455556666"
@@ -149,6 +149,21 @@ def cli(aws, home):
 
     def run(*args: str, secret: str | None = None, env: dict | None = None):
         return run_cli(
+            list(args), home, aws.endpoint_url, None if secret is None else secret + "\n", env
+        )
+
+    return run
+
+
+@pytest.fixture
+def cli_in_process(aws, home):
+    """`cli` in this process (Click's CliRunner): for the steps that prepare a test (a
+    connect, a first sync) whose own behaviour real-process tests prove elsewhere, and for
+    tests of argument parsing and messages. Keep `cli` where the process is the point
+    (signals, locks, crashes, what a separate process leaves in files and output)."""
+
+    def run(*args: str, secret: str | None = None, env: dict | None = None):
+        return run_cli_in_process(
             list(args), home, aws.endpoint_url, None if secret is None else secret + "\n", env
         )
 

@@ -164,22 +164,26 @@ def test_a_duplicate_name_or_account_is_refused_without_disturbing_the_first(
     assert _stored_connections(home) == before
 
 
-def test_sync_ranges_in_the_future_or_past_retention_are_refused(reader, cli, home):
-    assert _connect(cli, reader, "prod", ACCOUNT, "us-east-1", "--no-sync").returncode == 0
+def test_sync_ranges_in_the_future_or_past_retention_are_refused(reader, cli_in_process, home):
+    assert (
+        _connect(cli_in_process, reader, "prod", ACCOUNT, "us-east-1", "--no-sync").returncode == 0
+    )
     tomorrow = str(utc_today() + timedelta(days=1))
-    result = cli("sync", "prod", "--start", str(utc_today()), "--end", tomorrow)
+    result = cli_in_process("sync", "prod", "--start", str(utc_today()), "--end", tomorrow)
     assert result.returncode == 2 and "ends after today" in result.stderr
-    result = cli("sync", "prod", "--start", str(utc_today() - timedelta(days=455)))
+    result = cli_in_process("sync", "prod", "--start", str(utc_today() - timedelta(days=455)))
     assert result.returncode == 2 and "455 days" in result.stderr
-    result = cli("sync", "nope")
+    result = cli_in_process("sync", "nope")
     assert result.returncode == 4 and "prod" in result.stderr
 
 
-def test_a_sync_with_a_denied_region_flags_it_and_keeps_its_rows(aws, reader, cli, home):
+def test_a_sync_with_a_denied_region_flags_it_and_keeps_its_rows(
+    aws, reader, cli, cli_in_process, home
+):
     seed_daily(aws, "Invocations", HAIKU, {days_ago(1): 5}, region="eu-west-1")
     assert (
         _connect(
-            cli, reader, "prod", ACCOUNT, "us-east-1,eu-west-1", "--backfill-days", "3"
+            cli_in_process, reader, "prod", ACCOUNT, "us-east-1,eu-west-1", "--backfill-days", "3"
         ).returncode
         == 0
     )
@@ -204,8 +208,12 @@ def test_a_sync_with_a_denied_region_flags_it_and_keeps_its_rows(aws, reader, cl
     assert json.loads(cli("connections", "--json").stdout)[0]["state"] == "connected"
 
 
-def test_edit_verifies_new_regions_and_rotate_verifies_new_keys(aws, reader, cli, home):
-    assert _connect(cli, reader, "prod", ACCOUNT, "us-east-1", "--no-sync").returncode == 0
+def test_edit_verifies_new_regions_and_rotate_verifies_new_keys(
+    aws, reader, cli, cli_in_process, home
+):
+    assert (
+        _connect(cli_in_process, reader, "prod", ACCOUNT, "us-east-1", "--no-sync").returncode == 0
+    )
     aws.deny_region(reader, "ap-south-1")
     result = cli("edit", "prod", "--regions", "us-east-1,ap-south-1")
     assert result.returncode == 3 and "ap-south-1: AccessDenied" in result.stderr
@@ -260,10 +268,13 @@ def test_secrets_never_appear_in_plaintext_and_vanish_on_disconnect(aws, reader,
         assert con.execute("SELECT count(*) FROM bedrock_usage_daily").fetchone() == (1,)
 
 
-def test_disconnect_with_purge_deletes_usage(aws, reader, cli, home):
+def test_disconnect_with_purge_deletes_usage(aws, reader, cli, cli_in_process, home):
     seed_daily(aws, "Invocations", HAIKU, {days_ago(1): 5})
     assert (
-        _connect(cli, reader, "prod", ACCOUNT, "us-east-1", "--backfill-days", "2").returncode == 0
+        _connect(
+            cli_in_process, reader, "prod", ACCOUNT, "us-east-1", "--backfill-days", "2"
+        ).returncode
+        == 0
     )
     result = cli("disconnect", "prod", "--purge-usage")
     assert result.returncode == 0 and "Purged 1 usage rows" in result.stdout
@@ -272,7 +283,7 @@ def test_disconnect_with_purge_deletes_usage(aws, reader, cli, home):
             assert con.execute("SELECT count(*) FROM bedrock_usage_daily").fetchone() == (0,)
 
 
-def test_every_command_has_help(cli):
+def test_every_command_has_help(cli_in_process):
     for command in (
         "connect",
         "connections",
@@ -285,7 +296,7 @@ def test_every_command_has_help(cli):
         "disconnect",
         "demo",
     ):
-        result = cli(command, "--help")
+        result = cli_in_process(command, "--help")
         assert result.returncode == 0 and "Usage:" in result.stdout
 
 
@@ -369,14 +380,16 @@ def test_a_named_profile_stores_no_secret(aws, reader, cli, home):
     assert "Traceback" not in result.stderr
 
 
-def test_doctor_reports_account_permissions_recent_models_and_errors(aws, reader, cli, home):
+def test_doctor_reports_account_permissions_recent_models_and_errors(
+    aws, reader, cli, cli_in_process, home
+):
     seed_daily(aws, "Invocations", HAIKU, {days_ago(1): 5})
     aws.seed(ACCOUNT, "us-east-1", "AWS/Bedrock", "Invocations", {}, [midnight(utc_today())], [1.0])
     mantle_newest = midnight(utc_today()) + timedelta(minutes=5)
     aws.seed(ACCOUNT, "us-east-1", "AWS/BedrockMantle", "Inferences", {}, [mantle_newest], [2.0])
     assert (
         _connect(
-            cli, reader, "prod", ACCOUNT, "us-east-1,eu-west-1", "--backfill-days", "2"
+            cli_in_process, reader, "prod", ACCOUNT, "us-east-1,eu-west-1", "--backfill-days", "2"
         ).returncode
         == 0
     )
@@ -395,9 +408,12 @@ def test_doctor_reports_account_permissions_recent_models_and_errors(aws, reader
     assert "Recent errors in the event log:" in out and "fetch failed AccessDenied" in out
 
 
-def test_a_busy_warehouse_fails_the_sync_with_what_to_do(aws, reader, cli, home):
+def test_a_busy_warehouse_fails_the_sync_with_what_to_do(aws, reader, cli, cli_in_process, home):
     assert (
-        _connect(cli, reader, "prod", ACCOUNT, "us-east-1", "--backfill-days", "1").returncode == 0
+        _connect(
+            cli_in_process, reader, "prod", ACCOUNT, "us-east-1", "--backfill-days", "1"
+        ).returncode
+        == 0
     )
     with warehouse_held(home / "warehouse.duckdb"):
         result = cli("sync", "prod", env={"BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS": "1"})
@@ -406,12 +422,17 @@ def test_a_busy_warehouse_fails_the_sync_with_what_to_do(aws, reader, cli, home)
     assert "close that session" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_connections_and_status_answer_while_the_warehouse_is_busy(aws, reader, cli, home):
+def test_connections_and_status_answer_while_the_warehouse_is_busy(
+    aws, reader, cli, cli_in_process, home
+):
     assert (
-        _connect(cli, reader, "prod", ACCOUNT, "us-east-1", "--backfill-days", "1").returncode == 0
+        _connect(
+            cli_in_process, reader, "prod", ACCOUNT, "us-east-1", "--backfill-days", "1"
+        ).returncode
+        == 0
     )
     seed_daily(aws, "Invocations", HAIKU, {days_ago(1): 5})
-    assert cli("sync", "prod").returncode == 0
+    assert cli_in_process("sync", "prod").returncode == 0
     with warehouse_held(home / "warehouse.duckdb"):
         listing = cli("connections", "--json")
         status = cli("status", "prod")

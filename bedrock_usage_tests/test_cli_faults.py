@@ -22,10 +22,10 @@ HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 
 
 @pytest.fixture
-def synced(aws, reader, cli):
+def synced(aws, reader, cli_in_process):
     seed_daily(aws, "InputTokenCount", HAIKU, {days_ago(1): 40})
     seed_daily(aws, "InputTokenCount", None, {days_ago(1): 40})
-    result = cli(
+    result = cli_in_process(
         "connect", "prod", "--account-id", ACCOUNT, "--regions", "us-east-1",
         "--backfill-days", "3", "--access-key-id", reader.access_key_id,
         secret=reader.secret_access_key,

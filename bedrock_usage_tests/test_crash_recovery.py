@@ -17,7 +17,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from .cli_helpers import CLI, cli_env, run_cli
+from .cli_helpers import CLI, cli_env, run_cli, run_cli_in_process
 from .conftest import ACCOUNT, days_ago, seed_daily
 from .waiting import deadline_in, patient
 
@@ -36,7 +36,7 @@ def connected(aws, reader, home):
     for region in REGIONS.split(","):
         for model in (HAIKU, None):
             seed_daily(aws, "InputTokenCount", model, TRUTH, region=region)
-    result = run_cli(
+    result = run_cli_in_process(
         ["connect", "prod", "--account-id", ACCOUNT, "--regions", REGIONS, "--no-sync",
          "--access-key-id", reader.access_key_id],
         home, aws.endpoint_url, reader.secret_access_key + "\n",
@@ -219,7 +219,7 @@ def test_a_second_sync_waits_asleep_for_a_live_one_then_names_it(connected, home
 
 
 def test_a_purge_during_a_sync_keeps_every_row_of_the_connection_out(connected, home):
-    assert run_cli(sync_window(), home, connected.endpoint_url).returncode == 0
+    assert run_cli_in_process(sync_window(), home, connected.endpoint_url).returncode == 0
     connected.slow_down(1.5)
     process = subprocess.Popen(
         [CLI, *sync_window()], env=cli_env(home, connected.endpoint_url),
@@ -274,7 +274,7 @@ def test_two_syncs_of_one_connection_at_once_never_double_a_day(connected, home)
 def test_a_copy_left_behind_by_a_killed_publish_is_caught_up(connected, home, tmp_path, repair):
     """Killed after the usage rows committed, before the analysts' copy was refreshed:
     the next status, or the next sync of any window, brings the copy up to date."""
-    assert run_cli(sync_window(), home, connected.endpoint_url).returncode == 0
+    assert run_cli_in_process(sync_window(), home, connected.endpoint_url).returncode == 0
     assert snapshot_total(home) == 1200
     for model in (HAIKU, None):  # late data for the oldest day of the window
         seed_daily(connected, "InputTokenCount", model, {days_ago(3): 1000})
@@ -299,7 +299,7 @@ def test_a_copy_left_behind_by_a_killed_publish_is_caught_up(connected, home, tm
 def test_a_purge_killed_before_its_publish_is_finished_by_running_it_again(
     connected, home, tmp_path
 ):
-    assert run_cli(sync_window(), home, connected.endpoint_url).returncode == 0
+    assert run_cli_in_process(sync_window(), home, connected.endpoint_url).returncode == 0
     purge = ["disconnect", "prod", "--purge-usage"]
     kill_9(start_paused("purge-before-publish", purge, home, connected.endpoint_url, tmp_path))
     assert usage_by_region(home) == {}

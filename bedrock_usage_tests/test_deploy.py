@@ -16,7 +16,7 @@ from dagster._serdes.config_class import class_from_code_pointer
 
 from bedrock_usage.days import DayRange
 
-from .cli_helpers import run_cli
+from .cli_helpers import run_cli, run_cli_in_process
 from .conftest import days_ago, seed_daily
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -68,7 +68,7 @@ def test_a_cli_sync_runs_on_the_postgres_instance(
     day = days_ago(1)
     seed_daily(aws, "Invocations", HAIKU, {day: 5})
     seed_daily(aws, "Invocations", None, {day: 5})
-    connected = run_cli(
+    connected = run_cli_in_process(
         ["connect", "prod", "--account-id", reader.account_id, "--regions", "us-east-1",
          "--access-key-id", reader.access_key_id, "--no-sync"],
         home, aws.endpoint_url, reader.secret_access_key + "\n", env,

@@ -161,12 +161,14 @@ def test_refresh_stores_prices_keeps_history_and_reports_what_differs(cli, home,
     )} >= {("us-east-1", "input", "0.250000000"), ("*", "output", "1.250000000")}  # fmt: skip
 
 
-def test_an_unreachable_price_list_changes_nothing_and_says_what_to_do(cli, home, price_list):
+def test_an_unreachable_price_list_changes_nothing_and_says_what_to_do(
+    cli_in_process, home, price_list
+):
     _, url = price_list
-    assert cli("prices", "refresh", "--region", "us-east-1",
+    assert cli_in_process("prices", "refresh", "--region", "us-east-1",
                env={"BEDROCK_USAGE_PRICE_LIST_URL": url}).returncode == 0  # fmt: skip
     before = _stored(home)
-    result = cli(
+    result = cli_in_process(
         "prices", "refresh", "--region", "us-east-1",
         env={"BEDROCK_USAGE_PRICE_LIST_URL": "http://127.0.0.1:9"},
     )  # fmt: skip
@@ -176,9 +178,9 @@ def test_an_unreachable_price_list_changes_nothing_and_says_what_to_do(cli, home
     assert _stored(home) == before
 
 
-def test_a_region_the_price_list_does_not_have_is_named(cli, price_list):
+def test_a_region_the_price_list_does_not_have_is_named(cli_in_process, price_list):
     _, url = price_list
-    result = cli(
+    result = cli_in_process(
         "prices", "refresh", "--region", "us-east-1", "--region", "us-eats-1",
         env={"BEDROCK_USAGE_PRICE_LIST_URL": url},
     )  # fmt: skip
@@ -186,9 +188,9 @@ def test_a_region_the_price_list_does_not_have_is_named(cli, price_list):
     assert "not in AWS's price list for Bedrock: us-eats-1" in result.stdout
 
 
-def test_refresh_without_connections_or_regions_says_how(cli, price_list):
+def test_refresh_without_connections_or_regions_says_how(cli_in_process, price_list):
     _, url = price_list
-    result = cli("prices", "refresh", env={"BEDROCK_USAGE_PRICE_LIST_URL": url})
+    result = cli_in_process("prices", "refresh", env={"BEDROCK_USAGE_PRICE_LIST_URL": url})
     assert result.returncode == 1 and "--region us-east-1" in result.stderr
 
 

@@ -29,7 +29,7 @@ from bedrock_usage.storage.warehouse import (
     transaction,
 )
 
-from .cli_helpers import run_cli
+from .cli_helpers import run_cli, run_cli_in_process
 from .conftest import ACCOUNT, days_ago, seed_daily
 
 LAKE_ACCOUNT = ACCOUNT
@@ -191,7 +191,7 @@ def test_the_cli_syncs_into_the_lake_and_moves_a_local_warehouse_into_one(
     seed_daily(aws, "InputTokenCount", HAIKU, {day: 1200, day + timedelta(days=1): 800})
     seed_daily(aws, "InputTokenCount", None, {day: 1500, day + timedelta(days=1): 800})
     local = {"BEDROCK_USAGE_LAKE_CATALOG": "", "BEDROCK_USAGE_LAKE_DATA_PATH": ""}
-    connected = run_cli(
+    connected = run_cli_in_process(
         ["connect", "prod", "--account-id", reader.account_id, "--regions", "us-east-1",
          "--access-key-id", reader.access_key_id, "--backfill-days", "5"],
         home, aws.endpoint_url, reader.secret_access_key + "\n", local,
