@@ -5,6 +5,8 @@ offline."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -19,7 +21,13 @@ import pytest
 from bedrock_usage.days import DayRange
 from bedrock_usage.errors import UserError
 from bedrock_usage.frames import shed_cache
-from bedrock_usage.storage.lake import Lake, configured_lake, create_s3_secret, load_extensions
+from bedrock_usage.storage.lake import (
+    Lake,
+    WarehouseBusyError,
+    configured_lake,
+    create_s3_secret,
+    load_extensions,
+)
 from bedrock_usage.storage.schema import LAKE_BASELINE_VERSION, MIGRATIONS
 from bedrock_usage.storage.warehouse import (
     atomically,
@@ -309,3 +317,69 @@ def test_writers_first_using_a_new_lake_at_once_set_it_up_once(lake):
     assert versions == [(LAKE_BASELINE_VERSION,)] + [
         (v,) for v, _ in MIGRATIONS if v > LAKE_BASELINE_VERSION
     ]
+
+
+# A writer in a process of its own: it takes connection acme's turn, writes its window
+# inside the transaction, says so, and waits there to be killed.
+_WRITER_HELD_INSIDE = """
+import sys, time
+from datetime import datetime
+from bedrock_usage.days import DayRange
+from bedrock_usage.storage.lake import configured_lake
+from bedrock_usage.storage.warehouse import atomically, open_warehouse, replace_datapoints
+import pandas as pd
+
+D1, D2 = datetime(2026, 11, 1).date(), datetime(2026, 11, 2).date()
+POINTS = pd.DataFrame(
+    [(D1, "a.model-v1", "InputTokenCount", "Sum", 1000.0)],
+    columns=["usage_date", "model_id", "metric_name", "statistic", "value"],
+)
+
+def write():
+    replace_datapoints(db, "acme", sys.argv[1], "us-east-1", DayRange(D1, D2), POINTS,
+                       datetime(2026, 11, 3))
+    print("inside", flush=True)
+    time.sleep(600)
+
+with open_warehouse(configured_lake()) as db:
+    atomically(db, write, connection_id="acme")
+"""
+
+
+@pytest.mark.e2e
+def test_a_writer_killed_while_it_holds_its_turn_leaves_no_rows_and_frees_the_turn(
+    lake, monkeypatch
+):
+    """kill -9 of a lake writer inside its window: its PostgreSQL session ends with the
+    process, so the connection's turn is free again and nothing it wrote was committed."""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER_HELD_INSIDE, LAKE_ACCOUNT],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout.readline().strip() == "inside"
+        monkeypatch.setenv("BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS", "1")
+        with open_warehouse(lake) as db, pytest.raises(WarehouseBusyError, match="'acme'"):
+            atomically(db, lambda: None, connection_id="acme")  # the turn is held
+    finally:
+        writer.kill()
+        writer.wait()
+    # Were the turn still held, this would wait the full minute and fail as busy.
+    monkeypatch.setenv("BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS", "60")
+    with open_warehouse(lake) as db:
+        atomically(db, lambda: _write_window(db, 10), connection_id="acme")
+    with open_warehouse(lake, read_only=True) as db:
+        usage = db.execute(
+            "SELECT usage_date, input_tokens FROM bedrock_usage_daily ORDER BY ALL"
+        ).fetchall()
+        points = db.execute("SELECT sum(value) FROM cloudwatch_daily_datapoints").fetchone()[0]
+    assert (usage, points) == ([(D1, 10), (D2, 11)], 21)
+
+
+def _write_window(db: duckdb.DuckDBPyConnection, tokens: int) -> None:
+    replace_datapoints(
+        db, "acme", LAKE_ACCOUNT, "us-east-1", DayRange(D1, D2), _points(tokens),
+        datetime(2026, 11, 3),
+    )  # fmt: skip
+    rebuild_usage(db, "acme", DayRange(D1, D2))
