@@ -222,7 +222,8 @@ def test_an_answer_that_is_not_cloudwatchs_keeps_the_rows_and_says_what_answered
 
 def _sync_refuses(cli, setting: str, foreign: Path, exit_code: int, reason: str) -> None:
     """A sync with `setting` naming `foreign` exits `exit_code`, names the setting and
-    `reason` without a traceback, and leaves the file byte for byte as it was."""
+    `reason` without a traceback, and leaves the file byte for byte as it was (a message
+    test: `cli_in_process` runs it; the same test's later syncs are real processes)."""
     before = foreign.read_bytes()
     result = cli("sync", "prod", env={setting: str(foreign)})
     assert result.returncode == exit_code, result.stderr
@@ -233,7 +234,7 @@ def _sync_refuses(cli, setting: str, foreign: Path, exit_code: int, reason: str)
 
 
 def test_a_snapshot_path_on_a_file_we_did_not_write_is_refused_and_left_as_it_was(
-    synced, cli, home, tmp_path
+    synced, cli, cli_in_process, home, tmp_path
 ):
     text = tmp_path / "notes.txt"
     text.write_text("an analyst's notes\n")
@@ -242,7 +243,7 @@ def test_a_snapshot_path_on_a_file_we_did_not_write_is_refused_and_left_as_it_wa
         con.execute("CREATE TABLE cloudwatch_daily_datapoints (x INT)")
         con.execute("CREATE TABLE bedrock_usage_daily (x INT)")
     for foreign in (text, other_warehouse):
-        _sync_refuses(cli, "BEDROCK_USAGE_SNAPSHOT", foreign, 2,
+        _sync_refuses(cli_in_process, "BEDROCK_USAGE_SNAPSHOT", foreign, 2,
                       "not an analysts' copy this pipeline wrote")  # fmt: skip
     # A copy of ours at a path of the user's choosing is refreshed as usual.
     own = {"BEDROCK_USAGE_SNAPSHOT": str(tmp_path / "copy.duckdb")}
@@ -253,7 +254,7 @@ def test_a_snapshot_path_on_a_file_we_did_not_write_is_refused_and_left_as_it_wa
 
 
 def test_a_warehouse_path_on_a_database_we_did_not_make_is_left_as_it_was(
-    synced, cli, home, tmp_path
+    synced, cli, cli_in_process, home, tmp_path
 ):
     """BEDROCK_USAGE_WAREHOUSE naming another DuckDB database, or an analysts' copy: no
     table of ours is added to it, and the error names the setting and what to do."""
@@ -263,7 +264,7 @@ def test_a_warehouse_path_on_a_database_we_did_not_make_is_left_as_it_was(
     copy = tmp_path / "copy.duckdb"
     shutil.copy(home / "warehouse.snapshot.duckdb", copy)
     for foreign in (other, copy):
-        _sync_refuses(cli, "BEDROCK_USAGE_WAREHOUSE", foreign, 1,
+        _sync_refuses(cli_in_process, "BEDROCK_USAGE_WAREHOUSE", foreign, 1,
                       "not one of its warehouses, so nothing is written to it")  # fmt: skip
     # An empty DuckDB file is taken as a new warehouse.
     empty = tmp_path / "empty.duckdb"
