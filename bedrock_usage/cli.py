@@ -280,16 +280,16 @@ def connect(
 
 
 def _initial_sync(connection) -> None:
-    from .connections import service
+    from .sync import steps
 
-    if not service.claim_initial_sync(connection.connection_id):
+    if not steps.claim_initial_sync(connection.connection_id):
         click.echo(
             "The Dagster daemon's sensor has already started the initial sync: follow it "
             "in the Dagster UI, or with 'bedrock-usage status "
             f"{connection.connection_id}'."
         )
         return
-    day_range = service.initial_sync_range(connection)
+    day_range = steps.initial_sync_range(connection)
     click.echo(f"Initial sync of {day_range.days} days ({day_range}), recorded in Dagster:")
     _run_sync(connection.connection_id, day_range, {"bedrock_usage/initial_sync": "cli"})
 
@@ -307,9 +307,9 @@ def _cause_of(error) -> str:
 
 def _run_sync(name: str, day_range, tags: dict[str, str] | None = None) -> None:
     """Materialize both assets in this process, as one Dagster run, printing each region."""
-    from .defs import assets
     from .defs.local_runs import run_sync
     from .storage.warehouse import warehouse_target
+    from .sync.progress import SyncProgress, watching
 
     unread: list[str] = []  # the regions, not their data points: those can be large
     display = _ProgressDisplay()
@@ -320,14 +320,11 @@ def _run_sync(name: str, day_range, tags: dict[str, str] | None = None) -> None:
         display.clear()
         _echo_region_synced(fetch)
 
-    assets.region_listeners.append(region_done)
-    assets.progress_listeners.append(display.show)
     try:
-        result = run_sync(name, day_range, tags)
+        with watching(SyncProgress(region_done, display.show)):
+            result = run_sync(name, day_range, tags)
     finally:
         display.clear()
-        assets.region_listeners.remove(region_done)
-        assets.progress_listeners.remove(display.show)
     # Each day's materialization carries that day's rows.
     rows = sum(
         event.materialization.metadata["dagster/row_count"].value
@@ -431,8 +428,8 @@ def _usage_or_none(connection_id, since):
 @handles_errors
 def list_connections(as_json):
     """Every connection: account, regions, state, last successful sync, usage rows."""
-    from .connections import attempts
     from .connections.store import StateStore
+    from .sync import attempts
 
     store = StateStore()
     attempts.reap(store)
@@ -472,10 +469,10 @@ def list_connections(as_json):
 
 
 def _state(connection, health) -> dict:
-    from .connections import service
     from .connections.store import StateStore
+    from .sync import steps
 
-    state, reason = service.connection_state(connection, health, StateStore())
+    state, reason = steps.connection_state(connection, health, StateStore())
     return {"state": state, "reason": reason}
 
 
@@ -493,8 +490,9 @@ def _state(connection, health) -> dict:
 def status(name, days, as_json):
     """A connection's health: state, last sync per region, recent usage per region and
     model, and recent events (errors first, with what to do)."""
-    from .connections import attempts, service
+    from .connections import service
     from .connections.store import StateStore
+    from .sync import attempts
 
     store = StateStore()
     attempts.reap(store, only=name)
@@ -591,8 +589,9 @@ def _event_line(event) -> str:
 def sync(name, start, end):
     """Sync an inclusive range of UTC days now, through the same code as the Dagster assets."""
     from .connections import service
+    from .sync import steps
 
-    default = service.default_sync_range()
+    default = steps.default_sync_range()
     first = parse_day(start) if start else default.first
     last = parse_day(end) if end else (max(default.last, first) if start else default.last)
     day_range = readable_range(first, last)

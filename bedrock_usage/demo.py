@@ -21,7 +21,6 @@ from .connections import service
 from .connections.credentials import AuthSpec
 from .connections.secrets import derive
 from .connections.store import StateStore
-from .defs import assets
 from .defs.alerts import AlertResource
 from .defs.costs import prices_job
 from .defs.local_runs import instance, run_sync, run_tagged
@@ -37,6 +36,8 @@ from .extraction.fetch import RegionFetch
 from .price_refresh import connected_regions
 from .settings import demo_state_path, snapshot_path, warehouse_path
 from .storage.warehouse import open_warehouse
+from .sync import steps
+from .sync.progress import SyncProgress, watching
 
 DEMO_CONNECTIONS = {"demo-prod": "111122223333", "demo-research": "444455556666"}
 DEMO_USER = "bedrock-usage-readonly"
@@ -71,17 +72,15 @@ def run_demo(days: int = 30) -> None:
             f"Bedrock metrics for {len(DEMO_ACCOUNTS)} accounts and {models} model deployments."
         )
         _forget_previous_demo()
-        assets.region_listeners.append(_echo_region)
-        for name, key in keys.items():
-            _connect_and_sync(name, key, days)
-        _refresh_prices()
-        _withdraw_region(aws, keys)
-        newest = StateStore().events(limit=1)
-        _run_next_scheduled_day()
-        _evaluate_permission_sensor(after_event_id=newest[0].event_id if newest else 0)
+        with watching(SyncProgress(on_region_done=_echo_region)):
+            for name, key in keys.items():
+                _connect_and_sync(name, key, days)
+            _refresh_prices()
+            _withdraw_region(aws, keys)
+            newest = StateStore().events(limit=1)
+            _run_next_scheduled_day()
+            _evaluate_permission_sensor(after_event_id=newest[0].event_id if newest else 0)
     finally:
-        if _echo_region in assets.region_listeners:
-            assets.region_listeners.remove(_echo_region)
         aws.stop()
     _print_summary(warehouse)
 
@@ -130,8 +129,8 @@ def _connect_and_sync(name: str, key: AccessKeyPair, days: int) -> None:
             else f"  {region}: {failure.code}"
         ),
     )
-    service.claim_initial_sync(name)
-    day_range = service.initial_sync_range(connection)
+    steps.claim_initial_sync(name)
+    day_range = steps.initial_sync_range(connection)
     click.echo(f"  initial sync {day_range} as one Dagster run:")
     result = run_sync(name, day_range, {"bedrock_usage/initial_sync": "demo"}, trigger="demo")
     click.echo(f"  run {result.run_id[:8]} {'succeeded' if result.success else 'FAILED'}")

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 from bedrock_usage import cli
-from bedrock_usage.connections import attempts, store
+from bedrock_usage.connections import store
 from bedrock_usage.storage import warehouse
+from bedrock_usage.sync import attempts
 
 
 def _freeze(marker: Path) -> None:
@@ -55,9 +56,11 @@ def _after_phase(phase: str):
 
 POINTS = {
     # After the first region's answer, before the others are read.
-    "fetch": lambda m: _after(sys.modules["bedrock_usage.sync"], "fetch_region", m),
+    "fetch": lambda m: _after(sys.modules["bedrock_usage.sync.regions"], "fetch_region", m),
     # Inside the write transaction, after the data points were inserted, before COMMIT.
-    "raw-write": lambda m: _after(sys.modules["bedrock_usage.sync"], "replace_datapoints", m),
+    "raw-write": lambda m: _after(
+        sys.modules["bedrock_usage.sync.regions"], "replace_datapoints", m
+    ),
     # Inside the usage transaction, after the rows were inserted, before COMMIT.
     "usage-write": lambda m: _after(sys.modules["bedrock_usage.defs.assets"], "rebuild_usage", m),
     # The data points are committed; the usage asset has not begun.
@@ -81,7 +84,7 @@ def main() -> None:
     point, marker = sys.argv[1], Path(sys.argv[2])
     assert sys.argv[3] == "--"
     import bedrock_usage.defs.assets  # noqa: F401 - loaded so its names can be paused
-    import bedrock_usage.sync  # noqa: F401
+    import bedrock_usage.sync.regions  # noqa: F401
 
     POINTS[point](marker)
     sys.argv = ["bedrock-usage", *sys.argv[4:]]

@@ -7,13 +7,13 @@ import json
 import dagster as dg
 import pytest
 
-from bedrock_usage.connections import service
 from bedrock_usage.connections.store import StateStore
 from bedrock_usage.days import DayRange
 from bedrock_usage.defs.alerts import AlertResource
 from bedrock_usage.defs.local_runs import instance, run_sync
 from bedrock_usage.defs.resources import StateStoreResource
 from bedrock_usage.defs.sensors import connection_partitions_sensor, permission_failure_sensor
+from bedrock_usage.sync import steps
 
 from .conftest import OTHER_ACCOUNT, days_ago, seed_daily
 from .dagster_helpers import connect
@@ -47,16 +47,16 @@ def test_new_connections_are_added_and_initially_synced_once(aws, reader, bedroc
 def test_the_cli_and_the_sensor_never_both_run_the_initial_sync(aws, reader, bedrock_home):
     dagster = instance()
     connect(reader, "prod")
-    assert service.claim_initial_sync("prod")
+    assert steps.claim_initial_sync("prod")
     assert _partitions_sensor(dagster).run_requests == []
-    assert not service.claim_initial_sync("prod")
+    assert not steps.claim_initial_sync("prod")
 
 
 def test_disconnected_connections_are_removed_and_history_kept(aws, reader, bedrock_home):
     dagster = instance()
     dagster.add_dynamic_partitions("connection", ["prod", "gone"])
     connect(reader, "prod", backfill_days=5)
-    service.claim_initial_sync("prod")
+    steps.claim_initial_sync("prod")
     result = _partitions_sensor(dagster)
     [delete] = result.dynamic_partitions_requests
     assert isinstance(delete, dg.DeleteDynamicPartitionsRequest)
@@ -117,7 +117,7 @@ def test_rejected_credentials_are_flagged_too(aws, reader, bedrock_home, sent):
     dagster = instance()
     connect(reader, "prod", regions="us-east-1")
     aws.delete_access_key(reader)
-    assert service.claim_initial_sync("prod")
+    assert steps.claim_initial_sync("prod")
     result = run_sync("prod", DayRange(days_ago(1), days_ago(1)))
     assert not result.success
     _failure_sensor(dagster, None)

@@ -14,8 +14,8 @@ LAYERS = [
     {"frames", "extraction", "pricing"},  # DuckDB-and-pandas glue, boto3, list prices
     {"shaping", "emulator"},
     {"storage"},
-    {"sync"},
-    {"connections"},
+    {"connections"},  # connect, verify, edit, rotate, disconnect; the state store
+    {"sync"},  # one sync attempt: fetch and store, its phases and outcome, progress
     {"price_refresh"},
     {"defs"},  # the Dagster shell
     {"demo"},

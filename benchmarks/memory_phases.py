@@ -74,7 +74,7 @@ def main() -> None:
     use_home(Path(tempfile.mkdtemp(prefix="bedrock-usage-memory-")))
     import bedrock_usage.defs.assets as assets_module
     import bedrock_usage.defs.costs as costs_module
-    import bedrock_usage.sync as sync_module
+    import bedrock_usage.sync.regions as sync_module
     from bedrock_usage.connections import service
     from bedrock_usage.connections.credentials import AuthSpec
     from bedrock_usage.days import readable_range, utc_today

@@ -8,38 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
 
 from .. import settings
-from ..days import DayRange, oldest_readable_day, readable_range, utc_today
+from ..days import oldest_readable_day
 from ..errors import ExitCode, UserError
 from ..extraction.failures import FailureKind, RegionFailure, classify
-from ..extraction.fetch import ProgressListener, RegionFetch, empty_datapoints
-from ..memory import release_freed_memory, release_garbage
 from ..storage.warehouse import (
-    atomically,
     catch_up_snapshot,
     purge_connection,
     stored_connection_rows,
     warehouse_target,
 )
-from ..sync import (
-    DEFAULT_OPTIONS,
-    SyncOptions,
-    SyncTarget,
-    WarehouseOpener,
-    fetch_regions,
-    now_utc,
-    store_fetches,
-)
-from . import attempts, secrets
+from . import secrets
 from .credentials import AuthSpec, session_for, stored_auth
 from .store import (
     PARTITION_START,
     Connection,
     DuplicateConnectionError,
-    RegionHealth,
     StateStore,
     now_iso,
 )
@@ -208,150 +194,6 @@ def get_connection(name: str, store: StateStore | None = None) -> Connection:
             ExitCode.NOT_FOUND,
         )
     return connection
-
-
-def default_sync_range(lookback_days: int | None = None) -> DayRange:
-    """Yesterday and the `lookback_days` before it, so late CloudWatch data is picked up."""
-    yesterday = utc_today() - timedelta(days=1)
-    lookback = settings.lookback_days() if lookback_days is None else lookback_days
-    return readable_range(yesterday - timedelta(days=lookback), yesterday)
-
-
-def initial_sync_range(connection: Connection) -> DayRange:
-    yesterday = utc_today() - timedelta(days=1)
-    return readable_range(yesterday - timedelta(days=connection.backfill_days - 1), yesterday)
-
-
-def claim_initial_sync(name: str, store: StateStore | None = None) -> bool:
-    """Take the initial sync of a new connection, atomically: the CLI and the sensor may
-    both try, and exactly one wins."""
-    return (store or StateStore()).claim_initial_sync(name)
-
-
-def fetch_and_store(
-    name: str,
-    day_range: DayRange,
-    open_connection: WarehouseOpener,
-    store: StateStore | None = None,
-    on_region_done: Callable[[RegionFetch], None] | None = None,
-    run_id: str | None = None,
-    on_progress: ProgressListener | None = None,
-    options: SyncOptions = DEFAULT_OPTIONS,
-) -> tuple[Connection, list[RegionFetch]]:
-    """Begin a sync attempt: read a connection's regions for `day_range` and replace
-    their stored data points, recording each region's outcome in the event log and its
-    health (a failed region needs attention until a later success). The usage rows are
-    rebuilt separately, by the `bedrock_usage_daily` asset's step, which ends the
-    attempt."""
-    store = store or StateStore()
-    connection = get_connection(name, store)
-    attempts.begin(store, name, run_id, day_range)
-    fetches = _fetch(connection, day_range, open_connection, on_region_done, on_progress, options)
-    release_garbage()  # the regions' clients, before the store needs the memory
-    store.set_phase(name, attempts.WRITING, [f.region for f in fetches if not f.ok])
-    if any(f.ok for f in fetches):
-        fetched_at = now_utc()
-        with open_connection() as warehouse:
-
-            def write() -> None:
-                # The warehouse lock orders this write and a purge: after a purge
-                # committed, nothing of the connection may be written again.
-                ensure_still_connected(store, connection)
-                store_fetches(warehouse, name, connection.account_id, fetches, fetched_at)
-
-            atomically(warehouse, write, connection_id=name)
-        for fetch in fetches:
-            fetch.release_datapoints()  # stored: a run over many connections keeps only counts
-        release_freed_memory()
-    _record_fetches(store, connection, fetches)
-    return connection, fetches
-
-
-def ensure_still_connected(store: StateStore, connection: Connection) -> None:
-    current = store.get(connection.connection_id)
-    if current is None or current.created_at != connection.created_at:
-        raise UserError(
-            f"'{connection.connection_id}' was disconnected while it synced: nothing of it was "
-            "written."
-        )
-
-
-def _fetch(
-    connection, day_range, open_connection, on_region_done, on_progress, options
-) -> list[RegionFetch]:
-    auth = stored_auth(connection)  # a SecretKeyError is a `configuration` outcome
-    try:
-        session = session_for(auth)
-    except Exception as error:  # noqa: BLE001 - a role that cannot be assumed fails every region
-        failure = session_failure(auth, error)
-        fetches = [
-            RegionFetch(region, day_range, empty_datapoints(), replace(failure, region=region))
-            for region in connection.regions
-        ]
-        for fetch in fetches:
-            if on_region_done:
-                on_region_done(fetch)
-        return fetches
-    target = SyncTarget(
-        connection.connection_id, connection.account_id, connection.regions, session
-    )
-    return fetch_regions(target, day_range, open_connection, on_region_done, on_progress, options)
-
-
-def _record_fetches(store: StateStore, connection: Connection, fetches: list[RegionFetch]) -> None:
-    name = connection.connection_id
-    for fetch in fetches:
-        if fetch.failure is None:
-            store.record_region_success(name, fetch.region, str(fetch.day_range.last))
-            store.log_event(
-                name, "fetch", "ok", f"{fetch.day_range}: {fetch.summary()}", region=fetch.region
-            )
-        else:
-            failure = fetch.failure
-            store.record_region_failure(
-                name,
-                fetch.region,
-                str(failure.kind),
-                failure.code,
-                failure.message,
-                failure.next_action,
-            )
-            store.log_event(
-                name,
-                "fetch",
-                "failed",
-                f"{fetch.day_range}: {failure.message}",
-                region=fetch.region,
-                error_code=failure.code,
-                failure_kind=str(failure.kind),
-                next_action=failure.next_action,
-            )
-
-
-def connection_state(
-    connection: Connection, health: dict[str, RegionHealth], store: StateStore
-) -> tuple[str, str | None]:
-    """What `connections` and `status` show: a state and why. Call `attempts.reap`
-    first, so no connection stays "syncing" after its process died."""
-    failing = {r: h for r, h in health.items() if h.needs_attention and r in connection.regions}
-    if failing:
-        reason = "; ".join(f"{r}: {h.failure_code} ({h.failure_kind})" for r, h in failing.items())
-        return "needs attention", reason
-    attempt = store.attempt(connection.connection_id)
-    if attempt is not None:
-        return "syncing", f"{attempt.day_range}, {attempt.phase}, since {attempt.started_at}"
-    if connection.initial_sync == "failed":
-        return "needs attention", (
-            "the initial sync failed; run it again with 'bedrock-usage sync "
-            f"{connection.connection_id} --start {initial_sync_range(connection).first}'"
-        )
-    if connection.initial_sync == "pending":
-        return "connected", (
-            "initial sync pending: the Dagster daemon's sensor starts it, or run "
-            f"'bedrock-usage sync {connection.connection_id} --start "
-            f"{initial_sync_range(connection).first}'"
-        )
-    return "connected", None
 
 
 def edit_regions(

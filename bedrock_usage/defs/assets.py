@@ -8,7 +8,7 @@ the "duckdb" concurrency pool: one writer at a time.
 """
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 
@@ -16,10 +16,9 @@ import dagster as dg
 import duckdb
 
 from .. import settings
-from ..connections import attempts, service
 from ..connections.secrets import SecretKeyError
 from ..errors import UserError
-from ..extraction.fetch import FetchProgress, RegionFetch
+from ..extraction.fetch import RegionFetch
 from ..frames import one_at_a_time
 from ..memory import release_freed_memory
 from ..storage.columns import USAGE_COLUMN_DOCS
@@ -32,6 +31,8 @@ from ..storage.warehouse import (
     publish_snapshot,
     rebuild_usage,
 )
+from ..sync import attempts, steps
+from ..sync.progress import watched
 from .checks import (
     PERMISSION_CHECK,
     USAGE_CHECKS,
@@ -58,22 +59,6 @@ USAGE_TABLE_METADATA = {
 }
 INTERRUPTS = (KeyboardInterrupt, dg.DagsterExecutionInterruptedError)
 RUN_TOTALS = "Run totals (every connection and day of this run):"
-
-# In-process listeners (the CLI's progress display) told as each region finishes.
-region_listeners: list[Callable[[RegionFetch], None]] = []
-
-
-progress_listeners: list[Callable[[FetchProgress], None]] = []
-
-
-def _notify(fetch: RegionFetch) -> None:
-    for listener in region_listeners:
-        listener(fetch)
-
-
-def _notify_progress(progress: FetchProgress) -> None:
-    for listener in progress_listeners:
-        listener(progress)
 
 
 @dg.asset(
@@ -109,19 +94,19 @@ def cloudwatch_datapoints(
         sync_settings.check()
         warehouse.check()
         options = sync_settings.options()
+        progress = watched()
         for connection_id, day_range in windows.items():
             context.log.info(f"Reading {connection_id} for {day_range}")
-            db, fetches = service.fetch_and_store(
+            connection, fetches = steps.fetch_and_store(
                 connection_id,
                 day_range,
                 warehouse.open_db,
                 store,
-                _notify,
                 context.run.run_id,
-                _notify_progress,
+                progress,
                 options,
             )
-            accounts[connection_id] = db.account_id
+            accounts[connection_id] = connection.account_id
             fetches_by_connection[connection_id] = fetches
             for fetch in fetches:
                 if fetch.failure:

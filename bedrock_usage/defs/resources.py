@@ -20,7 +20,7 @@ from .. import settings
 from ..connections.store import StateStore
 from ..storage.lake import Lake
 from ..storage.warehouse import WriterLimits, open_warehouse, warehouse_target
-from ..sync import SyncOptions
+from ..sync.regions import SyncOptions
 
 
 class WarehouseResource(DuckDBResource):

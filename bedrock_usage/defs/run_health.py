@@ -14,10 +14,10 @@ import time
 
 import dagster as dg
 
-from ..connections import attempts
 from ..connections.store import StateStore
 from ..errors import ExitCode, UserError
 from ..processes import ProcessId, is_alive
+from ..sync import attempts
 from .dagster_internals import fix_pool_slot_wait
 from .partitions import connection_id_of
 from .tags import HOST_TAG, PID_TAG, PROCESS_STARTED_TAG, process_tag

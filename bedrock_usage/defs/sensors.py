@@ -4,8 +4,8 @@ import json
 
 import dagster as dg
 
-from ..connections.service import initial_sync_range
 from ..extraction.failures import ACCESS_KINDS
+from ..sync.steps import initial_sync_range
 from .alerts import AlertResource
 from .jobs import sync_job
 from .partitions import CONNECTION_DIMENSION, connection_partitions, range_tags

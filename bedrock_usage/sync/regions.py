@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 import boto3
 import duckdb
 
-from .days import DayRange
-from .extraction.fetch import ProgressListener, RegionFetch, fetch_region
-from .settings import DEFAULT_REGION_CONCURRENCY
-from .storage.warehouse import (
+from ..days import DayRange
+from ..extraction.fetch import ProgressListener, RegionFetch, fetch_region
+from ..settings import DEFAULT_REGION_CONCURRENCY
+from ..storage.warehouse import (
     known_series,
     replace_datapoints,
 )

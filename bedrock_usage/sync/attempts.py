@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 
+from ..connections.secrets import SecretKeyError
+from ..connections.store import StateStore, SyncAttempt
 from ..processes import is_alive
 from ..settings import SettingsError
 from ..storage.warehouse import WarehouseBusyError
-from .secrets import SecretKeyError
-from .store import StateStore, SyncAttempt
 
 FETCHING = "fetching from CloudWatch"
 WRITING = "writing data points"
