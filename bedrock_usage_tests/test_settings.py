@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from bedrock_usage import settings
+from bedrock_usage.defs.resources import PriceListResource, SyncSettingsResource, WarehouseResource
 from bedrock_usage.settings import SettingsError
 
 
@@ -90,3 +92,57 @@ def test_a_misspelt_setting_is_named_with_the_closest_known_one(monkeypatch):
         "Warning: BEDROCK_USAGE_LOOKBAK_DAYS is not a bedrock_usage setting and is ignored. "
         "Did you mean BEDROCK_USAGE_LOOKBACK_DAYS?"
     ]
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_settings_table_in_the_docs_is_made_from_the_declarations():
+    docs = (REPO / "docs" / "operating.md").read_text()
+    assert settings.markdown_table() in docs, (
+        "docs/operating.md's settings table differs from settings.SETTINGS: paste the "
+        "output of `python -m bedrock_usage.settings` over it"
+    )
+
+
+def test_every_variable_we_read_is_declared_once():
+    """Every BEDROCK_USAGE_* name in the package and the deployment files is a declared
+    setting (the test suite's own BEDROCK_USAGE_TEST_* aside), and no name twice."""
+    declared = [s.name for s in settings.SETTINGS]
+    assert len(declared) == len(set(declared))
+    files = [*(REPO / "bedrock_usage").rglob("*.py"), *(REPO / "deploy").rglob("*.yaml")]
+    used = {
+        name
+        for path in files
+        for name in re.findall(r"BEDROCK_USAGE_[A-Z0-9_]*[A-Z0-9]", path.read_text())
+        if not name.startswith("BEDROCK_USAGE_TEST")
+    }
+    assert "BEDROCK_USAGE_CODE_SERVER_PORT" in used  # deploy/workspace.yaml's
+    assert used - set(declared) == set()
+
+
+def test_each_resource_field_is_its_settings_declaration():
+    """A field that carries a setting has the declared default, and its description names
+    the variable and the range the reader checks."""
+    carried = {}
+    for resource in (WarehouseResource, SyncSettingsResource, PriceListResource):
+        for field in resource.model_fields.values():
+            variable = (field.json_schema_extra or {}).get("variable")
+            if variable:
+                carried[variable] = field
+    by_name = {s.name: s for s in settings.SETTINGS}
+    assert set(carried) == {
+        "BEDROCK_USAGE_WAREHOUSE", "BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS",
+        "BEDROCK_USAGE_WAREHOUSE_MEMORY_LIMIT", "BEDROCK_USAGE_WAREHOUSE_THREADS",
+        "BEDROCK_USAGE_LOOKBACK_DAYS", "BEDROCK_USAGE_REGION_CONCURRENCY",
+        "BEDROCK_USAGE_RECONCILE_TOLERANCE", "BEDROCK_USAGE_EXTRA_MODEL_IDS",
+        "BEDROCK_USAGE_PRICE_LIST_URL",
+    }  # fmt: skip
+    for variable, field in carried.items():
+        setting = by_name[variable]
+        assert field.annotation(field.default) == field.annotation(setting.default or "")
+        assert variable in field.description
+        if setting.low is not None:
+            assert f"{setting.low:g}-{setting.high:g}" in field.description
+            with pytest.raises(SettingsError, match=variable):
+                setting.number(str(setting.high + 1))

@@ -20,7 +20,7 @@ import pytest
 
 from bedrock_usage.days import DayRange
 from bedrock_usage.errors import UserError
-from bedrock_usage.frames import shed_cache
+from bedrock_usage.memory import shed_cache
 from bedrock_usage.storage.lake import (
     Lake,
     WarehouseBusyError,

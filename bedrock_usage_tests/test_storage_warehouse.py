@@ -12,7 +12,7 @@ import pytest
 
 from bedrock_usage.days import DayRange
 from bedrock_usage.extraction.metrics import KnownSeries
-from bedrock_usage.frames import shed_cache
+from bedrock_usage.memory import shed_cache
 from bedrock_usage.storage.schema import MIGRATIONS
 from bedrock_usage.storage.warehouse import (
     WarehouseBusyError,

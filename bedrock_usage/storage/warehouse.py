@@ -30,6 +30,7 @@ from ..days import DayRange
 from ..errors import UserError
 from ..extraction.metrics import MANTLE_METRIC_NAMES, NO_PROJECT, TOTAL, KnownSeries
 from ..frames import literal, one_at_a_time, registered
+from ..memory import DUCKDB_WRITER_CONFIG
 from ..settings import (
     DEFAULT_WAREHOUSE_MEMORY_LIMIT,
     SettingsError,
@@ -86,11 +87,7 @@ class WriterLimits:
         return {
             "memory_limit": warehouse_memory_limit(self.memory_limit),
             "threads": warehouse_threads(self.threads),
-            # DuckDB's allocator keeps what a query freed for the next one unless a bulk
-            # free passes this threshold (default 512 MiB): at 1MB the memory of each
-            # region's shaping query goes back at its end. Measured on a connection-year's
-            # rebuild: 184 -> 141 MB resident before the commit.
-            "allocator_bulk_deallocation_flush_threshold": "1MB",
+            **DUCKDB_WRITER_CONFIG,
         }
 
 
