@@ -22,7 +22,7 @@ from .connections.credentials import AuthSpec
 from .connections.secrets import derive
 from .connections.store import StateStore
 from .defs.alerts import AlertResource
-from .defs.costs import prices_job
+from .defs.cost_assets import prices_job
 from .defs.local_runs import instance, run_sync, run_tagged
 from .defs.partitions import CONNECTION_DIMENSION
 from .defs.resources import StateStoreResource, default_resources

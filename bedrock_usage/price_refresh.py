@@ -37,7 +37,7 @@ class PriceRefresh:
 
 
 def refresh_prices(
-    open_connection: WarehouseOpener, warehouse: Path, regions: list[str], base_url: str
+    open_db: WarehouseOpener, warehouse: Path, regions: list[str], base_url: str
 ) -> PriceRefresh:
     """Read the offer files of `regions`, merge their prices into the warehouse in one
     transaction (keeping history), and refresh the analysts' copy. Nothing is written
@@ -50,10 +50,10 @@ def refresh_prices(
             "prices refreshed before. Check the network, or set BEDROCK_USAGE_PRICE_LIST_URL "
             "to a mirror."
         ) from None
-    with open_connection() as connection:
-        with transaction(connection):
-            changed = store_prices(connection, offer.rows)
-        publish_snapshot(connection, warehouse, {})
+    with open_db() as db:
+        with transaction(db):
+            changed = store_prices(db, offer.rows)
+        publish_snapshot(db, warehouse, {})
     return PriceRefresh(
         rows_read=len(offer.rows),
         rows_changed=changed,

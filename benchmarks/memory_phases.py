@@ -73,7 +73,7 @@ def main() -> None:
     os.environ["AWS_ENDPOINT_URL"] = emulator.info["endpoint"]
     use_home(Path(tempfile.mkdtemp(prefix="bedrock-usage-memory-")))
     import bedrock_usage.defs.assets as assets_module
-    import bedrock_usage.defs.costs as costs_module
+    import bedrock_usage.defs.cost_assets as costs_module
     import bedrock_usage.sync.regions as sync_module
     from bedrock_usage.connections import service
     from bedrock_usage.connections.credentials import AuthSpec

@@ -76,7 +76,7 @@ def check_auth(auth: AuthSpec) -> AuthSpec:
 
 
 def connect(
-    name: str,
+    connection_id: str,
     account_id: str,
     regions: str | tuple[str, ...],
     auth: AuthSpec,
@@ -88,7 +88,7 @@ def connect(
     """Verify, then store a new connection. Nothing is stored when anything fails."""
     store = store or StateStore()
     try:
-        check_connection_id(name)
+        check_connection_id(connection_id)
         check_account_id(account_id)
         regions = check_regions(regions)
     except InvalidInput as error:
@@ -100,13 +100,13 @@ def connect(
             "use 1 to 454.",
             ExitCode.USAGE,
         )
-    _refuse_duplicate(store, name, account_id)
+    _refuse_duplicate(store, connection_id, account_id)
     verification = _verify(auth, account_id, regions, on_region)
     if not verification.ok:
-        raise VerificationFailed(verification, f"Connecting '{name}'")
+        raise VerificationFailed(verification, f"Connecting '{connection_id}'")
     created = now_iso()
     connection = Connection(
-        connection_id=name,
+        connection_id=connection_id,
         account_id=account_id,
         regions=regions,
         **_stored_credentials(auth),
@@ -122,18 +122,21 @@ def connect(
         store.record_once(PARTITION_START, oldest_readable_day().isoformat())
     except DuplicateConnectionError:
         # Connected by another process meanwhile: say what the checks above say.
-        _refuse_duplicate(store, name, account_id)
+        _refuse_duplicate(store, connection_id, account_id)
         raise
     for region in regions:
-        store.log_event(name, "verify", "ok", "CloudWatch AWS/Bedrock readable", region=region)
+        store.log_event(
+            connection_id, "verify", "ok", "CloudWatch AWS/Bedrock readable", region=region
+        )
     return connection
 
 
-def _refuse_duplicate(store: StateStore, name: str, account_id: str) -> None:
-    if store.get(name):
+def _refuse_duplicate(store: StateStore, connection_id: str, account_id: str) -> None:
+    if store.get(connection_id):
         raise UserError(
-            f"A connection named '{name}' already exists. Pick another name, or change it with "
-            f"'bedrock-usage edit {name}' / 'bedrock-usage rotate {name}'.",
+            f"A connection named '{connection_id}' already exists. Pick another name, or "
+            f"change it with 'bedrock-usage edit {connection_id}' / 'bedrock-usage rotate "
+            f"{connection_id}'.",
             ExitCode.CONFLICT,
         )
     existing = store.by_account(account_id)
@@ -183,13 +186,13 @@ def _verify(auth, account_id, regions, on_region) -> Verification:
     return verify_access(session, account_id, regions, on_region)
 
 
-def get_connection(name: str, store: StateStore | None = None) -> Connection:
+def get_connection(connection_id: str, store: StateStore | None = None) -> Connection:
     store = store or StateStore()
-    connection = store.get(name)
+    connection = store.get(connection_id)
     if connection is None:
         names = ", ".join(c.connection_id for c in store.all()) or "none yet"
         raise UserError(
-            f"No connection named '{name}' (connections: {names}). See 'bedrock-usage "
+            f"No connection named '{connection_id}' (connections: {names}). See 'bedrock-usage "
             "connections'.",
             ExitCode.NOT_FOUND,
         )
@@ -197,7 +200,7 @@ def get_connection(name: str, store: StateStore | None = None) -> Connection:
 
 
 def edit_regions(
-    name: str,
+    connection_id: str,
     regions: str,
     store: StateStore | None = None,
     on_region: Callable[[str, RegionFailure | None], None] | None = None,
@@ -205,7 +208,7 @@ def edit_regions(
     """Change the regions; regions new to the connection are verified first. Returns the
     updated connection and the regions added."""
     store = store or StateStore()
-    connection = get_connection(name, store)
+    connection = get_connection(connection_id, store)
     try:
         wanted = check_regions(regions)
     except InvalidInput as error:
@@ -214,33 +217,33 @@ def edit_regions(
     if added:
         verification = _verify(stored_auth(connection), connection.account_id, added, on_region)
         if not verification.ok:
-            raise VerificationFailed(verification, f"Adding regions to '{name}'")
-    store.update(name, regions=wanted)
-    store.log_event(name, "edit", "ok", f"regions set to {', '.join(wanted)}")
+            raise VerificationFailed(verification, f"Adding regions to '{connection_id}'")
+    store.update(connection_id, regions=wanted)
+    store.log_event(connection_id, "edit", "ok", f"regions set to {', '.join(wanted)}")
     return replace(connection, regions=wanted), added
 
 
 def rotate(
-    name: str,
+    connection_id: str,
     auth: AuthSpec,
     store: StateStore | None = None,
     on_region: Callable[[str, RegionFailure | None], None] | None = None,
 ) -> Connection:
     """Replace the stored credentials once the new ones verify in every region."""
     store = store or StateStore()
-    connection = get_connection(name, store)
+    connection = get_connection(connection_id, store)
     check_auth(auth)
     verification = _verify(auth, connection.account_id, connection.regions, on_region)
     if not verification.ok:
-        raise VerificationFailed(verification, f"Rotating '{name}'")
-    store.update(name, **_stored_credentials(auth))
-    store.log_event(name, "rotate", "ok", "credentials replaced after verification")
+        raise VerificationFailed(verification, f"Rotating '{connection_id}'")
+    store.update(connection_id, **_stored_credentials(auth))
+    store.log_event(connection_id, "rotate", "ok", "credentials replaced after verification")
     _scrub_ciphertext(store, connection, "replaced")
-    return get_connection(name, store)
+    return get_connection(connection_id, store)
 
 
 def disconnect(
-    name: str,
+    connection_id: str,
     purge_usage: bool = False,
     store: StateStore | None = None,
     warehouse: Path | None = None,
@@ -254,24 +257,30 @@ def disconnect(
     went is completed by running the same command again."""
     store = store or StateStore()
     path = warehouse or warehouse_target()
-    connection = store.get(name)
+    connection = store.get(connection_id)
     if connection is None:
-        if purge_usage and stored_connection_rows(path, name):
-            purged = purge_connection(path, name)
-            store.log_event(name, "disconnect", "ok", f"{purged} usage rows purged")
+        if purge_usage and stored_connection_rows(path, connection_id):
+            purged = purge_connection(path, connection_id)
+            store.log_event(connection_id, "disconnect", "ok", f"{purged} usage rows purged")
             return purged
-        if purge_usage and name in catch_up_snapshot(path):  # a purge stopped before publishing
-            store.log_event(name, "disconnect", "ok", "purged rows removed from the analysts' copy")
+        if purge_usage and connection_id in catch_up_snapshot(
+            path
+        ):  # a purge stopped before publishing
+            store.log_event(
+                connection_id, "disconnect", "ok", "purged rows removed from the analysts' copy"
+            )
             return 0
-        get_connection(name, store)
+        get_connection(connection_id, store)
     if purge_usage:
-        purged = purge_connection(path, name, before_delete=lambda: store.remove(name))
+        purged = purge_connection(
+            path, connection_id, before_delete=lambda: store.remove(connection_id)
+        )
     else:
         purged = 0
-        store.remove(name)
+        store.remove(connection_id)
     _scrub_ciphertext(store, connection)
     store.log_event(
-        name,
+        connection_id,
         "disconnect",
         "ok",
         "credentials deleted" + (f"; {purged} usage rows purged" if purge_usage else ""),

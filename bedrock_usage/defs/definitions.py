@@ -3,13 +3,13 @@
 import dagster as dg
 
 from .. import settings
-from . import assets, costs, freshness, jobs, run_health, schedules, sensors
+from . import assets, cost_assets, freshness, jobs, run_health, schedules, sensors
 from .alerts import alert_resource
 from .resources import default_resources
 
 defs = dg.Definitions.merge(
     assets.defs,
-    costs.defs,
+    cost_assets.defs,
     jobs.defs,
     schedules.defs,
     sensors.defs,

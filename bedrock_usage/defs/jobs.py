@@ -3,7 +3,7 @@
 import dagster as dg
 
 from .assets import bedrock_usage_daily, cloudwatch_datapoints
-from .costs import bedrock_cost_daily
+from .cost_assets import bedrock_cost_daily
 from .freshness import freshness_checks
 from .tags import TRIGGER_TAG
 

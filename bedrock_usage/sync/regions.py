@@ -61,7 +61,7 @@ WarehouseOpener = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]
 def fetch_regions(
     target: SyncTarget,
     day_range: DayRange,
-    open_connection: WarehouseOpener,
+    open_db: WarehouseOpener,
     on_region_done: Callable[[RegionFetch], None] | None = None,
     on_progress: ProgressListener | None = None,
     options: SyncOptions = DEFAULT_OPTIONS,
@@ -71,8 +71,8 @@ def fetch_regions(
     up to `options.region_concurrency`, each with its own client; the results come
     back in the connection's region order. An interrupt stops every region at its next
     call."""
-    with open_connection() as connection:
-        known = known_series(connection, target.connection_id)
+    with open_db() as db:
+        known = known_series(db, target.connection_id)
     stop = threading.Event()
     workers = max(1, min(options.region_concurrency, len(target.regions)))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="region")

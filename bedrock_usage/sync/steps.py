@@ -42,16 +42,16 @@ def initial_sync_range(connection: Connection) -> DayRange:
     return readable_range(yesterday - timedelta(days=connection.backfill_days - 1), yesterday)
 
 
-def claim_initial_sync(name: str, store: StateStore | None = None) -> bool:
+def claim_initial_sync(connection_id: str, store: StateStore | None = None) -> bool:
     """Take the initial sync of a new connection, atomically: the CLI and the sensor may
     both try, and exactly one wins."""
-    return (store or StateStore()).claim_initial_sync(name)
+    return (store or StateStore()).claim_initial_sync(connection_id)
 
 
 def fetch_and_store(
-    name: str,
+    connection_id: str,
     day_range: DayRange,
-    open_connection: WarehouseOpener,
+    open_db: WarehouseOpener,
     store: StateStore | None = None,
     run_id: str | None = None,
     progress: SyncProgress = SILENT,
@@ -63,22 +63,22 @@ def fetch_and_store(
     rebuilt separately, by the `bedrock_usage_daily` asset's step, which ends the
     attempt."""
     store = store or StateStore()
-    connection = get_connection(name, store)
-    attempts.begin(store, name, run_id, day_range)
-    fetches = _fetch(connection, day_range, open_connection, progress, options)
+    connection = get_connection(connection_id, store)
+    attempts.begin(store, connection_id, run_id, day_range)
+    fetches = _fetch(connection, day_range, open_db, progress, options)
     release_garbage()  # the regions' clients, before the store needs the memory
-    store.set_phase(name, attempts.WRITING, [f.region for f in fetches if not f.ok])
+    store.set_phase(connection_id, attempts.WRITING, [f.region for f in fetches if not f.ok])
     if any(f.ok for f in fetches):
         fetched_at = now_utc()
-        with open_connection() as warehouse:
+        with open_db() as db:
 
             def write() -> None:
                 # The warehouse lock orders this write and a purge: after a purge
                 # committed, nothing of the connection may be written again.
                 ensure_still_connected(store, connection)
-                store_fetches(warehouse, name, connection.account_id, fetches, fetched_at)
+                store_fetches(db, connection_id, connection.account_id, fetches, fetched_at)
 
-            atomically(warehouse, write, connection_id=name)
+            atomically(db, write, connection_id=connection_id)
         for fetch in fetches:
             fetch.release_datapoints()  # stored: a run over many connections keeps only counts
         release_freed_memory()
@@ -98,7 +98,7 @@ def ensure_still_connected(store: StateStore, connection: Connection) -> None:
 def _fetch(
     connection: Connection,
     day_range: DayRange,
-    open_connection: WarehouseOpener,
+    open_db: WarehouseOpener,
     progress: SyncProgress,
     options: SyncOptions,
 ) -> list[RegionFetch]:
@@ -119,22 +119,26 @@ def _fetch(
         connection.connection_id, connection.account_id, connection.regions, session
     )
     return fetch_regions(
-        target, day_range, open_connection, progress.on_region_done, progress.on_progress, options
+        target, day_range, open_db, progress.on_region_done, progress.on_progress, options
     )
 
 
 def _record_fetches(store: StateStore, connection: Connection, fetches: list[RegionFetch]) -> None:
-    name = connection.connection_id
+    connection_id = connection.connection_id
     for fetch in fetches:
         if fetch.failure is None:
-            store.record_region_success(name, fetch.region, str(fetch.day_range.last))
+            store.record_region_success(connection_id, fetch.region, str(fetch.day_range.last))
             store.log_event(
-                name, "fetch", "ok", f"{fetch.day_range}: {fetch.summary()}", region=fetch.region
+                connection_id,
+                "fetch",
+                "ok",
+                f"{fetch.day_range}: {fetch.summary()}",
+                region=fetch.region,
             )
         else:
             failure = fetch.failure
             store.record_region_failure(
-                name,
+                connection_id,
                 fetch.region,
                 str(failure.kind),
                 failure.code,
@@ -142,7 +146,7 @@ def _record_fetches(store: StateStore, connection: Connection, fetches: list[Reg
                 failure.next_action,
             )
             store.log_event(
-                name,
+                connection_id,
                 "fetch",
                 "failed",
                 f"{fetch.day_range}: {failure.message}",

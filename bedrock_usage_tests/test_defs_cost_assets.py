@@ -8,7 +8,7 @@ from decimal import Decimal
 import duckdb
 
 from bedrock_usage.days import DayRange
-from bedrock_usage.defs.costs import weekly_prices_schedule
+from bedrock_usage.defs.cost_assets import weekly_prices_schedule
 from bedrock_usage.defs.definitions import defs
 from bedrock_usage.defs.local_runs import instance, run_sync
 
