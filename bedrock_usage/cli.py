@@ -800,12 +800,15 @@ def prices_refresh(regions: tuple[str, ...]) -> None:
             f"  not in AWS's price list for Bedrock: {', '.join(report.regions_not_listed)} "
             "(check the region's name; Bedrock may not be sold there)."
         )
-    if report.not_read:
-        kinds = ", ".join(f"{kind} {rows}" for kind, rows in report.not_read.items())
+    if report.tiers:
+        tiers = ", ".join(f"{tier} {rows}" for tier, rows in report.tiers.items())
         click.echo(
-            f"  not read, as CloudWatch's token counts cannot tell them apart: {kinds} "
-            "(rows; the estimate prices the tokens CloudWatch counts at the standard rate)."
+            f"  stored as tiers of their own (token types such as output:batch): {tiers} "
+            "(rows). The estimate prices the tokens CloudWatch counts at the standard rate: "
+            "CloudWatch cannot tell these tiers apart."
         )
+    if report.offers_not_published:
+        click.echo(f"  offers not published there: {', '.join(report.offers_not_published)}.")
     for name, names_regions in report.unknown_names.items():
         click.echo(
             f"  not mapped to a model id: {name!r} ({', '.join(names_regions)}): add it to "

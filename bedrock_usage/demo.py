@@ -62,7 +62,7 @@ def start_demo_emulator(denied: list[list[str]] | None = None) -> tuple[Emulator
 
 
 def run_demo(days: int = 30) -> None:
-    warehouse = warehouse_path()
+    warehouse_file = warehouse_path()
     aws, keys = start_demo_emulator()
     try:
         os.environ["AWS_ENDPOINT_URL"] = aws.endpoint_url
@@ -82,7 +82,7 @@ def run_demo(days: int = 30) -> None:
             _evaluate_permission_sensor(after_event_id=newest[0].event_id if newest else 0)
     finally:
         aws.stop()
-    _print_summary(warehouse)
+    _print_summary(warehouse_file)
 
 
 def _forget_previous_demo() -> None:
@@ -216,8 +216,8 @@ def _evaluate_permission_sensor(after_event_id: int) -> None:
     permission_failure_sensor(context)
 
 
-def _print_summary(warehouse) -> None:
-    with open_warehouse(warehouse, read_only=True) as db:
+def _print_summary(warehouse_file) -> None:
+    with open_warehouse(warehouse_file, read_only=True) as db:
         summary = db.execute(
             """
             SELECT account_id, region, api_endpoint, model_id,
@@ -243,7 +243,7 @@ def _print_summary(warehouse) -> None:
             f"{health.failure_next_action}\n"
             f"({DENIED[1]}'s earlier rows are kept; 'bedrock-usage status {DENIED[0]}' shows it.)"
         )
-    snapshot = snapshot_path(warehouse)
+    snapshot = snapshot_path(warehouse_file)
     click.echo(
         "\nNext steps:\n"
         f"  1. Query the table in the analysts' copy, refreshed after every sync ({snapshot}):\n"

@@ -31,13 +31,14 @@ class PriceRefresh:
     regions_read: list[str]
     regions_not_listed: list[str]
     unknown_names: dict[str, list[str]]
-    not_read: dict[str, int]  # rows left out by kind (batch, long context, ...)
+    tiers: dict[str, int]  # rows stored as a tier of their own, by tier (batch, ...)
+    offers_not_published: list[str]
     # (model_id, region, token_type, AWS price, shipped price) per million tokens
     differences: list[tuple[str, str, str, Decimal, Decimal]] = field(default_factory=list)
 
 
 def refresh_prices(
-    open_db: WarehouseOpener, warehouse: Path, regions: list[str], base_url: str
+    open_db: WarehouseOpener, location: Path, regions: list[str], base_url: str
 ) -> PriceRefresh:
     """Read the offer files of `regions`, merge their prices into the warehouse in one
     transaction (keeping history), and refresh the analysts' copy. Nothing is written
@@ -53,14 +54,15 @@ def refresh_prices(
     with open_db() as db:
         with transaction(db):
             changed = store_prices(db, offer.rows)
-        publish_snapshot(db, warehouse, {})
+        publish_snapshot(db, location, {})
     return PriceRefresh(
         rows_read=len(offer.rows),
         rows_changed=changed,
         regions_read=offer.regions_read,
         regions_not_listed=offer.regions_not_listed,
         unknown_names={name: sorted(r) for name, r in sorted(offer.unknown_names.items())},
-        not_read=dict(sorted(offer.not_read.items())),
+        tiers=dict(sorted(offer.tiers.items())),
+        offers_not_published=offer.offers_not_published,
         differences=cross_check(offer.rows),
     )
 

@@ -387,21 +387,21 @@ def _is_analysts_copy(path: Path) -> bool:
     return "bedrock_usage_daily" in tables and "cloudwatch_daily_datapoints" not in tables
 
 
-def snapshot_path(warehouse: Path | str | None = None) -> Path:
+def snapshot_path(warehouse_file: Path | str | None = None) -> Path:
     """The analysts' copy of `warehouse`: BEDROCK_USAGE_SNAPSHOT, or
     <warehouse>.snapshot.duckdb. It is replaced after every sync, so it may be no file
     that holds anything else."""
-    warehouse = Path(warehouse).resolve() if warehouse else warehouse_path()
+    warehouse_file = Path(warehouse_file).resolve() if warehouse_file else warehouse_path()
     raw = _raw(SNAPSHOT.name)
     if raw == "":
         raise SettingsError(SNAPSHOT.name, "", "name a file, or unset it")
     if not raw:
-        return warehouse.with_name(f"{warehouse.stem}.snapshot{warehouse.suffix}")
+        return warehouse_file.with_name(f"{warehouse_file.stem}.snapshot{warehouse_file.suffix}")
     path = Path(raw).expanduser().resolve()
     if path.is_dir():
         raise SettingsError(SNAPSHOT.name, str(path), "it is a directory, not a file")
     _refuse_own_files(SNAPSHOT.name, path)
-    if path in (warehouse, Path(f"{warehouse}.wal")):
+    if path in (warehouse_file, Path(f"{warehouse_file}.wal")):
         raise SettingsError(
             SNAPSHOT.name,
             str(path),

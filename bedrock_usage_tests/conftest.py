@@ -171,14 +171,16 @@ def cli_in_process(aws, home):
 
 
 class OfferFiles(SimpleHTTPRequestHandler):
-    """AWS's layout: /offers/v1.0/aws/AmazonBedrock/current/region_index.json and
-    /offers/v1.0/aws/AmazonBedrock/<version>/<region>/index.json."""
+    """AWS's layout: /offers/v1.0/aws/<offer>/current/region_index.json and
+    /offers/v1.0/aws/<offer>/<version>/<region>/index.json, from <folder>/<offer>/; an
+    offer without a folder answers 404, as an unpublished one does."""
 
     def translate_path(self, path):
         parts = path.split("?")[0].strip("/").split("/")
+        offer = Path(self.directory) / parts[3]
         if parts[-1] == "region_index.json":
-            return str(Path(self.directory) / "region_index.json")
-        return str(Path(self.directory) / parts[-2] / parts[-1])
+            return str(offer / "region_index.json")
+        return str(offer / parts[-2] / parts[-1])
 
     def log_message(self, *args):
         pass
@@ -186,8 +188,9 @@ class OfferFiles(SimpleHTTPRequestHandler):
 
 @pytest.fixture
 def price_list(tmp_path):
-    """A local HTTP server over a copy of trimmed AmazonBedrock offer files in AWS's
-    format (bedrock_usage_tests/price_list; a test may edit its copy): (folder, URL)."""
+    """A local HTTP server over a copy of trimmed Bedrock offer files in AWS's format
+    (bedrock_usage_tests/price_list: AmazonBedrock, and AmazonBedrockFoundationModels with
+    Marketplace rows; a test may edit its copy): (folder, URL)."""
     root = tmp_path / "offers"
     shutil.copytree(Path(__file__).parent / "price_list", root)
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(OfferFiles, directory=str(root)))

@@ -17,6 +17,9 @@ from bedrock_usage.pricing.prices import shipped_prices
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 NOVA_LITE = "amazon.nova-lite-v1:0"
+NOVA_PRO = "amazon.nova-pro-v1:0"
+HAIKU_45 = "anthropic.claude-haiku-4-5-20251001-v1:0"
+SONNET_45 = "anthropic.claude-sonnet-4-5-20250929-v1:0"
 
 
 def _offer(*rows: tuple[str, dict, str]) -> dict:
@@ -53,22 +56,49 @@ def test_offer_files_give_on_demand_token_prices_per_region_as_decimals(price_li
     _, url = price_list
     offer = fetch_offer_prices(["us-east-1", "eu-west-1", "ap-south-9"], url)
     start = date(2025, 11, 1)
-    assert _prices(offer.rows) == [
+    assert _prices(r for r in offer.rows if r.source == "aws-price-list:AmazonBedrock") == [
         ("amazon.nova-2-lite-v1:0", "global", "us-east-1", "input", Decimal("0.3"), start),
         (NOVA_LITE, "in_region", "us-east-1", "cache_read", Decimal("0.015"), start),
         (NOVA_LITE, "in_region", "us-east-1", "input", Decimal("0.06"), start),
+        (NOVA_LITE, "in_region", "us-east-1", "input:batch", Decimal("0.03"), start),
         (NOVA_LITE, "in_region", "us-east-1", "output", Decimal("0.24"), start),
+        (NOVA_PRO, "in_region", "us-east-1", "input:flex", Decimal("0.4"), start),
         (HAIKU, "in_region", "eu-west-1", "input", Decimal("0.3"), start),
         (HAIKU, "in_region", "eu-west-1", "output", Decimal("1.5"), start),
         (HAIKU, "in_region", "us-east-1", "input", Decimal("0.25"), start),
         (HAIKU, "in_region", "us-east-1", "output", Decimal("1.25"), start),
-    ]  # batch, provisioned, flex, images and volume tiers are not read
-    assert offer.unknown_names == {"Claude Fable 9": {"us-east-1"}}
+    ]  # provisioned throughput (hours), images and volume tiers are not token prices
+    assert offer.unknown_names == {"Claude Fable 9": {"us-east-1"}}  # in both offers
     assert offer.regions_read == ["us-east-1", "eu-west-1"]
     assert offer.regions_not_listed == ["ap-south-9"]
+    assert offer.offers_not_published == ["AmazonBedrockService"]
+
+
+def test_marketplace_rows_price_claude_4_per_million_tokens_by_scope_and_tier(price_list):
+    """Models sold through AWS Marketplace on Bedrock are priced in another offer, named
+    by servicename, one usage type per token type ("Units": a million tokens); both the
+    older (InputTokenCount_Global) and newer (input_tokens_global_standard) spellings."""
+    _, url = price_list
+    offer = fetch_offer_prices(["us-east-1"], url)
+    rows = [r for r in offer.rows if r.source == "aws-price-list:AmazonBedrockFoundationModels"]
+    start = date(2025, 11, 1)
+    assert _prices(rows) == [
+        (HAIKU_45, "global", "us-east-1", "cache_read", Decimal("0.1"), start),
+        (HAIKU_45, "global", "us-east-1", "input", Decimal("1"), start),
+        (HAIKU_45, "global", "us-east-1", "output", Decimal("5"), start),
+        (HAIKU_45, "in_region", "us-east-1", "cache_write", Decimal("1.375"), start),
+        (HAIKU_45, "in_region", "us-east-1", "input", Decimal("1.1"), start),
+        (HAIKU_45, "in_region", "us-east-1", "output", Decimal("5.5"), start),
+        (SONNET_45, "global", "us-east-1", "input:batch", Decimal("1.5"), start),
+        (SONNET_45, "global", "us-east-1", "input:long_context", Decimal("6"), start),
+        (SONNET_45, "global", "us-east-1", "output", Decimal("15"), start),
+        (SONNET_45, "in_region", "us-east-1", "input", Decimal("3.3"), start),
+    ]  # the search-units row prices no tokens
+    assert offer.tiers == {"batch": 2, "flex": 1, "long_context": 1}
 
 
 def test_tiers_one_hour_cache_writes_and_mantle_rows_are_never_read_as_the_standard_price():
+    """Tier rows are kept as token types of their own, never as the standard price."""
     haiku = {"model": "Claude 3 Haiku", "feature": "On-demand Inference"}
     output, write = (
         {**haiku, "inferenceType": "Output tokens"},
@@ -94,25 +124,31 @@ def test_tiers_one_hour_cache_writes_and_mantle_rows_are_never_read_as_the_stand
         datetime(2026, 1, 1),
     )
     start = date(2025, 11, 1)
-    assert _prices(offer.rows) == [
+    assert _prices(r for r in offer.rows if ":" not in r.token_type) == [
         (HAIKU, "in_region", "us-east-1", "cache_write", Decimal("0.3"), start),
         (HAIKU, "in_region", "us-east-1", "cache_write_1h", Decimal("0.5"), start),
         (HAIKU, "in_region", "us-east-1", "output", Decimal("1.25"), start),
         ("openai.gpt-oss-120b", "in_region", "us-east-1", "input", Decimal("0.15"), start),
         ("openai.gpt-oss-120b", "in_region", "us-east-1", "output", Decimal("0.6"), start),
     ]
-    assert offer.not_read == {
-        "long context": 2,
-        "batch": 1,
-        "flex tier": 1,
-        "mantle priority tier": 1,
-    }
+    tiers = [r for r in offer.rows if ":" in r.token_type]
+    assert _prices(tiers) == [
+        (HAIKU, "global", "us-east-1", "output:long_context", Decimal("2.5"), start),
+        (HAIKU, "in_region", "us-east-1", "output:batch", Decimal("0.625"), start),
+        (HAIKU, "in_region", "us-east-1", "output:flex", Decimal("0.625"), start),
+        (HAIKU, "in_region", "us-east-1", "output:long_context", Decimal("2.5"), start),
+        ("openai.gpt-oss-120b", "in_region", "us-east-1", "output:mantle_priority",
+         Decimal("1.2"), start),
+    ]  # fmt: skip
+    assert offer.tiers == {"long_context": 2, "batch": 1, "flex": 1, "mantle_priority": 1}
     assert offer.unknown_names == {}
 
 
 def test_a_file_in_another_format_is_an_error_not_an_empty_price_list(price_list):
     root, url = price_list
-    (root / "us-east-1" / "index.json").write_text(json.dumps({"formatVersion": "v2"}))
+    (root / "AmazonBedrock" / "us-east-1" / "index.json").write_text(
+        json.dumps({"formatVersion": "v2"})
+    )
     with pytest.raises(PriceListError, match="no 'products'"):
         fetch_offer_prices(["us-east-1"], url)
 
@@ -132,12 +168,16 @@ def test_refresh_stores_prices_keeps_history_and_reports_what_differs(cli, home,
     env = {"BEDROCK_USAGE_PRICE_LIST_URL": url}
     result = cli("prices", "refresh", "--region", "us-east-1", "--region", "eu-west-1", env=env)
     assert result.returncode == 0, result.stderr
-    assert "Read 8 prices for us-east-1, eu-west-1" in result.stdout
+    # 10 of AmazonBedrock (2 of them tiers) and 10 of the Marketplace offer (2 tiers).
+    assert "Read 20 prices for us-east-1, eu-west-1" in result.stdout
+    assert "stored as tiers of their own" in result.stdout
+    assert "batch 2, flex 1, long_context 1 (rows)" in result.stdout
+    assert "offers not published there: AmazonBedrockService" in result.stdout
     assert "'Claude Fable 9' (us-east-1)" in result.stdout
     assert f"{HAIKU} eu-west-1 input: AWS 0.3 vs 0.25" in result.stdout
     # AWS announces that Haiku's input price in us-east-1 falls in 30 days.
     lowered_on = utc_today() + timedelta(days=30)
-    offer_path = root / "us-east-1" / "index.json"
+    offer_path = root / "AmazonBedrock" / "us-east-1" / "index.json"
     offer = json.loads(offer_path.read_text())
     term = offer["terms"]["OnDemand"]["3RQ2WV4XQ8F6BZ3D"]
     [(code, details)] = term.items()
@@ -206,3 +246,27 @@ def test_the_shipped_snapshot_is_genai_prices_data_exactly():
     haiku = {r.token_type: r.usd_per_million_tokens for r in shipped_prices()
              if r.model_id == HAIKU and r.price_scope == "in_region"}  # fmt: skip
     assert haiku == {"input": Decimal("0.25"), "output": Decimal("1.25")}
+
+
+def test_the_emulators_price_list_reads_back_as_the_shipped_prices():
+    """The demo's offline Price List: every shipped price in force of a model with a known
+    name comes back through the offer it is sold in (Anthropic's through the Marketplace,
+    whose geo profiles pay the in-region rate, so it lists no geo rows)."""
+    from bedrock_usage.emulator import price_list
+    from bedrock_usage.pricing.price_list import known_names
+
+    named = set(known_names().values())
+    expected = {
+        (r.model_id, r.price_scope, r.token_type, r.usd_per_million_tokens)
+        for r in shipped_prices()
+        if r.model_id in named and r.effective_to is None and r.region in ("*", "us-east-1")
+        and not (r.model_id.startswith("anthropic.") and r.price_scope == "geo")
+    }  # fmt: skip
+    with price_list.serving(["us-east-1"]) as url:
+        offer = fetch_offer_prices(["us-east-1"], url)
+    assert {(r.model_id, r.price_scope, r.token_type, r.usd_per_million_tokens)
+            for r in offer.rows} == expected  # fmt: skip
+    sources = {r.source for r in offer.rows if r.model_id.startswith("anthropic.")}
+    assert sources == {"aws-price-list:AmazonBedrockFoundationModels"}
+    assert offer.unknown_names == {} and offer.offers_not_published == []
+    assert any(r.model_id.startswith("anthropic.") for r in offer.rows)

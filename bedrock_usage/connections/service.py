@@ -246,7 +246,7 @@ def disconnect(
     connection_id: str,
     purge_usage: bool = False,
     store: StateStore | None = None,
-    warehouse: Path | None = None,
+    location: Path | None = None,
 ) -> int:
     """Delete the stored credentials now; usage history stays unless `purge_usage`.
     Returns the usage rows purged.
@@ -256,7 +256,7 @@ def disconnect(
     again (see `ensure_still_connected`). A purge interrupted after the credentials
     went is completed by running the same command again."""
     store = store or StateStore()
-    path = warehouse or warehouse_target()
+    path = location or warehouse_target()
     connection = store.get(connection_id)
     if connection is None:
         if purge_usage and stored_connection_rows(path, connection_id):

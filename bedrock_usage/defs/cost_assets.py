@@ -62,7 +62,8 @@ def bedrock_prices(
             "rows_read": report.rows_read,
             "rows_changed": report.rows_changed,
             "names_not_mapped": dg.MetadataValue.json(report.unknown_names),
-            "rows_not_read_by_kind": dg.MetadataValue.json(report.not_read),
+            "tier_rows_stored_apart": dg.MetadataValue.json(report.tiers),
+            "offers_not_published": dg.MetadataValue.json(report.offers_not_published),
             "differences_from_shipped": dg.MetadataValue.json(
                 [[m, r, t, str(a), str(s)] for m, r, t, a, s in report.differences]
             ),

@@ -172,11 +172,14 @@ COLUMN_COMMENTS: dict[str, dict[str, str]] = {
         "global (global. profiles).",
         "region": "The AWS region the price is for, or * for every region.",
         "token_type": "input, output, cache_read, cache_write (five-minute) or cache_write_1h "
-        "(one-hour; the estimate cannot tell the two apart and uses cache_write).",
+        "(one-hour; the estimate cannot tell the two apart and uses cache_write); a tier's "
+        "own price is the token type and the tier, e.g. output:batch, input:long_context, "
+        "output:flex, input:mantle_priority (never used by the estimate).",
         "usd_per_million_tokens": "List price in USD per million tokens.",
         "effective_from": "First day the price applies (UTC).",
         "effective_to": "First day it no longer applies; NULL while in force.",
-        "source": "aws-price-list:AmazonBedrock, or the shipped genai-prices snapshot.",
+        "source": "aws-price-list:<offer> (AmazonBedrock, AmazonBedrockFoundationModels or "
+        "AmazonBedrockService), or the shipped genai-prices snapshot.",
         "read_at": "When the source was read (UTC).",
     },
 }

@@ -405,7 +405,7 @@ def _with_owed(
 
 def publish_snapshot(
     db: duckdb.DuckDBPyConnection,
-    warehouse: Path | str | Lake,
+    location: Path | str | Lake,
     changed: dict[str, DayRange | None] | None = None,
 ) -> Path | None:
     """Refresh the analysts' copy of the usage tables, the prices and the cost views, as
@@ -419,7 +419,7 @@ def publish_snapshot(
     costs the same however much history is stored. Without it, or without a previous
     copy of this schema, the copy is built whole. A DuckLake has no copy (None):
     analysts attach the lake, whose snapshots never block a writer."""
-    if isinstance(warehouse, Lake):
+    if isinstance(location, Lake):
         return None  # analysts attach the lake itself: nothing to copy
     owed_ids = [
         window_id
@@ -427,7 +427,7 @@ def publish_snapshot(
     ]
     if changed is not None:
         changed = _with_owed(changed, unpublished_windows(db))
-    target = snapshot_path(warehouse)
+    target = snapshot_path(location)
     staging = target.with_name(f"{target.name}.tmp")
     for leftover in (staging, staging.with_name(f"{staging.name}.wal")):
         leftover.unlink(missing_ok=True)
