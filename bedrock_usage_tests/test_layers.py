@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bedrock_usage"
 LAYERS = [
     {"days", "errors", "settings", "memory", "processes"},
     {"frames", "extraction", "pricing"},  # DuckDB-and-pandas glue, boto3, list prices
-    {"shaping", "emulator"},
+    {"shaping", "emulator", "billing"},  # billing: reading a CUR 2.0 export
     {"storage"},
     {"connections"},  # connect, verify, edit, rotate, disconnect; the state store
     {"sync"},  # one sync attempt: fetch and store, its phases and outcome, progress

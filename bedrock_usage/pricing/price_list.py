@@ -197,24 +197,15 @@ def _read_row(attributes: dict):
 
 def _read_marketplace_row(attributes: dict, body: str):
     name = attributes.get("servicename", "").removesuffix(MARKETPLACE_EDITION)
-    words = re.sub(r"[-_]", "", body.lower())
-    if "cacheread" in words:
-        token_type = "cache_read"
-    elif "cachewrite" in words:
-        token_type = "cache_write_1h" if re.search(r"1h(our)?", words) else "cache_write"
-    elif "input" in words:
-        token_type = "input"
-    elif "output" in words or "response" in words:
-        token_type = "output"
-    elif "token" in words:
-        return _Unknown(f"{name} ({attributes.get('usagetype', '')})")
-    else:
+    token_type = _marketplace_token(body)
+    if token_type is None:
+        if "token" in body.lower():
+            return _Unknown(f"{name} ({attributes.get('usagetype', body)})")
         return None  # images, requests, search units: not tokens
     model_id = known_names().get(name)
     if model_id is None:
         return _Unknown(name)
-    scope = "global" if "global" in words else "in_region"
-    return model_id, scope, token_type, _tier(body), {MARKETPLACE_UNIT: Decimal(1)}
+    return model_id, _body_scope(body), token_type, _tier(body), {MARKETPLACE_UNIT: Decimal(1)}
 
 
 def _count(into: OfferPrices, tier: str) -> None:
@@ -282,3 +273,83 @@ def _get_json(url: str, timeout: float) -> dict:
         raise PriceListError(f"{url} could not be reached: {reason}.") from None
     except json.JSONDecodeError:
         raise PriceListError(f"{url} did not return JSON.") from None
+
+
+@dataclass(frozen=True)
+class UsageTypeReading:
+    """What a usage type (a Price List row's or a bill's line item's) says: the model id
+    (None when its name is not known), token type (None for a line that counts no
+    tokens), tier (None: standard) and price scope."""
+
+    model_id: str | None
+    token_type: str | None
+    tier: str | None
+    scope: str
+
+
+FIRST_PARTY_USAGE = re.compile(
+    r"^[A-Z0-9]+-(?P<key>.+?)-(?P<token>input-tokens|output-tokens|"
+    r"cache-read-input-token-count|cache-write-input-token-count)(?P<rest>.*)$"
+)
+FIRST_PARTY_TOKENS = {
+    "input-tokens": "input",
+    "output-tokens": "output",
+    "cache-read-input-token-count": "cache_read",
+    "cache-write-input-token-count": "cache_write",
+}
+
+
+def usage_type_reading(usage_type: str, product_name: str = "") -> UsageTypeReading:
+    """Read a usage type as the bill writes it: AmazonBedrock's
+    (`USE1-Claude3Haiku-input-tokens-cross-region-global`, the model named in it as the
+    Price List names it, without spaces), the Marketplace's
+    (`USE1-MP:USE1_OutputTokenCount_Global-Units`, the model named by `product_name`) and
+    the mantle endpoint's (`USE1-openai.gpt-oss-120b-mantle-input-tokens-priority`)."""
+    mantle = MANTLE_USAGE.match(usage_type)
+    if mantle:
+        tier = mantle["tier"] or "standard"
+        return UsageTypeReading(
+            mantle["model"],
+            mantle["kind"],
+            None if tier == "standard" else f"mantle_{tier.replace('-', '_')}",
+            "in_region",
+        )
+    marketplace = MARKETPLACE_USAGE.search(usage_type)
+    if marketplace:
+        body = marketplace["body"]
+        name = product_name.removesuffix(MARKETPLACE_EDITION)
+        return UsageTypeReading(
+            known_names().get(name), _marketplace_token(body), _tier(body), _body_scope(body)
+        )
+    first_party = FIRST_PARTY_USAGE.match(usage_type)
+    if not first_party:
+        return UsageTypeReading(None, None, None, "in_region")
+    token_type = FIRST_PARTY_TOKENS[first_party["token"]]
+    rest = first_party["rest"].lower()
+    if token_type == "cache_write" and re.search(r"1-?h(our)?", rest):
+        token_type = "cache_write_1h"
+    segments = [s for s in first_party["key"].split("-") if _tier(s) is None]
+    model_id = _compact_names().get("".join(segments))
+    return UsageTypeReading(model_id, token_type, _tier(usage_type), _scope(usage_type))
+
+
+@cache
+def _compact_names() -> dict[str, str]:
+    return {name.replace(" ", ""): model_id for name, model_id in known_names().items()}
+
+
+def _marketplace_token(body: str) -> str | None:
+    words = re.sub(r"[-_]", "", body.lower())
+    if "cacheread" in words:
+        return "cache_read"
+    if "cachewrite" in words:
+        return "cache_write_1h" if re.search(r"1h(our)?", words) else "cache_write"
+    if "input" in words:
+        return "input"
+    if "output" in words or "response" in words:
+        return "output"
+    return None
+
+
+def _body_scope(body: str) -> str:
+    return "global" if "global" in body.lower() else "in_region"

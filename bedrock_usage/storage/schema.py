@@ -161,6 +161,36 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        # What AWS billed for Bedrock, from a billing source's CUR 2.0 export
+        # (`billing/cur.py`), a billing period replaced whole each time it is read.
+        5,
+        """
+        CREATE TABLE bedrock_billed_daily (
+            billing_source VARCHAR NOT NULL,
+            billing_period VARCHAR NOT NULL,
+            usage_date DATE NOT NULL,
+            payer_account_id VARCHAR NOT NULL,
+            account_id VARCHAR NOT NULL,
+            region VARCHAR NOT NULL,
+            product_code VARCHAR NOT NULL,
+            usage_type VARCHAR NOT NULL,
+            model_id VARCHAR,
+            token_type VARCHAR,
+            service_tier VARCHAR NOT NULL,
+            price_scope VARCHAR NOT NULL,
+            line_item_type VARCHAR NOT NULL,
+            usage_amount DOUBLE NOT NULL,
+            pricing_unit VARCHAR NOT NULL,
+            tokens BIGINT,
+            unblended_cost_usd DECIMAL(24,10) NOT NULL,
+            net_unblended_cost_usd DECIMAL(24,10) NOT NULL,
+            iam_principal VARCHAR NOT NULL,
+            tags VARCHAR NOT NULL,
+            read_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
 )
 
 

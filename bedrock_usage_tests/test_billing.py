@@ -1,0 +1,159 @@
+"""The bill: Bedrock's line items of a CUR 2.0 export, as AWS lays it out in S3 (the
+emulator's, over HTTP), read with a credential of the export bucket's own and stored per
+billing period, exact to the token and the cent."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+import boto3
+import duckdb
+import pytest
+
+from bedrock_usage.billing.cur import (
+    BillingExportError,
+    ExportLocation,
+    billing_periods,
+    read_period,
+)
+from bedrock_usage.emulator.cur_export import CurLine, write_cur_export
+from bedrock_usage.storage.billed import replace_billing_period
+from bedrock_usage.storage.warehouse import open_warehouse, transaction
+
+from .conftest import ACCOUNT, OTHER_ACCOUNT, session_for
+
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
+HAIKU_45 = "anthropic.claude-haiku-4-5-20251001-v1:0"
+BILLING_READER = {  # the billing source's policy: the export's prefix, read-only
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"],
+                   "Resource": "*"}],
+}  # fmt: skip
+MP = "AmazonBedrockFoundationModels"
+HAIKU_45_NAME = "Claude Haiku 4.5 (Amazon Bedrock Edition)"
+SEARCH = "arn:aws:iam::111122223333:role/SearchRankerRole"
+
+
+@pytest.fixture
+def export(aws):
+    """An export bucket in the payer account and a key that may only read it."""
+    admin = aws.create_reader(ACCOUNT, "billing-admin", policy={
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+    })  # fmt: skip
+    writer = session_for(admin).client("s3", region_name="us-east-1")
+    writer.create_bucket(Bucket="payer-cur")
+    reader = session_for(aws.create_reader(ACCOUNT, "billing-reader", policy=BILLING_READER))
+    return writer, reader.client("s3", region_name="us-east-1")
+
+
+def _lines(day: date) -> list[CurLine]:
+    at = datetime(day.year, day.month, day.day, 3)
+    later = datetime(day.year, day.month, day.day, 17)
+    return [
+        # Marketplace: two hours of one usage type sum into the day (1.234567M tokens).
+        CurLine(at, ACCOUNT, MP, "USE1-MP:USE1_InputTokenCount-Units", 1.0, "Units", 1.1,
+                product_name=HAIKU_45_NAME, iam_principal=SEARCH, tags={"user_team": "search"}),
+        CurLine(later, ACCOUNT, MP, "USE1-MP:USE1_InputTokenCount-Units", 0.234567, "Units",
+                0.2580237, product_name=HAIKU_45_NAME, iam_principal=SEARCH,
+                tags={"user_team": "search"}),
+        CurLine(at, ACCOUNT, MP, "USE1-MP:USE1_OutputTokenCount_Global-Units", 0.098765,
+                "Units", 0.493825, product_name=HAIKU_45_NAME, iam_principal=SEARCH,
+                tags={"user_team": "search"}),
+        # A discount on the same usage, kept apart from the usage line.
+        CurLine(at, ACCOUNT, MP, "USE1-MP:USE1_InputTokenCount-Units", 0.0, "Units", -0.13,
+                line_item_type="Discount", product_name=HAIKU_45_NAME,
+                iam_principal=SEARCH, tags={"user_team": "search"}),
+        # AmazonBedrock's own: the model is named in the usage type; another account.
+        CurLine(at, OTHER_ACCOUNT, "AmazonBedrock", "USE1-Claude3Haiku-input-tokens", 1500.0,
+                "1K tokens", 0.375, payer_account_id=ACCOUNT),
+        # The mantle endpoint's priority tier.
+        CurLine(at, ACCOUNT, "AmazonBedrock",
+                "USE1-openai.gpt-oss-120b-mantle-output-tokens-priority", 200.0, "1K tokens",
+                0.24),
+        # A model this version has no name for, and a credit.
+        CurLine(at, ACCOUNT, MP, "USE1-MP:USE1_InputTokenCount-Units", 0.5, "Units", 4.5,
+                product_name="Claude Fable 9 (Amazon Bedrock Edition)"),
+        CurLine(at, ACCOUNT, "AmazonBedrock", "USE1-Claude3Haiku-input-tokens", 0.0,
+                "1K tokens", -1.0, line_item_type="Credit"),
+        # Not Bedrock: left out.
+        CurLine(at, ACCOUNT, "AmazonEC2", "USE1-BoxUsage:t3.micro", 24.0, "Hrs", 0.2496),
+    ]  # fmt: skip
+
+
+def _rows(home_db, sql):
+    with duckdb.connect(str(home_db), read_only=True) as db:
+        return db.execute(sql).fetchall()
+
+
+def test_a_billing_period_is_read_exactly_and_replaced_whole(export, tmp_path):
+    writer, reader = export
+    day = date(2026, 11, 3)
+    write_cur_export(writer, "payer-cur", "cur2", "bedrock-cur", "2026-11", _lines(day))
+    location = ExportLocation.parse("s3://payer-cur/cur2/bedrock-cur/")
+    periods = billing_periods(reader, location)
+    assert list(periods) == ["2026-11"]
+    lines = read_period(reader, location, "2026-11", periods["2026-11"])
+    warehouse = tmp_path / "warehouse.duckdb"
+    read_at = datetime(2026, 12, 1)
+    with open_warehouse(warehouse) as db, transaction(db):
+        assert replace_billing_period(db, "payer", "2026-11", lines, read_at) == 7
+    query = (
+        "SELECT account_id, product_code, model_id, token_type, service_tier, price_scope, "
+        "line_item_type, tokens, unblended_cost_usd, iam_principal, tags "
+        "FROM bedrock_billed_daily ORDER BY ALL"  # NULLs last
+    )
+    team = '{"user_team":"search"}'
+    assert _rows(warehouse, query) == [
+        (ACCOUNT, "AmazonBedrock", HAIKU, "input", "standard", "in_region", "Credit", 0,
+         Decimal("-1"), "", "{}"),
+        (ACCOUNT, "AmazonBedrock", "openai.gpt-oss-120b", "output", "mantle_priority",
+         "in_region", "Usage", 200_000, Decimal("0.24"), "", "{}"),
+        (ACCOUNT, MP, HAIKU_45, "input", "standard", "in_region", "Discount", 0,
+         Decimal("-0.13"), SEARCH, team),
+        (ACCOUNT, MP, HAIKU_45, "input", "standard", "in_region", "Usage", 1_234_567,
+         Decimal("1.3580237"), SEARCH, team),
+        (ACCOUNT, MP, HAIKU_45, "output", "standard", "global", "Usage", 98_765,
+         Decimal("0.493825"), SEARCH, team),
+        (ACCOUNT, MP, None, "input", "standard", "in_region", "Usage", 500_000,
+         Decimal("4.5"), "", "{}"),
+        (OTHER_ACCOUNT, "AmazonBedrock", HAIKU, "input", "standard", "in_region", "Usage",
+         1_500_000, Decimal("0.375"), "", "{}"),
+    ]  # fmt: skip
+    assert _rows(warehouse, "SELECT DISTINCT usage_date, payer_account_id, billing_period "
+                 "FROM bedrock_billed_daily") == [(day, ACCOUNT, "2026-11")]  # fmt: skip
+
+    # AWS rewrites the open month: the new delivery replaces the period, nothing doubles.
+    write_cur_export(writer, "payer-cur", "cur2", "bedrock-cur", "2026-11", _lines(day)[:1])
+    lines = read_period(reader, location, "2026-11", billing_periods(reader, location)["2026-11"])
+    with open_warehouse(warehouse) as db, transaction(db):
+        assert replace_billing_period(db, "payer", "2026-11", lines, read_at) == 1
+    assert _rows(warehouse, "SELECT sum(tokens), sum(unblended_cost_usd) "
+                 "FROM bedrock_billed_daily") == [(1_000_000, Decimal("1.1"))]  # fmt: skip
+
+
+def test_an_export_that_is_not_cur_2_is_named_with_what_to_do(export):
+    writer, reader = export
+    with pytest.raises(BillingExportError, match="s3://bucket/prefix/export-name/"):
+        ExportLocation.parse("https://payer-cur/cur2")
+    writer.put_object(
+        Bucket="payer-cur",
+        Key="legacy/cur/metadata/BILLING_PERIOD=2026-11/cur-Manifest.json",
+        Body=b'{"columns": [{"name": "lineItem/UsageAmount"}], "dataFiles": []}',
+    )
+    location = ExportLocation.parse("s3://payer-cur/legacy/cur")
+    key = billing_periods(reader, location)["2026-11"]
+    with pytest.raises(BillingExportError, match="lack bill_payer_account_id"):
+        read_period(reader, location, "2026-11", key)
+
+
+def test_the_billing_credential_reads_the_export_and_nothing_else(aws, export):
+    """A key without s3:GetObject is refused by the emulator as AWS refuses it."""
+    writer, _ = export
+    write_cur_export(writer, "payer-cur", "cur2", "bedrock-cur", "2026-11",
+                     _lines(date(2026, 11, 3)))  # fmt: skip
+    cloudwatch_only = session_for(aws.create_reader(ACCOUNT)).client("s3", region_name="us-east-1")
+    location = ExportLocation.parse("s3://payer-cur/cur2/bedrock-cur/")
+    with pytest.raises(boto3.exceptions.botocore.exceptions.ClientError, match="AccessDenied"):
+        billing_periods(cloudwatch_only, location)
