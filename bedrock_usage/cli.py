@@ -876,6 +876,118 @@ def demo(days: int) -> None:
 
 
 @main.group()
+def billing() -> None:
+    """What AWS billed for Bedrock: a CUR 2.0 export (AWS Data Exports) read into
+    bedrock_billed_daily, beside the estimate."""
+
+
+@billing.command("connect")
+@click.argument("name")
+@click.option(
+    "--s3-uri",
+    required=True,
+    help="The export's folder: s3://bucket/prefix/export-name/ (holding data/ and metadata/).",
+)
+@with_auth_options
+@handles_errors
+def billing_connect(name, s3_uri, access_key_id, role_arn, external_id, profile):
+    """Verify and store a billing source, then read every billing period delivered.
+
+    Use a credential of the export bucket's own (typically in the payer account), never a
+    CloudWatch connection's key. It needs only this (BUCKET and PREFIX/export-name yours):
+
+    \b
+    {"Version": "2012-10-17", "Statement": [
+      {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::BUCKET",
+       "Condition": {"StringLike": {"s3:prefix": "PREFIX/*"}}},
+      {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::BUCKET/PREFIX/*"}]}
+
+    Verification checks that the bucket answers, at least one billing period is
+    delivered, and its newest period reads as CUR 2.0 (Parquet). If anything fails,
+    nothing is stored."""
+    from .bill_sync import connect_billing_source
+    from .storage.warehouse import open_warehouse, warehouse_target
+
+    auth = _auth_from_options(access_key_id, role_arn, external_id, profile)
+    target = warehouse_target()
+    read = connect_billing_source(name, s3_uri, auth, lambda: open_warehouse(target), target)
+    click.echo(
+        f"Connected billing source '{name}' ({s3_uri}): read {', '.join(read.periods)}, "
+        f"{read.rows} rows in bedrock_billed_daily."
+    )
+
+
+@billing.command("read")
+@click.option("--period", "periods", multiple=True, help="A billing period, YYYY-MM (repeatable).")
+@handles_errors
+def billing_read(periods):
+    """Read the billing sources' periods again (default: every period delivered); a
+    period is replaced whole, as AWS rewrites it until the month closes."""
+    from .bill_sync import read_bill
+    from .storage.warehouse import open_warehouse, warehouse_target
+
+    target = warehouse_target()
+    reads = read_bill(lambda: open_warehouse(target), target, list(periods) or None)
+    if not reads:
+        raise UserError(
+            "No billing source yet: 'bedrock-usage billing connect NAME --s3-uri ...'.",
+            ExitCode.NOT_FOUND,
+        )
+    for read in reads:
+        click.echo(
+            f"{read.billing_source}: {', '.join(read.periods) or 'no period'}, {read.rows} rows"
+        )
+
+
+@billing.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handles_errors
+def billing_status(as_json):
+    """Every billing source: its export, credential kind, last read and periods read."""
+    from .connections.store import StateStore
+
+    listing = [
+        {
+            "name": s["billing_source_id"],
+            "s3_uri": s["s3_uri"],
+            "auth_method": s["auth_method"],
+            "last_read_at": s["last_read_at"],
+            "periods_read": json.loads(s["periods_read"] or "[]"),
+        }
+        for s in StateStore().billing_sources()
+    ]
+    if as_json:
+        click.echo(json.dumps(listing, indent=2))
+        return
+    if not listing:
+        click.echo("No billing source: 'bedrock-usage billing connect NAME --s3-uri ...'.")
+    for item in listing:
+        click.echo(
+            f"{item['name']}  {item['s3_uri']}  ({item['auth_method']})\n"
+            f"  last read: {item['last_read_at'] or 'never'}; periods: "
+            f"{', '.join(item['periods_read']) or 'none'}"
+        )
+
+
+@billing.command("disconnect")
+@click.argument("name")
+@handles_errors
+def billing_disconnect(name):
+    """Delete a billing source and its stored credential at once (the rows it read stay
+    in bedrock_billed_daily, as history)."""
+    from .bill_sync import disconnect_billing_source
+
+    scrubbed = disconnect_billing_source(name)
+    click.echo(f"Disconnected billing source '{name}': its credential is deleted.")
+    if not scrubbed:
+        click.echo(
+            "  Another process holds the state store open, so the old ciphertext may remain "
+            "in its free pages: run 'bedrock-usage scrub' once it is closed."
+        )
+    click.echo("  Also delete or deactivate the access key (or role) in AWS IAM.")
+
+
+@main.group()
 def lake() -> None:
     """The warehouse as a DuckLake (BEDROCK_USAGE_LAKE_CATALOG, BEDROCK_USAGE_LAKE_DATA_PATH)."""
 

@@ -7,21 +7,15 @@ wrong name mapping or a price change is seen, not absorbed in silence.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-
-import duckdb
 
 from .connections.store import StateStore
 from .pricing.price_list import PriceListError, fetch_offer_prices
 from .pricing.prices import shipped_prices
 from .storage.costs import store_prices
-from .storage.warehouse import publish_snapshot, transaction
-
-WarehouseOpener = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+from .storage.warehouse import WarehouseOpener, publish_snapshot, transaction
 
 
 @dataclass

@@ -4,6 +4,8 @@ billing period, exact to the token and the cent."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -157,3 +159,78 @@ def test_the_billing_credential_reads_the_export_and_nothing_else(aws, export):
     location = ExportLocation.parse("s3://payer-cur/cur2/bedrock-cur/")
     with pytest.raises(boto3.exceptions.botocore.exceptions.ClientError, match="AccessDenied"):
         billing_periods(cloudwatch_only, location)
+
+
+def _billing_key(aws, name="billing-cli"):
+    return aws.create_reader(ACCOUNT, name, policy=BILLING_READER)
+
+
+def _files_containing(root, needle: str) -> list:
+    return [p for p in root.rglob("*") if p.is_file() and needle.encode() in p.read_bytes()]
+
+
+def test_billing_connect_verifies_stores_encrypted_reads_and_disconnects(
+    aws, export, cli_in_process, home
+):
+    writer, _ = export
+    write_cur_export(writer, "payer-cur", "cur2", "bedrock-cur", "2026-11",
+                     _lines(date(2026, 11, 3)))  # fmt: skip
+    key = _billing_key(aws)
+    result = cli_in_process(
+        "billing", "connect", "payer", "--s3-uri", "s3://payer-cur/cur2/bedrock-cur/",
+        "--access-key-id", key.access_key_id, secret=key.secret_access_key,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "read 2026-11, 7 rows in bedrock_billed_daily" in result.stdout
+    for name in ("warehouse.duckdb", "warehouse.snapshot.duckdb"):  # the analysts' copy too
+        assert _rows(home / name, "SELECT count(*), sum(tokens) FROM bedrock_billed_daily") == [
+            (7, 1_234_567 + 98_765 + 500_000 + 1_500_000 + 200_000)
+        ]
+    status = json.loads(cli_in_process("billing", "status", "--json").stdout)
+    assert [(s["name"], s["auth_method"], s["periods_read"]) for s in status] == [
+        ("payer", "keys", ["2026-11"])
+    ]
+    assert _files_containing(home, key.secret_access_key) == []
+    with sqlite3.connect(home / "state.sqlite3") as db:
+        [(ciphertext,)] = db.execute("SELECT secret_ciphertext FROM billing_sources").fetchall()
+    assert ciphertext.startswith("gAAAA")
+    # AWS rewrote the month: reading again replaces it.
+    write_cur_export(writer, "payer-cur", "cur2", "bedrock-cur", "2026-11",
+                     _lines(date(2026, 11, 3))[:1])  # fmt: skip
+    again = cli_in_process("billing", "read", "--period", "2026-11")
+    assert again.returncode == 0 and "payer: 2026-11, 1 rows" in again.stdout
+    gone = cli_in_process("billing", "disconnect", "payer")
+    assert gone.returncode == 0, gone.stderr
+    assert _files_containing(home, ciphertext) == []
+    assert json.loads(cli_in_process("billing", "status", "--json").stdout) == []
+    assert cli_in_process("billing", "disconnect", "payer").returncode == 4
+
+
+def test_billing_connect_refuses_what_it_cannot_read_and_stores_nothing(
+    aws, export, cli_in_process, home
+):
+    writer, _ = export
+    key = _billing_key(aws)
+
+    def connect(uri, pair=key, name="payer"):
+        return cli_in_process(
+            "billing", "connect", name, "--s3-uri", uri,
+            "--access-key-id", pair.access_key_id, secret=pair.secret_access_key,
+        )  # fmt: skip
+
+    bad_uri = connect("payer-cur/cur2/bedrock-cur")
+    assert bad_uri.returncode == 2 and "s3://bucket/prefix/export-name/" in bad_uri.stderr
+    nothing_delivered = connect("s3://payer-cur/cur2/bedrock-cur/")
+    assert nothing_delivered.returncode == 3
+    assert "No billing period is delivered" in nothing_delivered.stderr
+    write_cur_export(writer, "payer-cur", "cur2", "bedrock-cur", "2026-11",
+                     _lines(date(2026, 11, 3)))  # fmt: skip
+    cloudwatch_key = aws.create_reader(ACCOUNT)  # the minimal CloudWatch policy: no S3
+    denied = connect("s3://payer-cur/cur2/bedrock-cur/", cloudwatch_key)
+    assert denied.returncode == 3 and "AccessDenied" in denied.stderr
+    assert "s3:ListBucket" in denied.stderr and "Traceback" not in denied.stderr
+    assert cloudwatch_key.secret_access_key not in denied.stdout + denied.stderr
+    assert json.loads(cli_in_process("billing", "status", "--json").stdout) == []
+    assert connect("s3://payer-cur/cur2/bedrock-cur/").returncode == 0
+    duplicate = connect("s3://payer-cur/cur2/bedrock-cur/")
+    assert duplicate.returncode == 5 and "already exists" in duplicate.stderr

@@ -16,7 +16,7 @@ LAYERS = [
     {"storage"},
     {"connections"},  # connect, verify, edit, rotate, disconnect; the state store
     {"sync"},  # one sync attempt: fetch and store, its phases and outcome, progress
-    {"price_refresh"},
+    {"price_refresh", "bill_sync"},  # use cases over storage: prices, the bill
     {"defs"},  # the Dagster shell
     {"demo"},
     {"ui"},

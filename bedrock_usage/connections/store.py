@@ -101,6 +101,21 @@ CREATE TABLE IF NOT EXISTS sync_attempts (
     started_at TEXT NOT NULL,
     failed_regions TEXT
 );
+-- Billing sources: a CUR 2.0 export and the credential of its bucket (a key pair's
+-- secret encrypted as a connection's is; a role or a profile stores nothing secret).
+CREATE TABLE IF NOT EXISTS billing_sources (
+    billing_source_id TEXT PRIMARY KEY,
+    s3_uri TEXT NOT NULL,
+    auth_method TEXT NOT NULL,
+    access_key_id TEXT,
+    secret_ciphertext TEXT,
+    role_arn TEXT,
+    external_id TEXT,
+    profile TEXT,
+    created_at TEXT NOT NULL,
+    last_read_at TEXT,
+    periods_read TEXT
+);
 """
 
 
@@ -342,7 +357,9 @@ class StateStore:
             return False
         with self._db() as db:
             row = db.execute(
-                "SELECT count(*) AS n FROM connections WHERE secret_ciphertext IS NOT NULL"
+                "SELECT (SELECT count(*) FROM connections WHERE secret_ciphertext IS NOT NULL)"
+                " + (SELECT count(*) FROM billing_sources WHERE secret_ciphertext IS NOT NULL)"
+                " AS n"
             ).fetchone()
         return row["n"] > 0
 
@@ -362,7 +379,7 @@ class StateStore:
         if self.url:
             with self._db() as db:
                 db.raw.autocommit = True
-                db.execute("VACUUM FULL connections, region_health, sync_attempts")
+                db.execute("VACUUM FULL connections, region_health, sync_attempts, billing_sources")
             return True
         deadline = time.monotonic() + timeout
         with self._db() as db:
@@ -375,6 +392,47 @@ class StateStore:
                 if not busy or time.monotonic() > deadline:
                     return not busy
                 time.sleep(0.2)
+
+    # Billing sources ----------------------------------------------------------------
+
+    def add_billing_source(self, source: dict) -> None:
+        columns = ", ".join(source)
+        placeholders = ", ".join(f":{name}" for name in source)
+        try:
+            with self.transaction() as db:
+                db.execute(
+                    f"INSERT INTO billing_sources ({columns}) VALUES ({placeholders})", source
+                )
+        except Exception as error:
+            if any(cls.__name__ == "IntegrityError" for cls in type(error).__mro__):
+                raise DuplicateConnectionError(source["billing_source_id"]) from error
+            raise
+
+    def billing_source(self, billing_source_id: str) -> dict | None:
+        with self._db() as db:
+            return db.execute(
+                "SELECT * FROM billing_sources WHERE billing_source_id = ?", [billing_source_id]
+            ).fetchone()
+
+    def billing_sources(self) -> list[dict]:
+        if self.path is not None and not self.path.exists():
+            return []
+        with self._db() as db:
+            return db.execute("SELECT * FROM billing_sources ORDER BY billing_source_id").fetchall()
+
+    def billing_source_read(self, billing_source_id: str, periods: list[str]) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE billing_sources SET last_read_at = ?, periods_read = ? "
+                "WHERE billing_source_id = ?",
+                [now_iso(), json.dumps(periods), billing_source_id],
+            )
+
+    def remove_billing_source(self, billing_source_id: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "DELETE FROM billing_sources WHERE billing_source_id = ?", [billing_source_id]
+            )
 
     # Facts recorded once, never changed (the first day of the date partitions) --------
 

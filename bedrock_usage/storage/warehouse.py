@@ -17,7 +17,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +48,7 @@ from ..shaping.daily import (
     project_query,
     usage_query,
 )
+from .billed import BILLED_TABLE
 from .costs import PRICES_TABLE, create_cost_views
 from .lake import (
     Lake,
@@ -355,6 +356,11 @@ def known_series(db: duckdb.DuckDBPyConnection, connection_id: str) -> dict[str,
     return known
 
 
+# Opens the warehouse for a writer (`open_warehouse` bound to a target, or a resource's
+# `open_db`): the core takes one instead of a path, so Dagster's resource can supply it.
+WarehouseOpener = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+
+
 ANALYST_TABLES = ("bedrock_usage_daily", "bedrock_usage_daily_by_project")
 
 
@@ -447,10 +453,10 @@ def publish_snapshot(
                 f"CREATE TABLE analysts_snapshot.{SNAPSHOT_VERSION_TABLE} AS "
                 "SELECT max(version) AS version FROM schema_version"
             )
-            db.execute(
-                f"CREATE TABLE analysts_snapshot.{PRICES_TABLE} AS "
-                f"SELECT * FROM {PRICES_TABLE} WHERE false"
-            )
+            for table in (PRICES_TABLE, BILLED_TABLE):
+                db.execute(
+                    f"CREATE TABLE analysts_snapshot.{table} AS SELECT * FROM {table} WHERE false"
+                )
             db.execute("COMMIT")
             stored = " UNION ".join(f"SELECT connection_id FROM {t}" for t in ANALYST_TABLES)
             changed = {c: None for (c,) in db.execute(f"{stored} ORDER BY 1").fetchall()}
@@ -462,11 +468,17 @@ def publish_snapshot(
             _replace_window(db, connection_id, day_range)
             db.execute("COMMIT")
         db.execute("BEGIN TRANSACTION")
-        # The price table is small: copied whole, so a refresh of prices shows too.
+        # The price table and the bill are small: copied whole, so a refresh of prices or
+        # a read of the bill shows too.
         db.execute(f"DELETE FROM analysts_snapshot.{PRICES_TABLE}")
         db.execute(
             f"INSERT INTO analysts_snapshot.{PRICES_TABLE} SELECT * FROM {PRICES_TABLE} "
             "ORDER BY model_id, region, token_type, effective_from"
+        )
+        db.execute(f"DELETE FROM analysts_snapshot.{BILLED_TABLE}")
+        db.execute(
+            f"INSERT INTO analysts_snapshot.{BILLED_TABLE} SELECT * FROM {BILLED_TABLE} "
+            "ORDER BY usage_date, account_id, region, usage_type"
         )
         create_cost_views(db, "analysts_snapshot")
         db.execute("COMMIT")
@@ -644,6 +656,7 @@ LAKE_TABLES = (
     "bedrock_usage_daily",
     "bedrock_usage_daily_by_project",
     "bedrock_prices",
+    BILLED_TABLE,
 )
 
 
@@ -718,4 +731,5 @@ def _checksum(table: str) -> str:
         "bedrock_usage_daily": "sum(input_tokens + output_tokens + invocations)",
         "bedrock_usage_daily_by_project": "sum(input_tokens + output_tokens + inferences)",
         PRICES_TABLE: "sum(usd_per_million_tokens)",
+        BILLED_TABLE: "sum(net_unblended_cost_usd)",
     }[table]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -23,6 +22,7 @@ from ..days import DayRange
 from ..extraction.fetch import ProgressListener, RegionFetch, fetch_region
 from ..settings import DEFAULT_REGION_CONCURRENCY
 from ..storage.warehouse import (
+    WarehouseOpener,
     known_series,
     replace_datapoints,
 )
@@ -53,9 +53,6 @@ DEFAULT_OPTIONS = SyncOptions()
 def now_utc() -> datetime:
     """Naive UTC, as DuckDB TIMESTAMP columns store it."""
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-
-
-WarehouseOpener = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 
 
 def fetch_regions(
