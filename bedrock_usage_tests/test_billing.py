@@ -234,3 +234,53 @@ def test_billing_connect_refuses_what_it_cannot_read_and_stores_nothing(
     assert connect("s3://payer-cur/cur2/bedrock-cur/").returncode == 0
     duplicate = connect("s3://payer-cur/cur2/bedrock-cur/")
     assert duplicate.returncode == 5 and "already exists" in duplicate.stderr
+
+
+def test_the_billing_asset_reads_its_period_from_every_source(aws, export, bedrock_home):
+    """A partition is a billing period: its materialization replaces that period."""
+    from bedrock_usage.bill_sync import connect_billing_source
+    from bedrock_usage.connections.credentials import AuthSpec
+    from bedrock_usage.defs.definitions import defs
+    from bedrock_usage.defs.local_runs import instance
+    from bedrock_usage.storage.warehouse import warehouse_target
+
+    writer, _ = export
+    write_cur_export(writer, "payer-cur", "cur2", "bedrock-cur", "2026-10",
+                     _lines(date(2026, 10, 30))[:1])  # fmt: skip
+    write_cur_export(writer, "payer-cur", "cur2", "bedrock-cur", "2026-11",
+                     _lines(date(2026, 11, 3)))  # fmt: skip
+    key = _billing_key(aws)
+    target = warehouse_target()
+    auth = AuthSpec(key.access_key_id, key.secret_access_key)
+    read = connect_billing_source(
+        "payer", "s3://payer-cur/cur2/bedrock-cur/", auth, lambda: open_warehouse(target), target
+    )
+    assert (read.periods, read.rows) == (["2026-10", "2026-11"], 8)
+    # November is revised: its discount and credit lines are gone.
+    usage = [line for line in _lines(date(2026, 11, 3)) if line.line_item_type == "Usage"]
+    write_cur_export(writer, "payer-cur", "cur2", "bedrock-cur", "2026-11", usage)
+    job = defs.resolve_job_def("bedrock_billing_read")
+    result = job.execute_in_process(instance=instance(), partition_key="2026-11-01")
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    metadata = event.materialization.metadata
+    assert metadata["rows_by_source"].value == {"payer": 5}
+    assert metadata["billed_tokens"].value == 1_234_567 + 98_765 + 500_000 + 1_500_000 + 200_000
+    assert round(metadata["net_cost_usd"].value, 7) == 1.3580237 + 0.493825 + 4.5 + 0.375 + 0.24
+    assert _rows(target, "SELECT billing_period, count(*) FROM bedrock_billed_daily "
+                 "GROUP BY ALL ORDER BY ALL") == [("2026-10", 1), ("2026-11", 5)]  # fmt: skip
+
+
+def test_the_schedule_reads_the_open_month_and_the_last_while_aws_may_revise_it():
+    from bedrock_usage.defs.bill_assets import daily_billing_schedule, periods_to_read
+
+    assert periods_to_read(date(2026, 12, 3)) == ["2026-11-01", "2026-12-01"]
+    assert periods_to_read(date(2026, 12, 16)) == ["2026-12-01"]
+    assert periods_to_read(date(2027, 1, 15)) == ["2026-12-01", "2027-01-01"]
+    import dagster as dg
+
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 12, 3, 7))
+    requests = list(daily_billing_schedule(context))
+    assert [(r.partition_key, r.run_key) for r in requests] == [
+        ("2026-11-01", "2026-12-03:2026-11-01"), ("2026-12-01", "2026-12-03:2026-12-01"),
+    ]  # fmt: skip

@@ -76,7 +76,9 @@ def test_a_backfill_of_many_connections_is_one_run_per_connection(whole_dimensio
     dagster = dg.DagsterInstance.ephemeral()
     dagster.add_dynamic_partitions(CONNECTION_DIMENSION, connections)
     graph = defs.resolve_asset_graph()
-    partitioned = [k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def]
+    partitioned = [  # by connection and day (the bill is by billing period)
+        k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def == usage_partitions
+    ]
     if whole_dimension:
         days = usage_partitions.get_partitions_def_for_dimension(DATE_DIMENSION)
         day_keys = days.get_partition_keys(dynamic_partitions_store=dagster)

@@ -285,8 +285,9 @@ def test_a_deployment_of_separate_processes_syncs_exactly_and_reaps_a_killed_run
     # ones skipped: still one run per connection (test_defs_schedules checks the skip).
     with psycopg2.connect(postgres_url) as db, db.cursor() as cursor:
         cursor.execute(
-            "SELECT status, count(*) FROM job_ticks WHERE type = 'SCHEDULE' GROUP BY status"
-        )
+            "SELECT status, count(*) FROM job_ticks WHERE type = 'SCHEDULE' "
+            "AND tick_body LIKE '%daily_usage_schedule%' GROUP BY status"
+        )  # the daily usage schedule's (the prices' and the bill's tick at 06:00, 07:00)
         ticks = dict(cursor.fetchall())
     assert ticks.get("SUCCESS") == 1, ticks
     assert len([r for r in _runs(postgres_url) if r[6] == "schedule"]) == 2

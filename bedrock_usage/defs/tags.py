@@ -38,16 +38,17 @@ def process_tag(tags: dict[str, str], name: str) -> str | None:
     return tags.get(name, tags.get(VISIBLE_BEFORE[name]))
 
 
-def tag_run(context: dg.AssetExecutionContext) -> None:
+def tag_run(context: dg.AssetExecutionContext, by_connection: bool = True) -> None:
     """Tag the run as its first step starts: the process executing it (a launched run's
     worker learns its pid here) and, for a run Dagster made from the asset page or a
     backfill (its implicit `__ASSET_JOB`, which carries only partition tags), its
-    connections and trigger, as the CLI, schedule and sensor tag theirs."""
+    connections (`by_connection`: partitioned by connection and day) and trigger, as the
+    CLI, schedule and sensor tag theirs."""
     run = context.run
     missing = {}
     if run.tags.get(PID_TAG) != str(this_process().pid):
         missing.update(process_tags())
-    if CONNECTION_TAG not in run.tags:
+    if by_connection and CONNECTION_TAG not in run.tags:
         missing[CONNECTION_TAG] = ",".join(sorted(windows_by_connection(context.partition_keys)))
     if TRIGGER_TAG not in run.tags:
         missing[TRIGGER_TAG] = "ui"

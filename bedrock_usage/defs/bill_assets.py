@@ -1,0 +1,109 @@
+"""What AWS billed: `bedrock_billed_daily`, one partition per billing period, read from
+every billing source's CUR 2.0 export (`bedrock-usage billing connect`).
+
+Partitioned by billing period, not by day: AWS delivers and rewrites an export a whole
+period at a time (until the month closes, and up to two weeks after), so a period is the
+unit that can be read, and replaced, exactly; a day's partition would re-read its month.
+The schedule reads the open month every day, and the month before while AWS may still
+revise it."""
+
+from datetime import date, datetime, timedelta
+
+import dagster as dg
+
+from ..bill_sync import read_bill
+from ..errors import UserError
+from .assets import GROUP
+from .resources import StateStoreResource, WarehouseResource
+from .run_health import POOL
+from .tags import tag_run
+
+# CUR 2.0 (AWS Data Exports) became available in November 2023: no export holds an
+# earlier period.
+billing_periods = dg.MonthlyPartitionsDefinition(start_date="2023-11-01", end_offset=1)
+REVISED_FOR_DAYS = 15  # AWS may revise a closed period for two weeks after it closes
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=billing_periods,
+    pool=POOL,
+    kinds={"aws", "s3", "duckdb"},
+    metadata={"dagster/table_name": "bedrock_billed_daily"},
+)
+def bedrock_billed_daily(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    state_store: StateStoreResource,
+) -> dg.MaterializeResult:
+    """Bedrock's line items of each billing source's CUR 2.0 export for one billing
+    period (table `bedrock_billed_daily`): per day, payer and usage account, region,
+    model, token type, service tier and line item type (usage, discounts, credits and
+    refunds kept apart), tokens, unblended and net cost, IAM principal and tags. The
+    period is replaced whole each time it is read."""
+    tag_run(context, by_connection=False)
+    period = context.partition_key[:7]
+    store = state_store.get()
+    if not store.billing_sources():
+        return dg.MaterializeResult(
+            metadata={
+                "skipped": "No billing source: 'bedrock-usage billing connect NAME --s3-uri ...'."
+            }
+        )
+    try:
+        reads = read_bill(warehouse.open_db, warehouse.path, [period], store)
+    except UserError as error:
+        raise dg.Failure(description=str(error)) from None
+    with warehouse.open_db() as db:
+        tokens, unblended, net = db.execute(
+            "SELECT coalesce(sum(tokens), 0), coalesce(sum(unblended_cost_usd), 0), "
+            "coalesce(sum(net_unblended_cost_usd), 0) FROM bedrock_billed_daily "
+            "WHERE billing_period = ?",
+            [period],
+        ).fetchone()
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": sum(r.rows for r in reads),
+            "billing_period": period,
+            "rows_by_source": dg.MetadataValue.json({r.billing_source: r.rows for r in reads}),
+            "billed_tokens": int(tokens),
+            "unblended_cost_usd": dg.MetadataValue.float(float(unblended)),
+            "net_cost_usd": dg.MetadataValue.float(float(net)),
+        }
+    )
+
+
+billing_job = dg.define_asset_job(
+    "bedrock_billing_read",
+    selection=[bedrock_billed_daily],
+    description="Read the billing sources' CUR 2.0 exports for a billing period.",
+)
+
+
+def periods_to_read(today: date) -> list[str]:
+    """The open month, and the month before while AWS may still revise it."""
+    this_month = today.replace(day=1)
+    periods = [this_month]
+    if today.day <= REVISED_FOR_DAYS:
+        periods.insert(0, (this_month - timedelta(days=1)).replace(day=1))
+    return [p.isoformat() for p in periods]
+
+
+@dg.schedule(
+    job=billing_job,
+    cron_schedule="0 7 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Daily 07:00 UTC: read the open billing period (and the last one while AWS "
+    "may still revise it) from every billing source.",
+)
+def daily_billing_schedule(context: dg.ScheduleEvaluationContext):
+    scheduled = context.scheduled_execution_time or datetime.now()
+    day = scheduled.date()
+    for key in periods_to_read(day):
+        yield dg.RunRequest(partition_key=key, run_key=f"{day}:{key}")
+
+
+defs = dg.Definitions(
+    assets=[bedrock_billed_daily], jobs=[billing_job], schedules=[daily_billing_schedule]
+)
