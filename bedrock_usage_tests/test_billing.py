@@ -8,6 +8,7 @@ import json
 import sqlite3
 from datetime import date, datetime
 from decimal import Decimal
+from functools import partial
 
 import boto3
 import duckdb
@@ -27,6 +28,7 @@ from .conftest import ACCOUNT, OTHER_ACCOUNT, session_for
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 HAIKU_45 = "anthropic.claude-haiku-4-5-20251001-v1:0"
+NOVA_LITE = "amazon.nova-lite-v1:0"
 BILLING_READER = {  # the billing source's policy: the export's prefix, read-only
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"],
@@ -284,3 +286,79 @@ def test_the_schedule_reads_the_open_month_and_the_last_while_aws_may_revise_it(
     assert [(r.partition_key, r.run_key) for r in requests] == [
         ("2026-11-01", "2026-12-03:2026-11-01"), ("2026-12-01", "2026-12-03:2026-12-01"),
     ]  # fmt: skip
+
+
+def test_the_estimate_beside_the_bill_names_each_gap_and_sums_one_cost(export, tmp_path):
+    """bedrock_cost_vs_bill: token type by token type, exact; cost_usd is the bill where
+    there is one, the estimate otherwise."""
+    from bedrock_usage.pricing.prices import PriceRow
+    from bedrock_usage.storage.costs import store_prices
+
+    from .test_storage_costs import add_usage
+
+    writer, reader = export
+    day = date(2026, 11, 3)
+    at = datetime(2026, 11, 3, 5)
+    write_cur_export(writer, "payer-cur", "cur2", "bedrock-cur", "2026-11", [
+        CurLine(at, ACCOUNT, "AmazonBedrock", "USE1-Claude3Haiku-input-tokens", 1500.0,
+                "1K tokens", 0.375),
+        CurLine(at, ACCOUNT, "AmazonBedrock", "USE1-Claude3Haiku-input-tokens", 0.0,
+                "1K tokens", -1.0, line_item_type="Credit"),
+        CurLine(at, ACCOUNT, "AmazonBedrock", "USE1-Claude3Haiku-output-tokens", 120.0,
+                "1K tokens", 0.15),
+        CurLine(at, ACCOUNT, MP, "USE1-MP:USE1_InputTokenCount-Units", 1.234567, "Units",
+                1.3580237, product_name=HAIKU_45_NAME),
+        CurLine(at, ACCOUNT, "AmazonBedrock",
+                "USE1-openai.gpt-oss-120b-mantle-output-tokens-priority", 200.0, "1K tokens",
+                0.24),
+    ])  # fmt: skip
+    location = ExportLocation.parse("s3://payer-cur/cur2/bedrock-cur/")
+    lines = read_period(reader, location, "2026-11", billing_periods(reader, location)["2026-11"])
+    price = partial(
+        PriceRow, price_scope="in_region", region="us-east-1", effective_from=date(2026, 1, 1),
+        source="test", read_at=datetime(2026, 1, 1),
+    )  # fmt: skip
+    with open_warehouse(tmp_path / "w.duckdb") as db, transaction(db):
+        store_prices(db, [
+            price(model_id=HAIKU, token_type="input", usd_per_million_tokens=Decimal("0.25")),
+            price(model_id=HAIKU, token_type="output", usd_per_million_tokens=Decimal("1.25")),
+            price(model_id=NOVA_LITE, token_type="input", usd_per_million_tokens=Decimal("0.06")),
+            price(model_id="openai.gpt-oss-120b", token_type="output",
+                  usd_per_million_tokens=Decimal("0.6")),
+        ])  # fmt: skip
+        add_usage(db, day, HAIKU, input_tokens=1_500_000, output_tokens=100_000)
+        add_usage(db, day, NOVA_LITE, input_tokens=1_000_000)
+        add_usage(db, day, "openai.gpt-oss-120b", endpoint="bedrock-mantle",
+                  output_tokens=200_000)  # fmt: skip
+        replace_billing_period(db, "payer", "2026-11", lines, datetime(2026, 12, 1))
+    with open_warehouse(tmp_path / "w.duckdb", read_only=True) as db:
+        rows = db.execute(
+            "SELECT model_id, token_type, cloudwatch_tokens, estimated_usd, billed_tokens, "
+            "billed_unblended_usd, billed_net_usd, token_difference, usd_difference, "
+            "billed_to_estimated, cost_usd, cost_basis, probable_cause "
+            "FROM bedrock_cost_vs_bill ORDER BY model_id, token_type"
+        ).fetchall()
+        monthly = db.execute(
+            "SELECT month, sum(cost_usd), sum(billed_net_usd), sum(estimated_usd) "
+            "FROM bedrock_cost_vs_bill_monthly GROUP BY month"
+        ).fetchall()
+    d = Decimal
+    assert [r[:12] for r in rows] == [
+        (NOVA_LITE, "input", 1_000_000, d("0.06"), None, None, None, None, None, None,
+         d("0.06"), "estimated"),
+        (HAIKU, "input", 1_500_000, d("0.375"), 1_500_000, d("0.375"), d("-0.625"), 0,
+         d("0"), d("1"), d("-0.625"), "billed"),
+        (HAIKU, "output", 100_000, d("0.125"), 120_000, d("0.15"), d("0.15"), 20_000,
+         d("0.025"), d("1.2"), d("0.15"), "billed"),
+        (HAIKU_45, "input", None, None, 1_234_567, d("1.358024"), d("1.358024"), None, None,
+         None, d("1.358024"), "billed"),
+        ("openai.gpt-oss-120b", "output", 200_000, d("0.12"), 200_000, d("0.24"), d("0.24"),
+         0, d("0.12"), d("2"), d("0.24"), "billed"),
+    ]  # fmt: skip
+    causes = [r[12] for r in rows]
+    assert causes[0].startswith("not billed (yet)")
+    assert causes[1] == "discount or credit"
+    assert causes[2].startswith("token counts differ")
+    assert causes[3].startswith("billed usage CloudWatch did not count")
+    assert causes[4] == "service tier: mantle_priority"
+    assert monthly == [(date(2026, 11, 1), d("1.183024"), d("1.123024"), d("0.68"))]

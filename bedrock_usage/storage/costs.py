@@ -28,6 +28,7 @@ from .columns import USAGE_COLUMN_DOCS
 from .figures import by_day, window_days
 from .lake import is_lake
 from .quality import window_filter
+from .reconcile import create_bill_views
 
 PRICES_TABLE = "bedrock_prices"
 PRICE_COLUMNS = (
@@ -37,6 +38,16 @@ PRICE_COLUMNS = (
 # Sums of token counts times prices stay exact in DECIMAL(38, ...): BIGINT tokens are
 # widened first, so a large month cannot overflow an 18-digit product.
 _TOKENS = "CAST({column} AS DECIMAL(38,0))"
+
+
+def _type_cost(tokens: str, rate: str) -> str:
+    """One token type's estimate: 0 without tokens, NULL without a price."""
+    return (
+        f"CASE WHEN {tokens} = 0 THEN 0::DECIMAL(18,6) WHEN {rate} IS NULL THEN NULL "
+        f"ELSE CAST({_TOKENS.format(column=tokens)} * {rate} * 0.000001::DECIMAL(7,6) "
+        "AS DECIMAL(18,6)) END"
+    )
+
 
 COST_DAILY_VIEW = """
 CREATE OR REPLACE VIEW bedrock_cost_daily AS
@@ -114,6 +125,10 @@ SELECT u.usage_date, u.connection_id, u.account_id, u.region, u.api_endpoint, u.
             + {cache_write} * coalesce(r.cache_write_rate, 0)
         ) * 0.000001::DECIMAL(7,6) AS DECIMAL(18,6))
     END AS estimated_cost_usd,
+    {input_cost} AS input_cost_usd,
+    {output_cost} AS output_cost_usd,
+    {cache_read_cost} AS cache_read_cost_usd,
+    {cache_write_cost} AS cache_write_cost_usd,
     CASE WHEN r.input_rate IS NOT NULL THEN r.price_effective_from END AS price_effective_from,
     CASE WHEN r.input_rate IS NOT NULL THEN r.price_source END AS price_source
 FROM usage u
@@ -123,6 +138,10 @@ LEFT JOIN rates r USING (usage_date, connection_id, region, api_endpoint, model_
     output=_TOKENS.format(column="u.output_tokens"),
     cache_read=_TOKENS.format(column="u.cache_read_input_tokens"),
     cache_write=_TOKENS.format(column="u.cache_write_input_tokens"),
+    input_cost=_type_cost("u.input_tokens", "r.input_rate"),
+    output_cost=_type_cost("u.output_tokens", "r.output_rate"),
+    cache_read_cost=_type_cost("u.cache_read_input_tokens", "r.cache_read_rate"),
+    cache_write_cost=_type_cost("u.cache_write_input_tokens", "r.cache_write_rate"),
 )
 
 
@@ -160,6 +179,21 @@ COST_COLUMNS: tuple[tuple[str, str, str], ...] = (
         "(provisioned, custom or imported models, unattributed usage, models missing from "
         "bedrock_prices). Excludes discounts, credits, batch, service tiers and provisioned "
         "hours.",
+    ),
+    *(
+        (
+            f"{kind}_cost_usd",
+            "DECIMAL(18,6)",
+            f"Estimated USD of the {what} alone: 0 without such tokens, NULL without a "
+            "price for them (the reconciliation with the bill compares token type by token "
+            "type).",
+        )
+        for kind, what in (
+            ("input", "input tokens"),
+            ("output", "output tokens"),
+            ("cache_read", "tokens read from the prompt cache"),
+            ("cache_write", "tokens written to the prompt cache"),
+        )
     ),
     ("price_effective_from", "DATE", "Start of the newest price row used for this row."),
     ("price_source", "VARCHAR", "Where the input price came from (bedrock_prices.source)."),
@@ -213,6 +247,7 @@ def create_cost_views(db: duckdb.DuckDBPyConnection, catalog: str | None = None)
         db.execute(_monthly_view(f"{prefix}{name}", keys))
     comments = {**COLUMN_COMMENTS}
     comments.update({name: MONTHLY_COMMENTS for name in MONTHLY_VIEWS})
+    comments.update(create_bill_views(db, prefix))
     if catalog is None and is_lake(db):
         # DuckLake keeps comments on tables' columns, not on views'.
         comments = {name: columns for name, columns in comments.items() if name == PRICES_TABLE}
