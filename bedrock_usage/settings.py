@@ -146,6 +146,15 @@ RECONCILE_TOLERANCE = Setting(
     high=1,
     kind=float,
 )
+BILL_TOLERANCE = Setting(
+    "BEDROCK_USAGE_BILL_TOLERANCE",
+    0.02,
+    "share by which billed tokens or dollars may differ from CloudWatch's and the estimate "
+    "before the bill_matches_estimate check warns",
+    low=0,
+    high=1,
+    kind=float,
+)
 EXTRA_MODEL_IDS = Setting(
     "BEDROCK_USAGE_EXTRA_MODEL_IDS",
     "",
@@ -249,8 +258,9 @@ AWS_ENDPOINT_URL = Setting(
 )
 SETTINGS = (
     HOME, WAREHOUSE, SNAPSHOT, STATE_URL, LAKE_CATALOG, LAKE_DATA_PATH, SECRET_KEY,
-    LOCK_TIMEOUT, LOOKBACK_DAYS, RECONCILE_TOLERANCE, EXTRA_MODEL_IDS, REGION_CONCURRENCY,
-    WAREHOUSE_MEMORY_LIMIT, WAREHOUSE_THREADS, PRICE_LIST_URL, SCHEDULE_CRON, START_DATE,
+    LOCK_TIMEOUT, LOOKBACK_DAYS, RECONCILE_TOLERANCE, BILL_TOLERANCE, EXTRA_MODEL_IDS,
+    REGION_CONCURRENCY, WAREHOUSE_MEMORY_LIMIT, WAREHOUSE_THREADS, PRICE_LIST_URL,
+    SCHEDULE_CRON, START_DATE,
     SLACK_CHANNEL, CODE_SERVER_HOST, CODE_SERVER_PORT, DAGSTER_HOME_SETTING,
     AWS_MAX_ATTEMPTS, AWS_RETRY_MODE, AWS_ENDPOINT_URL,
 )  # fmt: skip
@@ -476,6 +486,11 @@ def lookback_days(raw: str | int | None = None) -> int:
     return LOOKBACK_DAYS.number(raw)
 
 
+def bill_tolerance(raw: str | None = None) -> float:
+    """Share by which the bill and CloudWatch's figures may differ before a WARN."""
+    return BILL_TOLERANCE.number(raw)
+
+
 def reconcile_tolerance(raw: str | None = None) -> float:
     """Share by which models and the region total may differ before a WARN."""
     return RECONCILE_TOLERANCE.number(raw)
@@ -602,6 +617,7 @@ def check_all(with_schedule: bool = True) -> None:
     warehouse_threads()
     lookback_days()
     reconcile_tolerance()
+    bill_tolerance()
     start_date()
     if with_schedule:
         schedule_cron()

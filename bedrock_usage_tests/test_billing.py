@@ -271,6 +271,20 @@ def test_the_billing_asset_reads_its_period_from_every_source(aws, export, bedro
     assert round(metadata["net_cost_usd"].value, 7) == 1.3580237 + 0.493825 + 4.5 + 0.375 + 0.24
     assert _rows(target, "SELECT billing_period, count(*) FROM bedrock_billed_daily "
                  "GROUP BY ALL ORDER BY ALL") == [("2026-10", 1), ("2026-11", 5)]  # fmt: skip
+    # No CloudWatch usage was synced: every billed line is a gap, the largest first.
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == "bill_matches_estimate" and not check.passed
+    assert check.severity.value == "WARN"
+    gaps = check.metadata["worst_gaps"].value
+    assert [(g["model_id"], g["billed_unblended_usd"]) for g in gaps] == [
+        ("(unmapped) USE1-MP:USE1_InputTokenCount-Units", "4.500000"),
+        (HAIKU_45, "1.358024"),
+        (HAIKU_45, "0.493825"),
+        (HAIKU, "0.375000"),
+        ("openai.gpt-oss-120b", "0.240000"),
+    ]
+    assert all(g["probable_cause"] for g in gaps)
+    assert "bedrock_cost_vs_bill" in check.description
 
 
 def test_the_schedule_reads_the_open_month_and_the_last_while_aws_may_revise_it():

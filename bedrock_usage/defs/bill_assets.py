@@ -11,8 +11,10 @@ from datetime import date, datetime, timedelta
 
 import dagster as dg
 
+from .. import settings
 from ..bill_sync import read_bill
 from ..errors import UserError
+from ..storage.reconcile import bill_gaps
 from .assets import GROUP
 from .resources import StateStoreResource, WarehouseResource
 from .run_health import POOL
@@ -24,9 +26,18 @@ billing_periods = dg.MonthlyPartitionsDefinition(start_date="2023-11-01", end_of
 REVISED_FOR_DAYS = 15  # AWS may revise a closed period for two weeks after it closes
 
 
+BILL_CHECK = dg.AssetCheckSpec(
+    "bill_matches_estimate",
+    asset="bedrock_billed_daily",
+    description="Billed tokens and dollars agree with CloudWatch's tokens and the estimate "
+    "within BEDROCK_USAGE_BILL_TOLERANCE; the worst gaps are named with their probable cause.",
+)
+
+
 @dg.asset(
     group_name=GROUP,
     partitions_def=billing_periods,
+    check_specs=[BILL_CHECK],
     pool=POOL,
     kinds={"aws", "s3", "duckdb"},
     metadata={"dagster/table_name": "bedrock_billed_daily"},
@@ -48,13 +59,21 @@ def bedrock_billed_daily(
         return dg.MaterializeResult(
             metadata={
                 "skipped": "No billing source: 'bedrock-usage billing connect NAME --s3-uri ...'."
-            }
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=BILL_CHECK.name,
+                    passed=True,
+                    description="No billing source: nothing to compare.",
+                )
+            ],
         )
     try:
         reads = read_bill(warehouse.open_db, warehouse.path, [period], store)
     except UserError as error:
         raise dg.Failure(description=str(error)) from None
     with warehouse.open_db() as db:
+        gaps = bill_gaps(db, period, settings.bill_tolerance())
         tokens, unblended, net = db.execute(
             "SELECT coalesce(sum(tokens), 0), coalesce(sum(unblended_cost_usd), 0), "
             "coalesce(sum(net_unblended_cost_usd), 0) FROM bedrock_billed_daily "
@@ -69,7 +88,31 @@ def bedrock_billed_daily(
             "billed_tokens": int(tokens),
             "unblended_cost_usd": dg.MetadataValue.float(float(unblended)),
             "net_cost_usd": dg.MetadataValue.float(float(net)),
-        }
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=BILL_CHECK.name,
+                passed=not gaps,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"worst_gaps": dg.MetadataValue.json(gaps)},
+                description=None if not gaps else _gaps_description(gaps),
+            )
+        ],
+    )
+
+
+def _gaps_description(gaps: list[dict]) -> str:
+    worst = "; ".join(
+        f"{g['usage_date']} {g['account_id']} {g['region']} {g['model_id']} {g['token_type']}: "
+        f"CloudWatch {g['cloudwatch_tokens']} tokens / ${g['estimated_usd']}, billed "
+        f"{g['billed_tokens']} tokens / ${g['billed_unblended_usd']} ({g['probable_cause']})"
+        for g in gaps
+    )
+    return (
+        f"The bill and the estimate differ: {worst}. Query bedrock_cost_vs_bill for every "
+        "gap; sync again for late CloudWatch data, 'bedrock-usage prices refresh' for a "
+        "price, connect the account or region the bill covers; service tiers, batch and "
+        "credits are billed apart by design (cost_usd uses the bill)."
     )
 
 

@@ -127,3 +127,41 @@ def create_bill_views(db, prefix: str = "") -> dict[str, dict[str, str]]:
         "bedrock_cost_vs_bill": RECONCILE_COMMENTS,
         "bedrock_cost_vs_bill_monthly": RECONCILE_COMMENTS,
     }
+
+
+def bill_gaps(db, period: str, tolerance: float, limit: int = 5) -> list[dict]:
+    """The worst gaps of billing period `period` (YYYY-MM) up to the bill's newest day
+    (later days are not billed yet): tokens that differ by more than `tolerance` of the
+    larger count, or dollars by more than `tolerance` of the estimate (and at least a
+    cent), largest dollar gap first."""
+    return (
+        db.execute(
+            """
+            WITH period AS (
+                SELECT max(usage_date) AS newest FROM bedrock_billed_daily
+                WHERE billing_period = $period
+            )
+            SELECT usage_date::VARCHAR AS usage_date, account_id, region, model_id,
+                token_type, cloudwatch_tokens, billed_tokens,
+                estimated_usd::VARCHAR AS estimated_usd,
+                billed_unblended_usd::VARCHAR AS billed_unblended_usd, probable_cause
+            FROM bedrock_cost_vs_bill, period
+            WHERE strftime(usage_date, '%Y-%m') = $period AND usage_date <= period.newest
+                AND (
+                    abs(coalesce(billed_tokens, 0) - coalesce(cloudwatch_tokens, 0))
+                        > $tolerance * greatest(coalesce(billed_tokens, 0),
+                                                coalesce(cloudwatch_tokens, 0))
+                    OR abs(coalesce(billed_unblended_usd, 0) - coalesce(estimated_usd, 0))
+                        > greatest(0.01, $tolerance * coalesce(estimated_usd, 0))
+                )
+            ORDER BY abs(coalesce(billed_unblended_usd, 0) - coalesce(estimated_usd, 0)) DESC,
+                usage_date, account_id, region, model_id, token_type
+            LIMIT $limit
+            """,
+            {"period": period, "tolerance": tolerance, "limit": limit},
+        )
+        .df()
+        .astype(object)
+        .where(lambda frame: frame.notna(), None)
+        .to_dict("records")
+    )
