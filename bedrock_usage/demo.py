@@ -29,6 +29,7 @@ from .defs.resources import StateStoreResource, default_resources
 from .defs.schedules import daily_usage_schedule
 from .defs.sensors import PERMISSION_SENSOR, permission_failure_sensor
 from .defs.tags import CONNECTION_TAG, TRIGGER_TAG
+from .demo_bill import connect_demo_bill, forget_demo_bill, print_reconciliation
 from .emulator import price_list
 from .emulator.demo_data import DEMO_ACCOUNTS, seed_demo_history
 from .emulator.server import AccessKeyPair, Emulator
@@ -76,6 +77,7 @@ def run_demo(days: int = 30) -> None:
             for name, key in keys.items():
                 _connect_and_sync(name, key, days)
             _refresh_prices()
+            connect_demo_bill(aws, DEMO_CONNECTIONS["demo-prod"])
             _withdraw_region(aws, keys)
             newest = StateStore().events(limit=1)
             _run_next_scheduled_day()
@@ -83,6 +85,7 @@ def run_demo(days: int = 30) -> None:
     finally:
         aws.stop()
     _print_summary(warehouse_file)
+    print_reconciliation()
 
 
 def _forget_previous_demo() -> None:
@@ -100,6 +103,7 @@ def _forget_previous_demo() -> None:
     demo_prices = dg.RunsFilter(job_name=prices_job.name, tags={TRIGGER_TAG: "demo"})
     for run in dagster.get_runs(demo_prices):
         dagster.delete_run(run.run_id)
+    forget_demo_bill()
     demo_state_path().unlink(missing_ok=True)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 
 import dagster as dg
 import duckdb
@@ -106,3 +107,34 @@ def test_the_demo_tells_the_story_and_runs_twice(tmp_path):
             "SELECT count(*) FROM cloudwatch_daily_datapoints WHERE model_id = '(region total)'"
         ).fetchone()[0]
         assert compared > 0
+        # The demo's bill, read back beside the estimate: the second run replaced the
+        # first's (one billing source's rows, once). Every priced token CloudWatch counted
+        # is billed, token for token and, but for the adjusted lines, cent for cent.
+        assert "Billing source demo-bill" in second.stdout
+        assert "The estimate beside the bill" in second.stdout
+        assert con.execute(
+            "SELECT count(DISTINCT billing_source) FROM bedrock_billed_daily"
+        ).fetchone() == (1,)
+        gaps = con.execute("""
+            SELECT model_id, token_type, cloudwatch_tokens, billed_tokens, estimated_usd,
+                billed_unblended_usd, probable_cause
+            FROM bedrock_cost_vs_bill
+            WHERE estimated_usd IS NOT NULL AND (billed_tokens IS DISTINCT FROM cloudwatch_tokens
+                OR round(billed_unblended_usd, 2) <> round(estimated_usd, 2))
+        """).fetchall()
+        assert [g for g in gaps if not (g[6] or "").startswith("service tier")] == [], gaps
+        periods = con.execute(
+            "SELECT count(DISTINCT billing_period) FROM bedrock_billed_daily"
+        ).fetchone()[0]
+        assert con.execute("""
+            SELECT sum(billed_tokens), sum(billed_net_usd) FROM bedrock_cost_vs_bill
+            WHERE model_id LIKE '(unmapped)%'
+        """).fetchone() == (2_000_000 * periods, Decimal("6.00") * periods)
+        assert con.execute(
+            "SELECT sum(net_unblended_cost_usd) FROM bedrock_billed_daily "
+            "WHERE line_item_type = 'Credit'"
+        ).fetchone() == (Decimal("-5") * periods,)
+        teams = con.execute(
+            "SELECT DISTINCT tags::JSON ->> 'user_team' FROM bedrock_billed_daily ORDER BY 1"
+        ).fetchall()
+        assert teams == [("research",), ("search",)]

@@ -18,7 +18,7 @@ LAYERS = [
     {"sync"},  # one sync attempt: fetch and store, its phases and outcome, progress
     {"price_refresh", "bill_sync"},  # use cases over storage: prices, the bill
     {"defs"},  # the Dagster shell
-    {"demo"},
+    {"demo", "demo_bill"},
     {"ui"},
     {"cli"},
 ]

@@ -1,0 +1,206 @@
+"""The demo's bill: a CUR 2.0 export in the emulator's S3, made from the same usage the
+demo's CloudWatch serves (as the sync stored it, priced at the list prices), with what
+a real bill adds — a discount, a credit, a priority-tier line, a model the price table
+lacks, and the calling IAM principals with a `team` tag — then connected as a billing
+source and shown beside the estimate."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import click
+
+from .bill_sync import connect_billing_source, disconnect_billing_source
+from .connections.credentials import AuthSpec
+from .connections.store import StateStore
+from .emulator.cur_export import CurLine, write_cur_export
+from .emulator.server import Emulator
+from .extraction.aws import AwsKeys, make_session
+from .pricing.price_list import MARKETPLACE_EDITION, known_names
+from .storage.warehouse import open_warehouse, warehouse_target
+
+DEMO_BILL = "demo-bill"
+BUCKET, PREFIX, EXPORT = "demo-payer-cur", "cur2", "bedrock"
+TEAMS = {"111122223333": "search", "444455556666": "research"}
+TOKEN_USAGE = {  # token type: (the first-party usage type's tail, the Marketplace's)
+    "input": ("input-tokens", "InputTokenCount"),
+    "output": ("output-tokens", "OutputTokenCount"),
+    "cache_read": ("cache-read-input-token-count", "CacheReadInputTokenCount"),
+    "cache_write": ("cache-write-input-token-count", "CacheWriteInputTokenCount"),
+}
+S3_ALL = {"Version": "2012-10-17",
+          "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}  # fmt: skip
+BILL_READER = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}]}  # fmt: skip
+
+
+def forget_demo_bill() -> None:
+    """A re-run starts clean: the demo's billing source and the rows it read."""
+    if StateStore().billing_source(DEMO_BILL):
+        disconnect_billing_source(DEMO_BILL)
+    with open_warehouse(warehouse_target()) as db:
+        db.execute("DELETE FROM bedrock_billed_daily WHERE billing_source = ?", [DEMO_BILL])
+
+
+def connect_demo_bill(aws: Emulator, payer: str) -> None:
+    admin = aws.create_reader(payer, "demo-billing-admin", policy=S3_ALL)
+    s3 = make_session(AwsKeys(admin.access_key_id, admin.secret_access_key)).client(
+        "s3", region_name="us-east-1"
+    )
+    s3.create_bucket(Bucket=BUCKET)
+    for period, lines in _bill_lines(payer).items():
+        write_cur_export(s3, BUCKET, PREFIX, EXPORT, period, lines)
+    reader = aws.create_reader(payer, "demo-billing-reader", policy=BILL_READER)
+    target = warehouse_target()
+    read = connect_billing_source(
+        DEMO_BILL,
+        f"s3://{BUCKET}/{PREFIX}/{EXPORT}/",
+        AuthSpec(reader.access_key_id, reader.secret_access_key),
+        lambda: open_warehouse(target),
+        target,
+    )
+    click.echo(
+        f"\nBilling source {DEMO_BILL}: a CUR 2.0 export in the emulator's S3 "
+        f"(s3://{BUCKET}/{PREFIX}/{EXPORT}/), read {', '.join(read.periods)}: {read.rows} rows "
+        "in bedrock_billed_daily."
+    )
+
+
+def _bill_lines(payer: str) -> dict[str, list[CurLine]]:
+    names = {model_id: name for name, model_id in known_names().items()}
+    with open_warehouse(warehouse_target(), read_only=True) as db:
+        usage = db.execute(
+            """SELECT usage_date, account_id, region, base_model_id,
+                sum(input_tokens), sum(output_tokens), sum(cache_read_input_tokens),
+                sum(cache_write_input_tokens), sum(input_cost_usd), sum(output_cost_usd),
+                sum(cache_read_cost_usd), sum(cache_write_cost_usd)
+            FROM bedrock_cost_daily WHERE connection_id LIKE 'demo-%'
+            GROUP BY ALL ORDER BY ALL"""
+        ).fetchall()
+    periods: dict[str, list[CurLine]] = defaultdict(list)
+    for day, account, region, model_id, *figures in usage:
+        name = names.get(model_id)
+        if name is None and not model_id.startswith("openai."):
+            continue  # unattributed or unknown to the Price List: not billed per token
+        at = datetime(day.year, day.month, day.day, 12)
+        team = TEAMS.get(account, "platform")
+        for (first_party, marketplace), tokens, cost in zip(
+            TOKEN_USAGE.values(), figures[:4], figures[4:], strict=True
+        ):
+            if not tokens or cost is None:
+                continue
+            usage_type, unit, amount, product, code = _usage(
+                model_id, name, region, first_party, marketplace, tokens
+            )
+            periods[f"{day:%Y-%m}"].append(
+                CurLine(
+                    at,
+                    account,
+                    code,
+                    usage_type,
+                    amount,
+                    unit,
+                    float(cost),
+                    product_name=product,
+                    region=region,
+                    payer_account_id=payer,
+                    iam_principal=f"arn:aws:iam::{account}:role/{team}-app",
+                    tags={"user_team": team},
+                )  # fmt: skip
+            )
+    for lines in periods.values():
+        _add_what_a_bill_adds(lines, payer)
+    return dict(periods)
+
+
+def _usage(model_id, name, region, first_party, marketplace, tokens):
+    area, direction, number = region.split("-")
+    prefix = f"{area[:2]}{direction[0]}{number}".upper()
+    if name is None:  # the OpenAI-compatible endpoint: its usage type names the model id
+        kind = first_party.split("-")[0]
+        usage_type = f"{prefix}-{model_id}-mantle-{kind}-tokens-standard"
+        return usage_type, "1K tokens", tokens / 1e3, "Amazon Bedrock", "AmazonBedrock"
+    if model_id.startswith("anthropic."):  # sold through AWS Marketplace on Bedrock
+        usage_type = f"{prefix}-MP:{prefix}_{marketplace}-Units"
+        return (usage_type, "Units", tokens / 1e6, name + MARKETPLACE_EDITION,
+                "AmazonBedrockFoundationModels")  # fmt: skip
+    usage_type = f"{prefix}-{name.replace(' ', '')}-{first_party}"
+    return usage_type, "1K tokens", tokens / 1e3, "Amazon Bedrock", "AmazonBedrock"
+
+
+def _add_what_a_bill_adds(lines: list[CurLine], payer: str) -> None:
+    """A 10 % discount on the period's largest line, a $5 credit, a tenth of one
+    Marketplace output line billed at the priority tier (1.75x), and a model the price
+    table does not name."""
+    largest = max(lines, key=lambda line: line.unblended_cost)
+    first = min(line.usage_start for line in lines)
+    lines.append(_adjustment(largest, "Discount", -round(largest.unblended_cost * 0.1, 6)))
+    lines.append(_adjustment(largest, "Credit", -5.0, at=first))
+    output = next((x for x in lines if x.usage_type.endswith("_OutputTokenCount-Units")), None)
+    if output is not None:
+        lines.remove(output)
+        standard = round(output.usage_amount * 0.9, 6)
+        rate = Decimal(str(output.unblended_cost)) / Decimal(str(output.usage_amount))
+        lines.append(_share(output, standard, float(rate * Decimal(str(standard)))))
+        priority = round(output.usage_amount - standard, 6)
+        lines.append(
+            _share(
+                output,
+                priority,
+                float(rate * Decimal("1.75") * Decimal(str(priority))),
+                output.usage_type.replace(
+                    "_OutputTokenCount-Units", "_output_tokens_priority-Units"
+                ),
+            )  # fmt: skip
+        )
+    newest = max(line.usage_start for line in lines)
+    lines.append(
+        CurLine(
+            newest + timedelta(hours=1),
+            payer,
+            "AmazonBedrockFoundationModels",
+            "USE1-MP:USE1_InputTokenCount-Units",
+            2.0,
+            "Units",
+            6.0,
+            product_name="Claude Next (Amazon Bedrock Edition)",
+            payer_account_id=payer,
+            iam_principal=f"arn:aws:iam::{payer}:role/search-app",
+            tags={"user_team": "search"},
+        )  # fmt: skip
+    )
+
+
+def _adjustment(line: CurLine, kind: str, amount: float, at: datetime | None = None) -> CurLine:
+    return CurLine(at or line.usage_start, line.account_id, line.product_code, line.usage_type,
+                   0.0, line.pricing_unit, amount, line_item_type=kind,
+                   product_name=line.product_name, region=line.region,
+                   payer_account_id=line.payer_account_id, iam_principal=line.iam_principal,
+                   tags=line.tags)  # fmt: skip
+
+
+def _share(line: CurLine, amount: float, cost: float, usage_type: str | None = None) -> CurLine:
+    return CurLine(line.usage_start, line.account_id, line.product_code,
+                   usage_type or line.usage_type, amount, line.pricing_unit, cost,
+                   product_name=line.product_name, region=line.region,
+                   payer_account_id=line.payer_account_id, iam_principal=line.iam_principal,
+                   tags=line.tags)  # fmt: skip
+
+
+def print_reconciliation() -> None:
+    with open_warehouse(warehouse_target(), read_only=True) as db:
+        table = db.execute(
+            """SELECT month, model_id, sum(cloudwatch_tokens)::BIGINT AS cloudwatch_tokens,
+                sum(billed_tokens)::BIGINT AS billed_tokens,
+                sum(estimated_usd)::DECIMAL(18,2) AS estimated_usd,
+                sum(billed_net_usd)::DECIMAL(18,2) AS billed_net_usd,
+                sum(cost_usd)::DECIMAL(18,2) AS cost_usd
+            FROM bedrock_cost_vs_bill_monthly GROUP BY ALL ORDER BY month, cost_usd DESC"""
+        ).df()
+    click.echo(
+        "\nThe estimate beside the bill, per month and model (view bedrock_cost_vs_bill_monthly;"
+        " cost_usd: billed where billed, else estimated):"
+    )
+    click.echo(table.to_string(index=False, na_rep="-"))
