@@ -18,7 +18,8 @@ LAYERS = [
     {"sync"},  # one sync attempt: fetch and store, its phases and outcome, progress
     {"price_refresh", "bill_sync"},  # use cases over storage: prices, the bill
     {"defs"},  # the Dagster shell
-    {"demo", "demo_bill"},
+    {"demo_bill"},  # the demo's CUR 2.0 export and billing source
+    {"demo"},
     {"ui"},
     {"cli"},
 ]
