@@ -17,8 +17,7 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .billing.cur import BillingExportError, ExportLocation, billing_periods, read_period
-from .connections import secrets
-from .connections.credentials import AuthSpec, session_for
+from .connections.credentials import AuthSpec, auth_from_stored, session_for, stored_credentials
 from .connections.store import DuplicateConnectionError, StateStore, now_iso
 from .connections.validation import InvalidInput, check_connection_id
 from .errors import ExitCode, UserError
@@ -46,17 +45,6 @@ class BillRead:
 
 def _s3(auth: AuthSpec):
     return session_for(auth).client("s3", config=client_config())
-
-
-def _auth(source: dict) -> AuthSpec:
-    secret = secrets.decrypt(source["secret_ciphertext"]) if source["secret_ciphertext"] else None
-    return AuthSpec(
-        source["access_key_id"],
-        secret,
-        source["role_arn"],
-        source["external_id"],
-        source["profile"],
-    )
 
 
 def _refused(location: ExportLocation, error: Exception) -> UserError:
@@ -111,14 +99,7 @@ def connect_billing_source(
     source = {
         "billing_source_id": name,
         "s3_uri": str(export),
-        "auth_method": auth.method,
-        "access_key_id": auth.access_key_id,
-        "secret_ciphertext": secrets.encrypt(auth.secret_access_key)
-        if auth.secret_access_key
-        else None,
-        "role_arn": auth.role_arn,
-        "external_id": auth.external_id,
-        "profile": auth.profile,
+        **stored_credentials(auth),
         "created_at": now_iso(),
     }
     try:
@@ -161,7 +142,7 @@ def _read_source(
     name = source["billing_source_id"]
     export = ExportLocation.parse(source["s3_uri"])
     try:
-        s3 = _s3(_auth(source))
+        s3 = _s3(auth_from_stored(source))
         delivered = billing_periods(s3, export)
         wanted = sorted(p for p in delivered if periods is None or p in periods)
         rows = 0

@@ -16,19 +16,20 @@ from .bill_sync import connect_billing_source, disconnect_billing_source
 from .connections.credentials import AuthSpec
 from .connections.store import StateStore
 from .emulator.cur_export import CurLine, write_cur_export
+from .emulator.price_list import MARKETPLACE_TOKENS, usage_prefix
 from .emulator.server import Emulator
 from .extraction.aws import AwsKeys, make_session
-from .pricing.price_list import MARKETPLACE_EDITION, known_names
+from .pricing.price_list import FIRST_PARTY_TOKENS, MARKETPLACE_EDITION, known_names
 from .storage.warehouse import open_warehouse, warehouse_target
 
 DEMO_BILL = "demo-bill"
 BUCKET, PREFIX, EXPORT = "demo-payer-cur", "cur2", "bedrock"
 TEAMS = {"111122223333": "search", "444455556666": "research"}
-TOKEN_USAGE = {  # token type: (the first-party usage type's tail, the Marketplace's)
-    "input": ("input-tokens", "InputTokenCount"),
-    "output": ("output-tokens", "OutputTokenCount"),
-    "cache_read": ("cache-read-input-token-count", "CacheReadInputTokenCount"),
-    "cache_write": ("cache-write-input-token-count", "CacheWriteInputTokenCount"),
+# Per token type (the order of the usage columns below): its usage type's tail, as AWS's
+# own offer and the Marketplace name it.
+TOKEN_USAGE = {
+    token_type: (first_party, MARKETPLACE_TOKENS[token_type])
+    for first_party, token_type in FIRST_PARTY_TOKENS.items()
 }
 S3_ALL = {"Version": "2012-10-17",
           "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}  # fmt: skip
@@ -116,8 +117,7 @@ def _bill_lines(payer: str) -> dict[str, list[CurLine]]:
 
 
 def _usage(model_id, name, region, first_party, marketplace, tokens):
-    area, direction, number = region.split("-")
-    prefix = f"{area[:2]}{direction[0]}{number}".upper()
+    prefix = usage_prefix(region)
     if name is None:  # the OpenAI-compatible endpoint: its usage type names the model id
         kind = first_party.split("-")[0]
         usage_type = f"{prefix}-{model_id}-mantle-{kind}-tokens-standard"
@@ -203,4 +203,4 @@ def print_reconciliation() -> None:
         "\nThe estimate beside the bill, per month and model (view bedrock_cost_vs_bill_monthly;"
         " cost_usd: billed where billed, else estimated):"
     )
-    click.echo(table.to_string(index=False, na_rep="-"))
+    click.echo(table.astype(object).where(table.notna(), "-").to_string(index=False))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import boto3
@@ -47,12 +48,32 @@ def session_for(auth: AuthSpec) -> boto3.Session:
     )
 
 
-def stored_auth(connection: Connection) -> AuthSpec:
-    secret = secrets.decrypt(connection.secret_ciphertext) if connection.secret_ciphertext else None
+def stored_credentials(auth: AuthSpec) -> dict[str, str | None]:
+    """How `auth` is kept in the state store (a connection's row, a billing source's):
+    the secret only as ciphertext."""
+    return {
+        "auth_method": auth.method,
+        "access_key_id": auth.access_key_id,
+        "secret_ciphertext": secrets.encrypt(auth.secret_access_key)
+        if auth.secret_access_key
+        else None,
+        "role_arn": auth.role_arn,
+        "external_id": auth.external_id,
+        "profile": auth.profile,
+    }
+
+
+def auth_from_stored(stored: Mapping[str, str | None]) -> AuthSpec:
+    """The AuthSpec that `stored_credentials` wrote, the secret decrypted."""
+    ciphertext = stored["secret_ciphertext"]
     return AuthSpec(
-        access_key_id=connection.access_key_id,
-        secret_access_key=secret,
-        role_arn=connection.role_arn,
-        external_id=connection.external_id,
-        profile=connection.profile,
+        access_key_id=stored["access_key_id"],
+        secret_access_key=secrets.decrypt(ciphertext) if ciphertext else None,
+        role_arn=stored["role_arn"],
+        external_id=stored["external_id"],
+        profile=stored["profile"],
     )
+
+
+def stored_auth(connection: Connection) -> AuthSpec:
+    return auth_from_stored(vars(connection))

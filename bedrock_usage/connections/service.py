@@ -20,8 +20,7 @@ from ..storage.warehouse import (
     stored_connection_rows,
     warehouse_target,
 )
-from . import secrets
-from .credentials import AuthSpec, session_for, stored_auth
+from .credentials import AuthSpec, session_for, stored_auth, stored_credentials
 from .store import (
     PARTITION_START,
     Connection,
@@ -109,7 +108,7 @@ def connect(
         connection_id=connection_id,
         account_id=account_id,
         regions=regions,
-        **_stored_credentials(auth),
+        **stored_credentials(auth),
         backfill_days=backfill_days,
         initial_sync="skipped" if sync_later else "pending",
         created_at=created,
@@ -147,20 +146,6 @@ def _refuse_duplicate(store: StateStore, connection_id: str, account_id: str) ->
             f"existing one with 'bedrock-usage edit {existing.connection_id} --regions ...'.",
             ExitCode.CONFLICT,
         )
-
-
-def _stored_credentials(auth: AuthSpec) -> dict[str, str | None]:
-    """How `auth` is kept in the state store: the secret only as ciphertext."""
-    return {
-        "auth_method": auth.method,
-        "access_key_id": auth.access_key_id,
-        "secret_ciphertext": secrets.encrypt(auth.secret_access_key)
-        if auth.secret_access_key
-        else None,
-        "role_arn": auth.role_arn,
-        "external_id": auth.external_id,
-        "profile": auth.profile,
-    }
 
 
 ROLE_ADVICE = (
@@ -236,7 +221,7 @@ def rotate(
     verification = _verify(auth, connection.account_id, connection.regions, on_region)
     if not verification.ok:
         raise VerificationFailed(verification, f"Rotating '{connection_id}'")
-    store.update(connection_id, **_stored_credentials(auth))
+    store.update(connection_id, **stored_credentials(auth))
     store.log_event(connection_id, "rotate", "ok", "credentials replaced after verification")
     _scrub_ciphertext(store, connection, "replaced")
     return get_connection(connection_id, store)

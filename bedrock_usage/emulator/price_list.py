@@ -122,11 +122,16 @@ def offer_file(offer_code: str, region: str) -> dict:
     }
 
 
-def _marketplace_usage(region: str, row) -> str:
-    """AWS's Marketplace usage type, e.g. USE1-MP:USE1_InputTokenCount_Global-Units (the
-    prefix made from the region's name: us-east-1 -> USE1)."""
+def usage_prefix(region: str) -> str:
+    """The region's prefix in usage types, made from its name (us-east-1 -> USE1; AWS's
+    own has exceptions, e.g. ap-south-1 is APS3, which no reader here depends on)."""
     area, direction, number = region.split("-")
-    prefix = f"{area[:2]}{direction[0]}{number}".upper()
+    return f"{area[:2]}{direction[0]}{number}".upper()
+
+
+def _marketplace_usage(region: str, row) -> str:
+    """AWS's Marketplace usage type, e.g. USE1-MP:USE1_InputTokenCount_Global-Units."""
+    prefix = usage_prefix(region)
     scope = "_Global" if row.price_scope == "global" else ""
     return f"{prefix}-MP:{prefix}_{MARKETPLACE_TOKENS[row.token_type]}{scope}-Units"
 
