@@ -22,6 +22,7 @@ from .connections.store import DuplicateConnectionError, StateStore, now_iso
 from .connections.validation import InvalidInput, check_connection_id
 from .errors import ExitCode, UserError
 from .extraction.aws import client_config
+from .extraction.failures import FailureKind, classify
 from .storage.billed import replace_billing_period
 from .storage.lake import Lake
 from .storage.warehouse import WarehouseOpener, atomically, publish_snapshot
@@ -48,11 +49,32 @@ def _s3(auth: AuthSpec):
 
 
 def _refused(location: ExportLocation, error: Exception) -> UserError:
-    code = getattr(error, "response", {}).get("Error", {}).get("Code", type(error).__name__)
+    """What failed on S3, with the step that fixes it (the kinds of a region's failure)."""
+    failure = classify(location.bucket, error)
+    if failure.kind is FailureKind.NETWORK:
+        advice = (
+            "S3 could not be reached (no connection, DNS, timeout, TLS, or something else "
+            "answering): check this machine's network, proxy (HTTPS_PROXY), CA bundle "
+            "(AWS_CA_BUNDLE) and AWS_ENDPOINT_URL, then try again; the credential was not "
+            "judged"
+        )
+    elif failure.kind is FailureKind.CREDENTIALS:
+        advice = (
+            "the billing credential was rejected or not found (unknown or deleted access "
+            "key, wrong secret, expired session, missing profile): disconnect the billing "
+            "source and connect it again with a working one"
+        )
+    elif failure.code == "NoSuchBucket":
+        advice = f"no bucket named '{location.bucket}' exists: check the --s3-uri"
+    else:
+        advice = (
+            "the billing credential needs s3:ListBucket on the export's prefix and "
+            "s3:GetObject on its objects (see 'bedrock-usage billing connect --help' for the "
+            "policy)"
+        )
     return UserError(
-        f"Reading the export at {location} failed: {code}. The billing credential needs "
-        "s3:ListBucket on the export's prefix and s3:GetObject on its objects (see "
-        "'bedrock-usage billing connect --help' for the policy); nothing was stored.",
+        f"Reading the export at {location} failed: {failure.code}. Next: {advice}; nothing "
+        "was stored.",
         ExitCode.VERIFICATION_FAILED,
     )
 

@@ -9,7 +9,6 @@ fails and the sensor flags it. `bedrock-usage ui` serves the same state and emul
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from datetime import UTC, datetime
@@ -19,7 +18,6 @@ import dagster as dg
 
 from .connections import service
 from .connections.credentials import AuthSpec
-from .connections.secrets import derive
 from .connections.store import StateStore
 from .defs.alerts import AlertResource
 from .defs.cost_assets import prices_job
@@ -29,7 +27,13 @@ from .defs.resources import StateStoreResource, default_resources
 from .defs.schedules import daily_usage_schedule
 from .defs.sensors import PERMISSION_SENSOR, permission_failure_sensor
 from .defs.tags import CONNECTION_TAG, TRIGGER_TAG
-from .demo_bill import connect_demo_bill, forget_demo_bill, print_reconciliation
+from .demo_bill import (
+    connect_demo_bill,
+    derived_key_pair,
+    forget_demo_bill,
+    print_reconciliation,
+    serve_connected_demo_bill,
+)
 from .emulator import price_list
 from .emulator.demo_data import DEMO_ACCOUNTS, seed_demo_history
 from .emulator.server import AccessKeyPair, Emulator
@@ -53,10 +57,7 @@ def start_demo_emulator(denied: list[list[str]] | None = None) -> tuple[Emulator
     seed_demo_history(aws, days=HISTORY_DAYS)
     keys = {}
     for name, account in DEMO_CONNECTIONS.items():
-        secret = derive(f"demo-key:{account}")
-        key_id = "AKIA" + base64.b32encode(secret).decode()[:16]
-        key_secret = base64.b64encode(derive(f"demo-secret:{account}")).decode()[:40]
-        keys[name] = aws.create_reader(account, DEMO_USER, key_pair=(key_id, key_secret))
+        keys[name] = aws.create_reader(account, DEMO_USER, key_pair=derived_key_pair(account))
     for name, region in denied or []:
         aws.deny_region(keys[name], region)
     return aws, keys
@@ -115,6 +116,7 @@ def demo_emulator_for_commands() -> Emulator | None:
     denied = json.loads(demo_state_path().read_text())["denied"]
     aws, _ = start_demo_emulator(denied)
     os.environ["AWS_ENDPOINT_URL"] = aws.endpoint_url
+    serve_connected_demo_bill(aws, DEMO_CONNECTIONS["demo-prod"])
     return aws
 
 

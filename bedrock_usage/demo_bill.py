@@ -6,6 +6,7 @@ source and shown beside the estimate."""
 
 from __future__ import annotations
 
+import base64
 from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -14,10 +15,11 @@ import click
 
 from .bill_sync import connect_billing_source, disconnect_billing_source
 from .connections.credentials import AuthSpec
+from .connections.secrets import derive
 from .connections.store import StateStore
 from .emulator.cur_export import CurLine, write_cur_export
 from .emulator.price_list import MARKETPLACE_TOKENS, usage_prefix
-from .emulator.server import Emulator
+from .emulator.server import AccessKeyPair, Emulator
 from .extraction.aws import AwsKeys, make_session
 from .pricing.price_list import FIRST_PARTY_TOKENS, MARKETPLACE_EDITION, known_names
 from .storage.warehouse import open_warehouse, warehouse_target
@@ -45,7 +47,16 @@ def forget_demo_bill() -> None:
         db.execute("DELETE FROM bedrock_billed_daily WHERE billing_source = ?", [DEMO_BILL])
 
 
-def connect_demo_bill(aws: Emulator, payer: str) -> None:
+def derived_key_pair(label: str) -> tuple[str, str]:
+    """An access key id and secret derived from this home's encryption key: the demo's
+    emulator, started again by a later command, accepts the keys the home stored."""
+    key_id = "AKIA" + base64.b32encode(derive(f"demo-key:{label}")).decode()[:16]
+    return key_id, base64.b64encode(derive(f"demo-secret:{label}")).decode()[:40]
+
+
+def serve_demo_bill(aws: Emulator, payer: str) -> AccessKeyPair:
+    """The demo's export in the emulator's S3, made from the usage synced so far, and the
+    reader whose keys the billing source holds."""
     admin = aws.create_reader(payer, "demo-billing-admin", policy=S3_ALL)
     s3 = make_session(AwsKeys(admin.access_key_id, admin.secret_access_key)).client(
         "s3", region_name="us-east-1"
@@ -53,7 +64,20 @@ def connect_demo_bill(aws: Emulator, payer: str) -> None:
     s3.create_bucket(Bucket=BUCKET)
     for period, lines in _bill_lines(payer).items():
         write_cur_export(s3, BUCKET, PREFIX, EXPORT, period, lines)
-    reader = aws.create_reader(payer, "demo-billing-reader", policy=BILL_READER)
+    return aws.create_reader(
+        payer, "demo-billing-reader", policy=BILL_READER, key_pair=derived_key_pair("bill")
+    )
+
+
+def serve_connected_demo_bill(aws: Emulator, payer: str) -> None:
+    """A later command in the demo's home (`billing read`, the UI's bill asset) finds the
+    export the demo connected, as a real bucket keeps it."""
+    if StateStore().billing_source(DEMO_BILL):
+        serve_demo_bill(aws, payer)
+
+
+def connect_demo_bill(aws: Emulator, payer: str) -> None:
+    reader = serve_demo_bill(aws, payer)
     target = warehouse_target()
     read = connect_billing_source(
         DEMO_BILL,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
@@ -232,6 +233,21 @@ def test_billing_connect_refuses_what_it_cannot_read_and_stores_nothing(
     assert denied.returncode == 3 and "AccessDenied" in denied.stderr
     assert "s3:ListBucket" in denied.stderr and "Traceback" not in denied.stderr
     assert cloudwatch_key.secret_access_key not in denied.stdout + denied.stderr
+    # Each refusal names its cause and its own next step, never another's.
+    unknown_key = connect(
+        "s3://payer-cur/cur2/bedrock-cur/", replace(key, access_key_id="AKIAUNKNOWNKEY000000")
+    )
+    assert unknown_key.returncode == 3 and "InvalidAccessKeyId" in unknown_key.stderr
+    assert "rejected" in unknown_key.stderr and "s3:ListBucket" not in unknown_key.stderr
+    no_bucket = connect("s3://no-such-bucket/cur2/bedrock-cur/")
+    assert no_bucket.returncode == 3 and "no bucket named 'no-such-bucket'" in no_bucket.stderr
+    unreachable = cli_in_process(
+        "billing", "connect", "payer", "--s3-uri", "s3://payer-cur/cur2/bedrock-cur/",
+        "--access-key-id", key.access_key_id, secret=key.secret_access_key,
+        env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"},
+    )  # fmt: skip
+    assert unreachable.returncode == 3 and "S3 could not be reached" in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr
     assert json.loads(cli_in_process("billing", "status", "--json").stdout) == []
     assert connect("s3://payer-cur/cur2/bedrock-cur/").returncode == 0
     duplicate = connect("s3://payer-cur/cur2/bedrock-cur/")

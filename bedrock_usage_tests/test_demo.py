@@ -55,6 +55,9 @@ def test_the_demo_tells_the_story_and_runs_twice(tmp_path):
     # README's commands work on the demo's state with no extra step.
     assert run_cli(["doctor", "demo-research"], home, endpoint="").returncode == 0
     assert run_cli(["sync", "demo-prod"], home, endpoint="").returncode == 6  # withdrawn region
+    # A later command finds the demo's bill where the demo put it, as a bucket keeps it.
+    bill = run_cli(["billing", "read"], home, endpoint="")
+    assert bill.returncode == 0 and "demo-bill: " in bill.stdout, bill.stderr
 
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         rows = dict(
