@@ -9,6 +9,8 @@ A CloudWatch connection's key is never used for it, so that key stays minimal.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -80,15 +82,11 @@ def _refused(location: ExportLocation, error: Exception) -> UserError:
 
 
 def connect_billing_source(
-    name: str,
-    s3_uri: str,
-    auth: AuthSpec,
-    open_db: WarehouseOpener,
-    location: Path | Lake,
-    store: StateStore | None = None,
-) -> BillRead:
+    name: str, s3_uri: str, auth: AuthSpec, store: StateStore | None = None
+) -> list[str]:
     """Verify (the bucket answers, at least one billing period is delivered, its newest
-    period reads as CUR 2.0), store the source, then read every delivered period."""
+    period reads as CUR 2.0) and store the source; returns the periods delivered, for
+    the caller to read as a run of `bedrock_billing_read`."""
     store = store or StateStore()
     try:
         check_connection_id(name)
@@ -132,8 +130,18 @@ def connect_billing_source(
             ExitCode.CONFLICT,
         ) from None
     store.log_event(name, "billing connect", "ok", f"export {export}: {len(periods)} periods")
-    [read] = read_bill(open_db, location, store=store, only=name)
-    return read
+    return sorted(periods)
+
+
+def delivered_periods(store: StateStore | None = None) -> list[str]:
+    """Every billing period some billing source's export holds, oldest first."""
+    store = store or StateStore()
+    periods: set[str] = set()
+    for source in store.billing_sources():
+        export = ExportLocation.parse(source["s3_uri"])
+        with _reading(source["billing_source_id"], export, store):
+            periods.update(billing_periods(_s3(auth_from_stored(source)), export))
+    return sorted(periods)
 
 
 def read_bill(
@@ -141,18 +149,13 @@ def read_bill(
     location: Path | Lake,
     periods: list[str] | None = None,
     store: StateStore | None = None,
-    only: str | None = None,
 ) -> list[BillRead]:
     """Read each billing source's `periods` (default: every period delivered) into the
     warehouse, a period replaced whole in one transaction, then refresh the analysts'
     copy. A source that cannot be read fails with its name and what to do; the periods
     read before it are kept."""
     store = store or StateStore()
-    reads = []
-    for source in store.billing_sources():
-        name = source["billing_source_id"]
-        if only is None or name == only:
-            reads.append(_read_source(source, open_db, periods, store))
+    reads = [_read_source(source, open_db, periods, store) for source in store.billing_sources()]
     with open_db() as db:
         publish_snapshot(db, location, {})
     return reads
@@ -163,7 +166,7 @@ def _read_source(
 ) -> BillRead:
     name = source["billing_source_id"]
     export = ExportLocation.parse(source["s3_uri"])
-    try:
+    with _reading(name, export, store):
         s3 = _s3(auth_from_stored(source))
         delivered = billing_periods(s3, export)
         wanted = sorted(p for p in delivered if periods is None or p in periods)
@@ -175,6 +178,17 @@ def _read_source(
                               lines=lines, read_at=read_at)  # fmt: skip
             with open_db() as db:
                 rows += atomically(db, partial(replace, db))
+    store.billing_source_read(name, wanted)
+    store.log_event(name, "billing read", "ok", f"{', '.join(wanted) or 'no period'}: {rows} rows")
+    return BillRead(name, wanted, rows)
+
+
+@contextmanager
+def _reading(name: str, export: ExportLocation, store: StateStore) -> Iterator[None]:
+    """A billing source that cannot be read fails with its name, the cause and what to
+    do, in the event log too."""
+    try:
+        yield
     except BillingExportError as error:
         store.log_event(name, "billing read", "failed", str(error))
         raise UserError(f"Billing source '{name}': {error}") from None
@@ -182,9 +196,6 @@ def _read_source(
         store.log_event(name, "billing read", "failed", str(error))
         refused = str(_refused(export, error)).replace("nothing was stored", "nothing was changed")
         raise UserError(f"Billing source '{name}': {refused}") from None
-    store.billing_source_read(name, wanted)
-    store.log_event(name, "billing read", "ok", f"{', '.join(wanted) or 'no period'}: {rows} rows")
-    return BillRead(name, wanted, rows)
 
 
 def disconnect_billing_source(name: str, store: StateStore | None = None) -> bool:

@@ -294,20 +294,9 @@ def _initial_sync(connection) -> None:
     _run_sync(connection.connection_id, day_range, {"bedrock_usage/initial_sync": "cli"})
 
 
-def _cause_of(error) -> str:
-    """What a step failed with, in the event log's words: Dagster wraps the error in
-    'Error occurred while executing op ...', with the real one as its cause."""
-    while error.cause is not None:
-        error = error.cause
-    message = error.message.strip()
-    for wrapper in ("dagster._core.definitions.events.Failure: ", "Failure: "):
-        message = message.removeprefix(wrapper)
-    return message or error.cls_name
-
-
 def _run_sync(name: str, day_range, tags: dict[str, str] | None = None) -> None:
     """Materialize both assets in this process, as one Dagster run, printing each region."""
-    from .defs.local_runs import run_sync
+    from .defs.local_runs import cause_of, run_sync
     from .storage.warehouse import warehouse_target
     from .sync.progress import SyncProgress, watching
 
@@ -356,7 +345,7 @@ def _run_sync(name: str, day_range, tags: dict[str, str] | None = None) -> None:
         raise KeyboardInterrupt
     if not result.success and not partial:
         message = (
-            _cause_of(failures[0].step_failure_data.error)
+            cause_of(failures[0].step_failure_data.error)
             if failures and failures[0].step_failure_data.error
             else "see the run in the Dagster UI"
         )
@@ -906,15 +895,12 @@ def billing_connect(name, s3_uri, access_key_id, role_arn, external_id, profile)
     delivered, and its newest period reads as CUR 2.0 (Parquet). If anything fails,
     nothing is stored."""
     from .bill_sync import connect_billing_source
-    from .storage.warehouse import open_warehouse, warehouse_target
+    from .defs.local_runs import run_bill_read
 
     auth = _auth_from_options(access_key_id, role_arn, external_id, profile)
-    target = warehouse_target()
-    read = connect_billing_source(name, s3_uri, auth, lambda: open_warehouse(target), target)
-    click.echo(
-        f"Connected billing source '{name}' ({s3_uri}): read {', '.join(read.periods)}, "
-        f"{read.rows} rows in bedrock_billed_daily."
-    )
+    periods = connect_billing_source(name, s3_uri, auth)
+    click.echo(f"Connected billing source '{name}' ({s3_uri}); reading {', '.join(periods)}:")
+    _echo_bill_reads(run_bill_read(periods, trigger="cli"))
 
 
 @billing.command("read")
@@ -923,16 +909,23 @@ def billing_connect(name, s3_uri, access_key_id, role_arn, external_id, profile)
 def billing_read(periods):
     """Read the billing sources' periods again (default: every period delivered); a
     period is replaced whole, as AWS rewrites it until the month closes."""
-    from .bill_sync import read_bill
-    from .storage.warehouse import open_warehouse, warehouse_target
+    from .bill_sync import delivered_periods
+    from .connections.store import StateStore
+    from .defs.local_runs import run_bill_read
 
-    target = warehouse_target()
-    reads = read_bill(lambda: open_warehouse(target), target, list(periods) or None)
-    if not reads:
+    if not StateStore().billing_sources():
         raise UserError(
             "No billing source yet: 'bedrock-usage billing connect NAME --s3-uri ...'.",
             ExitCode.NOT_FOUND,
         )
+    wanted = sorted(periods) or delivered_periods()
+    if not wanted:
+        click.echo("No billing period is delivered yet: nothing to read.")
+        return
+    _echo_bill_reads(run_bill_read(wanted, trigger="cli"))
+
+
+def _echo_bill_reads(reads) -> None:
     for read in reads:
         click.echo(
             f"{read.billing_source}: {', '.join(read.periods) or 'no period'}, {read.rows} rows"

@@ -20,6 +20,7 @@ from .connections import service
 from .connections.credentials import AuthSpec
 from .connections.store import StateStore
 from .defs.alerts import AlertResource
+from .defs.bill_assets import billing_job
 from .defs.cost_assets import prices_job
 from .defs.local_runs import instance, run_sync, run_tagged
 from .defs.partitions import CONNECTION_DIMENSION
@@ -101,9 +102,9 @@ def _forget_previous_demo() -> None:
             dagster.delete_run(run.run_id)
         if dagster.has_dynamic_partition(CONNECTION_DIMENSION, name):
             dagster.delete_dynamic_partition(CONNECTION_DIMENSION, name)
-    demo_prices = dg.RunsFilter(job_name=prices_job.name, tags={TRIGGER_TAG: "demo"})
-    for run in dagster.get_runs(demo_prices):
-        dagster.delete_run(run.run_id)
+    for job in (prices_job, billing_job):
+        for run in dagster.get_runs(dg.RunsFilter(job_name=job.name, tags={TRIGGER_TAG: "demo"})):
+            dagster.delete_run(run.run_id)
     forget_demo_bill()
     demo_state_path().unlink(missing_ok=True)
 

@@ -17,6 +17,7 @@ from .bill_sync import connect_billing_source, disconnect_billing_source
 from .connections.credentials import AuthSpec
 from .connections.secrets import derive
 from .connections.store import StateStore
+from .defs.local_runs import run_bill_read
 from .emulator.cur_export import CurLine, write_cur_export
 from .emulator.price_list import MARKETPLACE_TOKENS, usage_prefix
 from .emulator.server import AccessKeyPair, Emulator
@@ -78,14 +79,12 @@ def serve_connected_demo_bill(aws: Emulator, payer: str) -> None:
 
 def connect_demo_bill(aws: Emulator, payer: str) -> None:
     reader = serve_demo_bill(aws, payer)
-    target = warehouse_target()
-    read = connect_billing_source(
+    periods = connect_billing_source(
         DEMO_BILL,
         f"s3://{BUCKET}/{PREFIX}/{EXPORT}/",
         AuthSpec(reader.access_key_id, reader.secret_access_key),
-        lambda: open_warehouse(target),
-        target,
     )
+    [read] = run_bill_read(periods, trigger="demo")
     click.echo(
         f"\nBilling source {DEMO_BILL}: a CUR 2.0 export in the emulator's S3 "
         f"(s3://{BUCKET}/{PREFIX}/{EXPORT}/), read {', '.join(read.periods)}: {read.rows} rows "

@@ -12,6 +12,7 @@ from decimal import Decimal
 from functools import partial
 
 import boto3
+import dagster as dg
 import duckdb
 import pytest
 
@@ -184,7 +185,7 @@ def test_billing_connect_verifies_stores_encrypted_reads_and_disconnects(
         "--access-key-id", key.access_key_id, secret=key.secret_access_key,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "read 2026-11, 7 rows in bedrock_billed_daily" in result.stdout
+    assert "reading 2026-11:\npayer: 2026-11, 7 rows" in result.stdout
     for name in ("warehouse.duckdb", "warehouse.snapshot.duckdb"):  # the analysts' copy too
         assert _rows(home / name, "SELECT count(*), sum(tokens) FROM bedrock_billed_daily") == [
             (7, 1_234_567 + 98_765 + 500_000 + 1_500_000 + 200_000)
@@ -255,30 +256,47 @@ def test_billing_connect_refuses_what_it_cannot_read_and_stores_nothing(
 
 
 def test_the_billing_asset_reads_its_period_from_every_source(aws, export, bedrock_home):
-    """A partition is a billing period: its materialization replaces that period."""
+    """A partition is a billing period: its materialization replaces that period, and a
+    run over a range of periods gives each its own figures."""
     from bedrock_usage.bill_sync import connect_billing_source
     from bedrock_usage.connections.credentials import AuthSpec
     from bedrock_usage.defs.definitions import defs
-    from bedrock_usage.defs.local_runs import instance
+    from bedrock_usage.defs.local_runs import instance, run_bill_read
     from bedrock_usage.storage.warehouse import warehouse_target
 
     writer, _ = export
-    write_cur_export(writer, "payer-cur", "cur2", "bedrock-cur", "2026-10",
-                     _lines(date(2026, 10, 30))[:1])  # fmt: skip
+    write_cur_export(writer, "payer-cur", "cur2", "bedrock-cur", "2026-09",
+                     _lines(date(2026, 9, 30))[:1])  # fmt: skip
     write_cur_export(writer, "payer-cur", "cur2", "bedrock-cur", "2026-11",
                      _lines(date(2026, 11, 3)))  # fmt: skip
     key = _billing_key(aws)
     target = warehouse_target()
     auth = AuthSpec(key.access_key_id, key.secret_access_key)
-    read = connect_billing_source(
-        "payer", "s3://payer-cur/cur2/bedrock-cur/", auth, lambda: open_warehouse(target), target
-    )
-    assert (read.periods, read.rows) == (["2026-10", "2026-11"], 8)
+    periods = connect_billing_source("payer", "s3://payer-cur/cur2/bedrock-cur/", auth)
+    assert periods == ["2026-09", "2026-11"]
+    assert not target.exists()  # verified and stored; nothing read yet
+    [read] = run_bill_read(periods)
+    assert (read.billing_source, read.periods, read.rows) == ("payer", periods, 8)
+    # One run over 2026-09..2026-11: each period's partition has its own figures, and
+    # October, delivered by no source, is materialized with none (not left unknown).
+    dagster = instance()
+    records = dagster.fetch_materializations(dg.AssetKey("bedrock_billed_daily"), limit=10).records
+    assert len({record.run_id for record in records}) == 1
+    counts = {
+        record.partition_key: (
+            record.asset_materialization.metadata["dagster/row_count"].value,
+            record.asset_materialization.metadata["delivered_by"].value,
+        )
+        for record in records
+    }
+    assert counts == {
+        "2026-09-01": (1, ["payer"]), "2026-10-01": (0, []), "2026-11-01": (7, ["payer"])
+    }  # fmt: skip
     # November is revised: its discount and credit lines are gone.
     usage = [line for line in _lines(date(2026, 11, 3)) if line.line_item_type == "Usage"]
     write_cur_export(writer, "payer-cur", "cur2", "bedrock-cur", "2026-11", usage)
     job = defs.resolve_job_def("bedrock_billing_read")
-    result = job.execute_in_process(instance=instance(), partition_key="2026-11-01")
+    result = job.execute_in_process(instance=dagster, partition_key="2026-11-01")
     assert result.success
     [event] = result.get_asset_materialization_events()
     metadata = event.materialization.metadata
@@ -286,7 +304,7 @@ def test_the_billing_asset_reads_its_period_from_every_source(aws, export, bedro
     assert metadata["billed_tokens"].value == 1_234_567 + 98_765 + 500_000 + 1_500_000 + 200_000
     assert round(metadata["net_cost_usd"].value, 7) == 1.3580237 + 0.493825 + 4.5 + 0.375 + 0.24
     assert _rows(target, "SELECT billing_period, count(*) FROM bedrock_billed_daily "
-                 "GROUP BY ALL ORDER BY ALL") == [("2026-10", 1), ("2026-11", 5)]  # fmt: skip
+                 "GROUP BY ALL ORDER BY ALL") == [("2026-09", 1), ("2026-11", 5)]  # fmt: skip
     # No CloudWatch usage was synced: every billed line is a gap, the largest first.
     [check] = result.get_asset_check_evaluations()
     assert check.check_name == "bill_matches_estimate" and not check.passed

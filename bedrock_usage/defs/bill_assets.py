@@ -16,6 +16,7 @@ from ..bill_sync import read_bill
 from ..errors import UserError
 from ..storage.reconcile import bill_gaps
 from .assets import GROUP
+from .dagster_internals import add_partition_metadata
 from .resources import StateStoreResource, WarehouseResource
 from .run_health import POOL
 from .tags import tag_run
@@ -41,6 +42,7 @@ BILL_CHECK = dg.AssetCheckSpec(
     pool=POOL,
     kinds={"aws", "s3", "duckdb"},
     metadata={"dagster/table_name": "bedrock_billed_daily"},
+    backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def bedrock_billed_daily(
     context: dg.AssetExecutionContext,
@@ -51,9 +53,10 @@ def bedrock_billed_daily(
     period (table `bedrock_billed_daily`): per day, payer and usage account, region,
     model, token type, service tier and line item type (usage, discounts, credits and
     refunds kept apart), tokens, unblended and net cost, IAM principal and tags. The
-    period is replaced whole each time it is read."""
+    period is replaced whole each time it is read; a run over a range of periods (a
+    backfill, `bedrock-usage billing read`) lists each export once."""
     tag_run(context, by_connection=False)
-    period = context.partition_key[:7]
+    periods = sorted(key[:7] for key in context.partition_keys)
     store = state_store.get()
     if not store.billing_sources():
         return dg.MaterializeResult(
@@ -69,36 +72,52 @@ def bedrock_billed_daily(
             ],
         )
     try:
-        reads = read_bill(warehouse.open_db, warehouse.path, [period], store)
+        reads = read_bill(warehouse.open_db, warehouse.path, periods, store)
     except UserError as error:
         raise dg.Failure(description=str(error)) from None
     with warehouse.open_db() as db:
-        gaps = bill_gaps(db, period, settings.bill_tolerance())
-        tokens, unblended, net = db.execute(
-            "SELECT coalesce(sum(tokens), 0), coalesce(sum(unblended_cost_usd), 0), "
-            "coalesce(sum(net_unblended_cost_usd), 0) FROM bedrock_billed_daily "
-            "WHERE billing_period = ?",
-            [period],
-        ).fetchone()
+        gaps = bill_gaps(db, periods, settings.bill_tolerance())
+        figures = db.execute(
+            "SELECT billing_period, billing_source, count(*), coalesce(sum(tokens), 0), "
+            "coalesce(sum(unblended_cost_usd), 0), coalesce(sum(net_unblended_cost_usd), 0) "
+            "FROM bedrock_billed_daily WHERE billing_period IN (SELECT unnest($periods)) "
+            "GROUP BY ALL ORDER BY ALL",
+            {"periods": periods},
+        ).fetchall()
+    add_partition_metadata(
+        context,
+        {f"{period}-01": _period_metadata(period, reads, figures) for period in periods},
+    )
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": sum(r.rows for r in reads),
-            "billing_period": period,
-            "rows_by_source": dg.MetadataValue.json({r.billing_source: r.rows for r in reads}),
-            "billed_tokens": int(tokens),
-            "unblended_cost_usd": dg.MetadataValue.float(float(unblended)),
-            "net_cost_usd": dg.MetadataValue.float(float(net)),
-        },
         check_results=[
             dg.AssetCheckResult(
                 check_name=BILL_CHECK.name,
                 passed=not gaps,
                 severity=dg.AssetCheckSeverity.WARN,
-                metadata={"worst_gaps": dg.MetadataValue.json(gaps)},
+                metadata={
+                    "billing_periods": ", ".join(periods),
+                    "worst_gaps": dg.MetadataValue.json(gaps),
+                },
                 description=None if not gaps else _gaps_description(gaps),
             )
         ],
     )
+
+
+def _period_metadata(period: str, reads, figures) -> dict[str, object]:
+    """One billing period's figures, read back from the table: what its partition shows."""
+    rows = [f for f in figures if f[0] == period]
+    return {
+        "dagster/row_count": dg.MetadataValue.int(sum(f[2] for f in rows)),
+        "billing_period": period,
+        "delivered_by": dg.MetadataValue.json(
+            sorted(r.billing_source for r in reads if period in r.periods)
+        ),
+        "rows_by_source": dg.MetadataValue.json({f[1]: f[2] for f in rows}),
+        "billed_tokens": dg.MetadataValue.int(int(sum(f[3] for f in rows))),
+        "unblended_cost_usd": dg.MetadataValue.float(float(sum(f[4] for f in rows))),
+        "net_cost_usd": dg.MetadataValue.float(float(sum(f[5] for f in rows))),
+    }
 
 
 def _gaps_description(gaps: list[dict]) -> str:

@@ -19,9 +19,11 @@ from types import SimpleNamespace
 import dagster as dg
 
 from .. import settings
+from ..bill_sync import BillRead
 from ..connections.store import StateStore
 from ..days import DayRange
 from ..errors import ExitCode, UserError
+from .bill_assets import billing_job
 from .dagster_internals import (
     SINGLETON_REPOSITORY_NAME,
     CodePointer,
@@ -185,6 +187,49 @@ class _DefinitionsLocation(InProcessCodeLocation):
                 auto_materialize_use_sensors=instance.auto_materialize_use_sensors,
             )
         }
+
+
+def run_bill_read(periods: list[str], trigger: str = "cli") -> list[BillRead]:
+    """Read billing periods (YYYY-MM) from every billing source as one run of
+    `bedrock_billing_read` over the partitions from the first period to the last (a
+    period between them is read again too: a period is replaced whole). Returns what
+    each source read; a failed run raises its cause."""
+    result = run_tagged(
+        {
+            "dagster/asset_partition_range_start": f"{min(periods)}-01",
+            "dagster/asset_partition_range_end": f"{max(periods)}-01",
+        },
+        trigger,
+        job_name=billing_job.name,
+    )
+    if not result.success:
+        failures = result.get_step_failure_events()
+        error = failures[0].step_failure_data.error if failures else None
+        cause = cause_of(error) if error else "see the run in the Dagster UI"
+        raise UserError(f"Dagster run {result.run_id} failed: {cause}")
+    periods_by_source: dict[str, list[str]] = {}
+    rows_by_source: dict[str, int] = {}
+    for event in result.get_asset_materialization_events():
+        metadata = event.materialization.metadata
+        for source in metadata["delivered_by"].value:
+            periods_by_source.setdefault(source, []).append(metadata["billing_period"].value)
+        for source, rows in metadata["rows_by_source"].value.items():
+            rows_by_source[source] = rows_by_source.get(source, 0) + rows
+    return [
+        BillRead(source, sorted(read), rows_by_source.get(source, 0))
+        for source, read in sorted(periods_by_source.items())
+    ]
+
+
+def cause_of(error) -> str:
+    """What a step failed with, in the event log's words: Dagster wraps the error in
+    'Error occurred while executing op ...', with the real one as its cause."""
+    while error.cause is not None:
+        error = error.cause
+    message = error.message.strip()
+    for wrapper in ("dagster._core.definitions.events.Failure: ", "Failure: "):
+        message = message.removeprefix(wrapper)
+    return message or error.cls_name
 
 
 def run_tagged(

@@ -129,24 +129,25 @@ def create_bill_views(db, prefix: str = "") -> dict[str, dict[str, str]]:
     }
 
 
-def bill_gaps(db, period: str, tolerance: float, limit: int = 5) -> list[dict]:
-    """The worst gaps of billing period `period` (YYYY-MM) up to the bill's newest day
-    (later days are not billed yet): tokens that differ by more than `tolerance` of the
+def bill_gaps(db, periods: list[str], tolerance: float, limit: int = 5) -> list[dict]:
+    """The worst gaps of billing periods `periods` (YYYY-MM), each up to its bill's newest
+    day (later days are not billed yet): tokens that differ by more than `tolerance` of the
     larger count, or dollars by more than `tolerance` of the estimate (and at least a
     cent), largest dollar gap first."""
     return (
         db.execute(
             """
             WITH period AS (
-                SELECT max(usage_date) AS newest FROM bedrock_billed_daily
-                WHERE billing_period = $period
+                SELECT billing_period, max(usage_date) AS newest FROM bedrock_billed_daily
+                WHERE billing_period IN (SELECT unnest($periods)) GROUP BY billing_period
             )
             SELECT usage_date::VARCHAR AS usage_date, account_id, region, model_id,
                 token_type, cloudwatch_tokens, billed_tokens,
                 estimated_usd::VARCHAR AS estimated_usd,
                 billed_unblended_usd::VARCHAR AS billed_unblended_usd, probable_cause
             FROM bedrock_cost_vs_bill, period
-            WHERE strftime(usage_date, '%Y-%m') = $period AND usage_date <= period.newest
+            WHERE strftime(usage_date, '%Y-%m') = period.billing_period
+                AND usage_date <= period.newest
                 AND (
                     abs(coalesce(billed_tokens, 0) - coalesce(cloudwatch_tokens, 0))
                         > $tolerance * greatest(coalesce(billed_tokens, 0),
@@ -158,7 +159,7 @@ def bill_gaps(db, period: str, tolerance: float, limit: int = 5) -> list[dict]:
                 usage_date, account_id, region, model_id, token_type
             LIMIT $limit
             """,
-            {"period": period, "tolerance": tolerance, "limit": limit},
+            {"periods": periods, "tolerance": tolerance, "limit": limit},
         )
         .df()
         .astype(object)
