@@ -319,6 +319,8 @@ def test_the_billing_asset_reads_its_period_from_every_source(aws, export, bedro
     ]
     assert all(g["probable_cause"] for g in gaps)
     assert "bedrock_cost_vs_bill" in check.description
+    assert "CloudWatch counted nothing, billed 500,000 tokens / $4.500000" in check.description
+    assert "None" not in check.description
 
 
 def test_the_schedule_reads_the_open_month_and_the_last_while_aws_may_revise_it():

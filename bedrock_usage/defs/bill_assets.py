@@ -123,8 +123,9 @@ def _period_metadata(period: str, reads, figures) -> dict[str, object]:
 def _gaps_description(gaps: list[dict]) -> str:
     worst = "; ".join(
         f"{g['usage_date']} {g['account_id']} {g['region']} {g['model_id']} {g['token_type']}: "
-        f"CloudWatch {g['cloudwatch_tokens']} tokens / ${g['estimated_usd']}, billed "
-        f"{g['billed_tokens']} tokens / ${g['billed_unblended_usd']} ({g['probable_cause']})"
+        f"CloudWatch {_figure(g['cloudwatch_tokens'], g['estimated_usd'], 'counted nothing')}, "
+        f"billed {_figure(g['billed_tokens'], g['billed_unblended_usd'], 'nothing')} "
+        f"({g['probable_cause']})"
         for g in gaps
     )
     return (
@@ -133,6 +134,13 @@ def _gaps_description(gaps: list[dict]) -> str:
         "price, connect the account or region the bill covers; service tiers, batch and "
         "credits are billed apart by design (cost_usd uses the bill)."
     )
+
+
+def _figure(tokens, usd, missing: str) -> str:
+    if tokens is None and usd is None:
+        return missing
+    counted = "no tokens" if tokens is None else f"{int(tokens):,} tokens"
+    return f"{counted} / {'no price' if usd is None else f'${usd}'}"
 
 
 billing_job = dg.define_asset_job(
