@@ -18,7 +18,7 @@ from moto.iam.models import iam_backends
 from moto.moto_api._internal.models import moto_api_backend
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from . import cloudwatch_api, sts_api
+from . import bedrock_api, cloudwatch_api, sts_api
 from .cloudwatch_api import STATE, CallLog
 
 # Errors such as AccessDenied are not in CloudWatch's service model (IAM raises them);
@@ -68,6 +68,7 @@ class Emulator:
     def start(self) -> Emulator:
         cloudwatch_api.install()
         sts_api.install()
+        bedrock_api.install()
         self.reset()
         self._server.start()
         host, port = self._server.get_host_and_port()
@@ -86,6 +87,7 @@ class Emulator:
         STATE.throttle_next.clear()
         STATE.raw_next.clear()
         STATE.latency_seconds = 0.0
+        bedrock_api.STATE.reset()
         STATE.page_limit = cloudwatch_api.MAX_DATAPOINTS_PER_RESPONSE
         moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
         ActionAuthenticatorMixin.request_count = 0
@@ -216,6 +218,24 @@ class Emulator:
     @staticmethod
     def _iam(account_id: str):
         return iam_backends[account_id]["aws"]
+
+    # Bedrock's control plane ----------------------------------------------
+
+    def create_application_profile(
+        self,
+        account_id: str,
+        region: str,
+        name: str,
+        model_arns: list[str],
+        tags: dict[str, str] | None = None,
+    ) -> bedrock_api.Profile:
+        """An application inference profile routing to `model_arns` (one foundation
+        model's ARN, or a system profile's regions), with its tags."""
+        return bedrock_api.add_application_profile(account_id, region, name, model_arns, tags or {})
+
+    @property
+    def bedrock_log(self) -> bedrock_api.BedrockState:
+        return bedrock_api.STATE
 
     # Metric data -----------------------------------------------------------
 

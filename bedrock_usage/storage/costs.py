@@ -27,6 +27,7 @@ from ..pricing.prices import PriceRow, merge_prices
 from .columns import USAGE_COLUMN_DOCS
 from .figures import by_day, window_days
 from .lake import is_lake
+from .profiles import PROFILE_COLUMN_DOCS, PROFILES_TABLE
 from .quality import window_filter
 from .reconcile import create_bill_views
 
@@ -62,6 +63,20 @@ twins AS (
     WHERE regexp_matches(model_id, '^.+-[0-9]+:[0-9]+$')
     GROUP BY 1
 ),
+routed AS (
+    -- Usage through an application inference profile takes the model behind it, its
+    -- provider and its routing (bedrock_inference_profiles, read by the sync).
+    SELECT u.* REPLACE (
+            coalesce(ip.model_provider, u.model_provider) AS model_provider,
+            coalesce(ip.base_model_id, u.base_model_id) AS base_model_id,
+            coalesce(ip.inference_scope, u.inference_scope) AS inference_scope),
+        ip.profile_name AS inference_profile_name
+    FROM bedrock_usage_daily u
+    LEFT JOIN bedrock_inference_profiles ip
+        ON ip.connection_id = u.connection_id AND ip.region = u.region
+        AND u.inference_scope = 'application_profile'
+        AND u.model_id IN (ip.profile_id, ip.profile_arn)
+),
 usage AS (
     SELECT u.*,
         CASE
@@ -75,7 +90,7 @@ usage AS (
                 THEN coalesce(t.twin, u.base_model_id)
             ELSE u.base_model_id
         END AS price_model_id
-    FROM bedrock_usage_daily u
+    FROM routed u
     LEFT JOIN priced p ON p.model_id = u.base_model_id
     LEFT JOIN twins t ON t.stem = u.base_model_id
 ),
@@ -130,7 +145,8 @@ SELECT u.usage_date, u.connection_id, u.account_id, u.region, u.api_endpoint, u.
     {cache_read_cost} AS cache_read_cost_usd,
     {cache_write_cost} AS cache_write_cost_usd,
     CASE WHEN r.input_rate IS NOT NULL THEN r.price_effective_from END AS price_effective_from,
-    CASE WHEN r.input_rate IS NOT NULL THEN r.price_source END AS price_source
+    CASE WHEN r.input_rate IS NOT NULL THEN r.price_source END AS price_source,
+    u.inference_profile_name
 FROM usage u
 LEFT JOIN rates r USING (usage_date, connection_id, region, api_endpoint, model_id)
 """.format(
@@ -197,6 +213,12 @@ COST_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ),
     ("price_effective_from", "DATE", "Start of the newest price row used for this row."),
     ("price_source", "VARCHAR", "Where the input price came from (bedrock_prices.source)."),
+    (
+        "inference_profile_name",
+        "VARCHAR",
+        "The application inference profile's name where model_id is one (its model, "
+        "provider and scope then come from bedrock_inference_profiles); else NULL.",
+    ),
 )
 COLUMN_COMMENTS: dict[str, dict[str, str]] = {
     "bedrock_cost_daily": {name: text for name, _, text in COST_COLUMNS},
@@ -216,6 +238,7 @@ COLUMN_COMMENTS: dict[str, dict[str, str]] = {
         "AmazonBedrockService), or the shipped genai-prices snapshot.",
         "read_at": "When the source was read (UTC).",
     },
+    PROFILES_TABLE: PROFILE_COLUMN_DOCS,
 }
 USAGE_COMMENTS = {name: text for name, _, text in USAGE_COLUMN_DOCS}
 COLUMN_COMMENTS["bedrock_cost_daily"] = {
@@ -250,7 +273,11 @@ def create_cost_views(db: duckdb.DuckDBPyConnection, catalog: str | None = None)
     comments.update(create_bill_views(db, prefix))
     if catalog is None and is_lake(db):
         # DuckLake keeps comments on tables' columns, not on views'.
-        comments = {name: columns for name, columns in comments.items() if name == PRICES_TABLE}
+        comments = {
+            name: columns
+            for name, columns in comments.items()
+            if name in (PRICES_TABLE, PROFILES_TABLE)
+        }
     database = catalog or db.execute("SELECT current_database()").fetchone()[0]
     for relation, columns in comments.items():
         present = {

@@ -191,6 +191,27 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        # Application inference profiles a connection's usage names, resolved to the
+        # model behind them (storage/profiles.py).
+        6,
+        """
+        CREATE TABLE bedrock_inference_profiles (
+            connection_id VARCHAR NOT NULL,
+            account_id VARCHAR NOT NULL,
+            region VARCHAR NOT NULL,
+            profile_id VARCHAR NOT NULL,
+            profile_arn VARCHAR NOT NULL,
+            profile_name VARCHAR NOT NULL,
+            model_arns VARCHAR[] NOT NULL,
+            base_model_id VARCHAR NOT NULL,
+            model_provider VARCHAR NOT NULL,
+            inference_scope VARCHAR NOT NULL,
+            tags VARCHAR NOT NULL,
+            read_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
 )
 
 

@@ -60,6 +60,7 @@ from .lake import (
     open_lake,
     retrying,
 )
+from .profiles import PROFILES_TABLE
 from .schema import MIGRATIONS, ensure_schema
 
 T = TypeVar("T")
@@ -453,7 +454,7 @@ def publish_snapshot(
                 f"CREATE TABLE analysts_snapshot.{SNAPSHOT_VERSION_TABLE} AS "
                 "SELECT max(version) AS version FROM schema_version"
             )
-            for table in (PRICES_TABLE, BILLED_TABLE):
+            for table in (PRICES_TABLE, BILLED_TABLE, PROFILES_TABLE):
                 db.execute(
                     f"CREATE TABLE analysts_snapshot.{table} AS SELECT * FROM {table} WHERE false"
                 )
@@ -479,6 +480,11 @@ def publish_snapshot(
         db.execute(
             f"INSERT INTO analysts_snapshot.{BILLED_TABLE} SELECT * FROM {BILLED_TABLE} "
             "ORDER BY usage_date, account_id, region, usage_type"
+        )
+        db.execute(f"DELETE FROM analysts_snapshot.{PROFILES_TABLE}")
+        db.execute(
+            f"INSERT INTO analysts_snapshot.{PROFILES_TABLE} SELECT * FROM {PROFILES_TABLE} "
+            "ORDER BY connection_id, region, profile_id"
         )
         create_cost_views(db, "analysts_snapshot")
         db.execute("COMMIT")
@@ -657,6 +663,7 @@ LAKE_TABLES = (
     "bedrock_usage_daily_by_project",
     "bedrock_prices",
     BILLED_TABLE,
+    PROFILES_TABLE,
 )
 
 
@@ -686,7 +693,11 @@ def copy_into_lake(source: Path, lake: Lake) -> dict[str, int]:
                 db.execute(f"DELETE FROM {PRICES_TABLE}")  # the file's, refreshed
                 for table in LAKE_TABLES:
                     columns = ", ".join(_columns(db, table))
-                    order = "" if table == PRICES_TABLE else " ORDER BY usage_date, region"
+                    order = (
+                        " ORDER BY usage_date, region"
+                        if "usage_date" in _columns(db, table)
+                        else ""
+                    )
                     db.execute(
                         f"INSERT INTO {table} ({columns}) "
                         f"SELECT {columns} FROM local_file.{table}{order}"
@@ -732,4 +743,5 @@ def _checksum(table: str) -> str:
         "bedrock_usage_daily_by_project": "sum(input_tokens + output_tokens + inferences)",
         PRICES_TABLE: "sum(usd_per_million_tokens)",
         BILLED_TABLE: "sum(net_unblended_cost_usd)",
+        PROFILES_TABLE: "count(DISTINCT profile_id)",
     }[table]
