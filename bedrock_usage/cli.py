@@ -523,6 +523,7 @@ def status(name, days, as_json):
         if usage is not None
         else None,
         "events": [e.__dict__ for e in events],
+        "optional_permissions_missing": store.missing_optional_permissions(name),
     }
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
@@ -542,6 +543,7 @@ def status(name, days, as_json):
                 f"\n    Next: {region['failure']['next_action']}"
             )
         click.echo(line)
+    _echo_missing_optional(report["optional_permissions_missing"])
     click.echo(f"Usage since {since}:")
     if usage is None:
         click.echo("  unavailable while the warehouse is busy; try again in a moment.")
@@ -678,12 +680,24 @@ def doctor(name, as_json):
                 f"    {endpoint}: newest data point {newest:%Y-%m-%d %H:%M}Z, {minutes} minutes "
                 "ago (CloudWatch delay)"
             )
+    from .connections.store import StateStore
+
+    _echo_missing_optional(StateStore().missing_optional_permissions(name), prefix="- ")
     errors = diagnosis.recent_errors
     click.echo("- Recent errors in the event log:" + ("" if errors else " none"))
     for event in errors:
         click.echo(_event_line(event))
     if not diagnosis.ok:
         sys.exit(ExitCode.FAILED)
+
+
+def _echo_missing_optional(missing: list[dict], prefix: str = "  ") -> None:
+    """Optional permissions the last sync found missing: nothing failed for them."""
+    for row in missing:
+        click.echo(
+            f"{prefix}{row['region']}: optional permission '{row['permission']}' missing "
+            f"({row['missing_code']}, last sync {row['checked_at']}). {row['advice']}"
+        )
 
 
 @main.command()

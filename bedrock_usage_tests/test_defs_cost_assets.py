@@ -48,6 +48,7 @@ def test_a_sync_estimates_cost_and_flags_unpriced_usage(aws, reader, bedrock_hom
     assert not check.passed and check.severity.value == "WARN"
     [unpriced] = check.metadata["unpriced_by_model"].value
     assert (unpriced["model_id"], unpriced["tokens"]) == (PROVISIONED, 2_000)
+    assert unpriced["cause"].startswith("billed by the hour")
     assert "billed by the hour" in check.description
 
     # Late data: CloudWatch now holds more Haiku tokens for that day; a re-sync updates

@@ -147,10 +147,15 @@ def test_windows_queried_one_at_a_time_merge_to_the_query_over_all(con):
     merged = merge_unpriced([unpriced_usage(con, w) for w in windows])
     whole = unpriced_usage(con, {"prod": DayRange(D1, D2)})
     assert merged.values.tolist() == whole.values.tolist()
-    assert whole.values.tolist() == [
+    assert whole.drop(columns="cause").values.tolist() == [
         ["acme.unheard-of-model-v1:0", "in_region", "us-east-1", 600, 1],
         [PROVISIONED, "provisioned", "eu-west-1,us-east-1,us-west-2", 547, 4],
         ["(unattributed)", "unattributed", "us-east-1", 0, 3],
+    ]
+    assert [cause.split(":")[0] for cause in whole.cause] == [
+        "no list price for this model",
+        "billed by the hour or through AWS Marketplace, not per token",
+        "CloudWatch reported it without a model",
     ]
     assert merge_unpriced([unpriced_usage(con, {"prod": DayRange(D3, D3)})]).empty
 

@@ -116,6 +116,17 @@ CREATE TABLE IF NOT EXISTS billing_sources (
     last_read_at TEXT,
     periods_read TEXT
 );
+-- Optional permissions a sync tried (e.g. reading application inference profiles): a
+-- missing one fails nothing, and status and doctor say what it would add.
+CREATE TABLE IF NOT EXISTS optional_permissions (
+    connection_id TEXT NOT NULL,
+    region TEXT NOT NULL,
+    permission TEXT NOT NULL,
+    missing_code TEXT,
+    advice TEXT,
+    checked_at TEXT NOT NULL,
+    PRIMARY KEY (connection_id, region, permission)
+);
 """
 
 
@@ -367,7 +378,7 @@ class StateStore:
         """Delete the connection and its credentials. The event log stays, as history;
         `scrub` then wipes the deleted bytes from disk."""
         with self.transaction() as db:
-            for table in ("connections", "region_health", "sync_attempts"):
+            for table in ("connections", "region_health", "sync_attempts", "optional_permissions"):
                 db.execute(f"DELETE FROM {table} WHERE connection_id = ?", [connection_id])
 
     def scrub(self, timeout: float = 30.0) -> bool:
@@ -596,6 +607,43 @@ class StateStore:
                 """,
                 [connection_id, region, kind, code, message, next_action, now_iso(), connection_id],
             )
+
+    def record_optional_permission(
+        self,
+        connection_id: str,
+        region: str,
+        permission: str,
+        missing_code: str | None,
+        advice: str | None,
+    ) -> None:
+        """What a sync found of an optional permission: granted (`missing_code` None), or
+        missing with the error AWS gave and what granting it would add."""
+        with self.transaction() as db:
+            db.execute(
+                """
+                INSERT INTO optional_permissions
+                    (connection_id, region, permission, missing_code, advice, checked_at)
+                SELECT ?, ?, ?, ?, ?, ?
+                WHERE EXISTS (SELECT 1 FROM connections WHERE connection_id = ?)
+                ON CONFLICT (connection_id, region, permission) DO UPDATE SET
+                    missing_code = excluded.missing_code, advice = excluded.advice,
+                    checked_at = excluded.checked_at
+                """,
+                [connection_id, region, permission, missing_code, advice, now_iso(),
+                 connection_id],
+            )  # fmt: skip
+
+    def missing_optional_permissions(self, connection_id: str | None = None) -> list[dict]:
+        """The optional permissions the last sync found missing, per connection and region."""
+        query = "SELECT * FROM optional_permissions WHERE missing_code IS NOT NULL"
+        params: list = []
+        if connection_id is not None:
+            query += " AND connection_id = ?"
+            params.append(connection_id)
+        with self._db() as db:
+            return db.execute(
+                query + " ORDER BY connection_id, region, permission", params
+            ).fetchall()
 
     def log_event(
         self,

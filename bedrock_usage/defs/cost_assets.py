@@ -146,10 +146,12 @@ def bedrock_cost_daily(
                 if not records
                 else (
                     "Usage without a list price has no estimate (NULL) and is left out of the "
-                    "monthly totals. Provisioned, custom and imported models are billed by "
-                    "the hour or by AWS Marketplace, not per token; for a foundation model, "
-                    "run 'bedrock-usage prices refresh' or add its offer name to "
-                    "pricing/price_list_names.json."
+                    "monthly totals; unpriced_by_model gives each model's cause. "
+                    "Provisioned, custom and imported models are billed by the hour or by "
+                    "AWS Marketplace, not per token; an application inference profile needs "
+                    "the optional profile permissions to be priced as its model; for a "
+                    "foundation model, run 'bedrock-usage prices refresh' or add its offer "
+                    "name to pricing/price_list_names.json."
                 ),
             ),
             regions_read_result(state_store.get(), windows),

@@ -354,11 +354,27 @@ def cost_summary(db: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]) ->
     return cost_totals(cost_by_partition(db, windows).values())
 
 
+PROFILE_CAUSE = (
+    "an application inference profile not resolved: allow bedrock:ListInferenceProfiles, "
+    "bedrock:GetInferenceProfile and bedrock:ListTagsForResource (the optional statement, "
+    "docs/operating.md) and sync again; 'bedrock-usage status' shows where it is missing"
+)
+
+
 def unpriced_usage(db: duckdb.DuckDBPyConnection, windows: dict[str, DayRange]) -> pd.DataFrame:
     """Usage with tokens or invocations that has no estimate, by model."""
     where, params = window_filter(windows)
     return db.execute(
         f"""SELECT model_id, inference_scope,
+            CASE
+                WHEN inference_scope = 'application_profile' THEN {literal(PROFILE_CAUSE)}
+                WHEN inference_scope IN ('provisioned', 'custom', 'imported')
+                    THEN 'billed by the hour or through AWS Marketplace, not per token'
+                WHEN inference_scope = 'unattributed'
+                    THEN 'CloudWatch reported it without a model'
+                ELSE 'no list price for this model: bedrock-usage prices refresh, or add its '
+                    || 'offer name to pricing/price_list_names.json'
+            END AS cause,
             string_agg(DISTINCT region, ',' ORDER BY region) AS regions,
             sum(input_tokens + output_tokens + cache_read_input_tokens
                 + cache_write_input_tokens)::BIGINT AS tokens,
@@ -380,7 +396,7 @@ def merge_unpriced(parts: list[pd.DataFrame]) -> pd.DataFrame:
         return frames[0] if frames else (parts[0] if parts else pd.DataFrame())
     merged = (
         pd.concat(frames)
-        .groupby(["model_id", "inference_scope"], dropna=False, sort=False)
+        .groupby(["model_id", "inference_scope", "cause"], dropna=False, sort=False)
         .agg(
             regions=("regions", lambda r: ",".join(sorted({x for v in r for x in v.split(",")}))),
             tokens=("tokens", "sum"),

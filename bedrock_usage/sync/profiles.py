@@ -32,6 +32,7 @@ PROFILE_ACTIONS = (
 )
 # Beside the minimal policy, never instead of it: its resources are the account's
 # application inference profiles only.
+PROFILE_PERMISSION = "inference_profiles"  # the optional permission, as status names it
 PROFILE_POLICY_STATEMENT = {
     "Effect": "Allow",
     "Action": list(PROFILE_ACTIONS),
@@ -71,6 +72,18 @@ class ProfileRead:
     not_found: list[str] = field(default_factory=list)  # deleted since, or never listed
     failure_code: str | None = None
     calls: int = 0
+
+    def rows(self) -> list[dict]:
+        """The profiles as bedrock_inference_profiles rows (storage/profiles.py)."""
+        return [
+            {
+                "profile_id": p.profile_id, "profile_arn": p.profile_arn,
+                "profile_name": p.profile_name, "model_arns": list(p.model_arns),
+                "base_model_id": p.base_model_id, "model_provider": p.model_provider,
+                "inference_scope": p.inference_scope, "tags": p.tags_json(),
+            }
+            for p in self.profiles
+        ]  # fmt: skip
 
     @property
     def advice(self) -> str | None:

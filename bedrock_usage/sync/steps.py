@@ -16,8 +16,10 @@ from ..days import DayRange, readable_range, utc_today
 from ..errors import UserError
 from ..extraction.fetch import RegionFetch, empty_datapoints
 from ..memory import release_freed_memory, release_garbage
+from ..storage.profiles import store_profiles
 from ..storage.warehouse import atomically
 from . import attempts
+from .profiles import PROFILE_PERMISSION, ProfileRead, application_profile_ids, read_profiles
 from .progress import SILENT, SyncProgress
 from .regions import (
     DEFAULT_OPTIONS,
@@ -65,7 +67,7 @@ def fetch_and_store(
     store = store or StateStore()
     connection = get_connection(connection_id, store)
     attempts.begin(store, connection_id, run_id, day_range)
-    fetches = _fetch(connection, day_range, open_db, progress, options)
+    fetches, profile_reads = _fetch(connection, day_range, open_db, progress, options)
     release_garbage()  # the regions' clients, before the store needs the memory
     store.set_phase(connection_id, attempts.WRITING, [f.region for f in fetches if not f.ok])
     if any(f.ok for f in fetches):
@@ -77,12 +79,16 @@ def fetch_and_store(
                 # committed, nothing of the connection may be written again.
                 ensure_still_connected(store, connection)
                 store_fetches(db, connection_id, connection.account_id, fetches, fetched_at)
+                for region, read in profile_reads.items():
+                    store_profiles(db, connection_id, connection.account_id, region,
+                                   read.rows(), fetched_at)  # fmt: skip
 
             atomically(db, write, connection_id=connection_id)
         for fetch in fetches:
             fetch.release_datapoints()  # stored: a run over many connections keeps only counts
         release_freed_memory()
     _record_fetches(store, connection, fetches)
+    _record_profile_reads(store, connection_id, profile_reads)
     return connection, fetches
 
 
@@ -101,7 +107,8 @@ def _fetch(
     open_db: WarehouseOpener,
     progress: SyncProgress,
     options: SyncOptions,
-) -> list[RegionFetch]:
+) -> tuple[list[RegionFetch], dict[str, ProfileRead]]:
+    """Every region's answer, and the application inference profiles its usage names."""
     auth = stored_auth(connection)  # a SecretKeyError is a `configuration` outcome
     try:
         session = session_for(auth)
@@ -114,13 +121,39 @@ def _fetch(
         for fetch in fetches:
             if progress.on_region_done:
                 progress.on_region_done(fetch)
-        return fetches
+        return fetches, {}
     target = SyncTarget(
         connection.connection_id, connection.account_id, connection.regions, session
     )
-    return fetch_regions(
+    fetches = fetch_regions(
         target, day_range, open_db, progress.on_region_done, progress.on_progress, options
     )
+    reads = {}
+    for fetch in fetches:
+        seen = application_profile_ids(fetch.models_seen) if fetch.ok else []
+        if seen:
+            reads[fetch.region] = read_profiles(session, fetch.region, seen)
+    return fetches, reads
+
+
+def _record_profile_reads(
+    store: StateStore, connection_id: str, reads: dict[str, ProfileRead]
+) -> None:
+    """A missing permission fails nothing: it is noted for status and doctor, and in the
+    event log once per sync."""
+    for region, read in reads.items():
+        store.record_optional_permission(
+            connection_id, region, PROFILE_PERMISSION, read.failure_code, read.advice
+        )
+        if read.failure_code:
+            message = f"application inference profiles not readable ({read.failure_code})"
+            store.log_event(connection_id, "profiles", "failed", message, region=region,
+                            error_code=read.failure_code, failure_kind="permission",
+                            next_action=read.advice)  # fmt: skip
+        else:
+            resolved = ", ".join(f"{p.profile_id} -> {p.base_model_id}" for p in read.profiles)
+            unknown = f"; not found: {', '.join(read.not_found)}" if read.not_found else ""
+            store.log_event(connection_id, "profiles", "ok", f"{resolved}{unknown}", region=region)
 
 
 def _record_fetches(store: StateStore, connection: Connection, fetches: list[RegionFetch]) -> None:
