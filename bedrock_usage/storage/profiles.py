@@ -18,6 +18,9 @@ PROFILE_COLUMNS = (
     "model_arns", "base_model_id", "model_provider", "inference_scope", "tags", "read_at",
 )  # fmt: skip
 PROFILE_COLUMN_DOCS = {
+    "connection_id": "The connection whose sync read it.",
+    "account_id": "The AWS account that owns it.",
+    "region": "The region it lives in (a profile is regional).",
     "profile_id": "The application inference profile's 12-character id.",
     "profile_arn": "Its ARN; CloudWatch's ModelId is either this or the id.",
     "profile_name": "The name its owner gave it.",
