@@ -878,6 +878,147 @@ def demo(days: int) -> None:
     run_demo(days)
 
 
+def _owner_match_options(command):
+    """What an ownership rule covers: any of these, most specific wins."""
+    for name, help_text in reversed(
+        [
+            ("--account", "An AWS account id."),
+            ("--connection", "A connection's name."),
+            ("--region", "An AWS region."),
+            ("--model", "A model id (the base model, or the id CloudWatch reports)."),
+            ("--profile", "An application inference profile's id, ARN or name."),
+            ("--project", "A mantle endpoint project id."),
+            ("--principal", "An IAM principal's ARN (as the bill names it)."),
+        ]
+    ):
+        command = click.option(name, help=help_text)(command)
+    return command
+
+
+def _owner_match(account, connection, region, model, profile, project, principal):
+    from .storage.owners import Match
+
+    return Match(account, connection, region, model, profile, project, principal)
+
+
+def _change_owner_map(change) -> object:
+    """Run `change(db)` on the warehouse in one transaction, then refresh the analysts'
+    copy; a refused rule stores nothing."""
+    from .storage.owners import OwnerRuleError
+    from .storage.warehouse import atomically, open_warehouse, publish_snapshot, warehouse_target
+
+    target = warehouse_target()
+    try:
+        with open_warehouse(target) as db:
+            result = atomically(db, lambda: change(db))
+            publish_snapshot(db, target, {})
+    except OwnerRuleError as error:
+        raise UserError(str(error), ExitCode.USAGE) from None
+    return result
+
+
+@main.group()
+def owners() -> None:
+    """Who owns the spend: the ownership map (team, application, cost center by account,
+    connection, region, model, profile, project or principal; the most specific rule
+    wins; tags fill in where no rule does). Analysts group by it in
+    bedrock_usage_daily_by_owner and bedrock_cost_monthly_by_owner."""
+
+
+@owners.command("set")
+@click.option("--team", help="The owning team.")
+@click.option("--application", help="The owning application.")
+@click.option("--cost-center", help="The owning cost center.")
+@_owner_match_options
+@click.option(
+    "--from",
+    "effective_from",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="First UTC day the owner applies (default: from the start for what had no owner "
+    "yet, else today, so a change does not rewrite the past).",
+)
+@handles_errors
+def owners_set(team, application, cost_center, effective_from, **criteria):
+    """Give what the options name to an owner."""
+    from .storage.owners import Owner, set_rule
+
+    match = _owner_match(**criteria)
+    start = effective_from.date() if effective_from else None
+    took = _change_owner_map(
+        lambda db: set_rule(db, match, Owner(team, application, cost_center), start, utc_today())
+    )
+    covered = ", ".join(f"{k}={v}" for k, v in match.named().items())
+    click.echo(f"Owner of {covered}: {team or '-'} / {application or '-'} / "
+               f"{cost_center or '-'}, from {took}.")  # fmt: skip
+
+
+@owners.command("unset")
+@_owner_match_options
+@click.option(
+    "--from", "effective_from", type=click.DateTime(["%Y-%m-%d"]),
+    help="First UTC day without the owner (default today; earlier days keep it).",
+)  # fmt: skip
+@handles_errors
+def owners_unset(effective_from, **criteria):
+    """End the rule that names exactly these options."""
+    from .storage.owners import unset_rule
+
+    match = _owner_match(**criteria)
+    start = effective_from.date() if effective_from else None
+    _change_owner_map(lambda db: unset_rule(db, match, start, utc_today()))
+    click.echo(f"Rule for {', '.join(f'{k}={v}' for k, v in match.named().items())} ended.")
+
+
+@owners.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handles_errors
+def owners_list(as_json):
+    """Every rule of the ownership map, with its effective dates."""
+    from .storage.owners import list_rules
+    from .storage.warehouse import open_warehouse, warehouse_target
+
+    target = warehouse_target()
+    if isinstance(target, Path) and not target.exists():
+        rules = []
+    else:
+        with open_warehouse(target, read_only=isinstance(target, Path)) as db:
+            rules = list_rules(db)
+    if as_json:
+        click.echo(json.dumps(rules, indent=2, default=str))
+        return
+    if not rules:
+        click.echo("No ownership rule yet: 'bedrock-usage owners set --team T --connection C'.")
+    for rule in rules:
+        covers = ", ".join(f"{k}={rule[k]}" for k in
+                           ("account_id", "connection_id", "region", "model_id", "profile",
+                            "project_id", "principal") if rule[k])  # fmt: skip
+        until = f" until {rule['effective_to']}" if rule["effective_to"] else ""
+        owner = " / ".join(rule[a] or "-" for a in ("team", "application", "cost_center"))
+        click.echo(f"{covers}: {owner} from {rule['effective_from']}{until}")
+
+
+@owners.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@handles_errors
+def owners_import(csv_file):
+    """Set every rule of a CSV file at once (header: team, application, cost_center,
+    account_id, connection_id, region, model_id, profile, project_id, principal,
+    effective_from); nothing is stored if any row is wrong."""
+    from .storage.owners import OwnerRuleError, read_rules_csv, set_rule
+
+    try:
+        rules = read_rules_csv(csv_file)
+    except OwnerRuleError as error:
+        raise UserError(str(error), ExitCode.USAGE) from None
+
+    def change(db):
+        for match, owner, start in rules:
+            set_rule(db, match, owner, start, utc_today())
+
+    _change_owner_map(change)
+    click.echo(f"Imported {len(rules)} ownership rule(s) from {csv_file}.")
+
+
 @main.group()
 def billing() -> None:
     """What AWS billed for Bedrock: a CUR 2.0 export (AWS Data Exports) read into

@@ -27,6 +27,7 @@ from ..pricing.prices import PriceRow, merge_prices
 from .columns import USAGE_COLUMN_DOCS
 from .figures import by_day, window_days
 from .lake import is_lake
+from .owners import create_owner_views
 from .profiles import PROFILE_COLUMN_DOCS, PROFILES_TABLE
 from .quality import window_filter
 from .reconcile import create_bill_views
@@ -146,7 +147,10 @@ SELECT u.usage_date, u.connection_id, u.account_id, u.region, u.api_endpoint, u.
     {cache_write_cost} AS cache_write_cost_usd,
     CASE WHEN r.input_rate IS NOT NULL THEN r.price_effective_from END AS price_effective_from,
     CASE WHEN r.input_rate IS NOT NULL THEN r.price_source END AS price_source,
-    u.inference_profile_name
+    u.inference_profile_name,
+    r.input_rate AS input_usd_per_million, r.output_rate AS output_usd_per_million,
+    r.cache_read_rate AS cache_read_usd_per_million,
+    r.cache_write_rate AS cache_write_usd_per_million
 FROM usage u
 LEFT JOIN rates r USING (usage_date, connection_id, region, api_endpoint, model_id)
 """.format(
@@ -219,6 +223,15 @@ COST_COLUMNS: tuple[tuple[str, str, str], ...] = (
         "The application inference profile's name where model_id is one (its model, "
         "provider and scope then come from bedrock_inference_profiles); else NULL.",
     ),
+    *(
+        (
+            f"{kind}_usd_per_million",
+            "DECIMAL(18,9)",
+            f"The list price applied to the {kind.replace('_', ' ')} tokens, USD per million; "
+            "NULL without one.",
+        )
+        for kind in ("input", "output", "cache_read", "cache_write")
+    ),
 )
 COLUMN_COMMENTS: dict[str, dict[str, str]] = {
     "bedrock_cost_daily": {name: text for name, _, text in COST_COLUMNS},
@@ -271,6 +284,7 @@ def create_cost_views(db: duckdb.DuckDBPyConnection, catalog: str | None = None)
     comments = {**COLUMN_COMMENTS}
     comments.update({name: MONTHLY_COMMENTS for name in MONTHLY_VIEWS})
     comments.update(create_bill_views(db, prefix))
+    comments.update(create_owner_views(db, prefix))
     if catalog is None and is_lake(db):
         # DuckLake keeps comments on tables' columns, not on views'.
         comments = {

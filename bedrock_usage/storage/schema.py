@@ -11,6 +11,7 @@ import duckdb
 from ..pricing.prices import shipped_prices
 from .costs import create_cost_views, has_source, store_prices
 from .lake import is_lake
+from .owners import OWNER_SCHEMA
 
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (
@@ -212,6 +213,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    # The ownership map and the tag keys owners are read from (storage/owners.py).
+    (7, OWNER_SCHEMA),
 )
 
 

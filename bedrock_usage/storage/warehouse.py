@@ -60,6 +60,7 @@ from .lake import (
     open_lake,
     retrying,
 )
+from .owners import OWNER_RULES_TABLE, TAG_KEYS_TABLE
 from .profiles import PROFILES_TABLE
 from .schema import MIGRATIONS, ensure_schema
 
@@ -454,7 +455,7 @@ def publish_snapshot(
                 f"CREATE TABLE analysts_snapshot.{SNAPSHOT_VERSION_TABLE} AS "
                 "SELECT max(version) AS version FROM schema_version"
             )
-            for table in (PRICES_TABLE, BILLED_TABLE, PROFILES_TABLE):
+            for table in WHOLE_TABLES:
                 db.execute(
                     f"CREATE TABLE analysts_snapshot.{table} AS SELECT * FROM {table} WHERE false"
                 )
@@ -481,11 +482,9 @@ def publish_snapshot(
             f"INSERT INTO analysts_snapshot.{BILLED_TABLE} SELECT * FROM {BILLED_TABLE} "
             "ORDER BY usage_date, account_id, region, usage_type"
         )
-        db.execute(f"DELETE FROM analysts_snapshot.{PROFILES_TABLE}")
-        db.execute(
-            f"INSERT INTO analysts_snapshot.{PROFILES_TABLE} SELECT * FROM {PROFILES_TABLE} "
-            "ORDER BY connection_id, region, profile_id"
-        )
+        for table in (PROFILES_TABLE, OWNER_RULES_TABLE, TAG_KEYS_TABLE):
+            db.execute(f"DELETE FROM analysts_snapshot.{table}")
+            db.execute(f"INSERT INTO analysts_snapshot.{table} SELECT * FROM {table}")
         create_cost_views(db, "analysts_snapshot")
         db.execute("COMMIT")
     finally:
@@ -497,6 +496,8 @@ def publish_snapshot(
 
 
 SNAPSHOT_VERSION_TABLE = "snapshot_schema_version"
+# Small tables the analysts' copy holds whole, refreshed at every publish.
+WHOLE_TABLES = (PRICES_TABLE, BILLED_TABLE, PROFILES_TABLE, OWNER_RULES_TABLE, TAG_KEYS_TABLE)
 
 
 def _attach_previous_copy(db: duckdb.DuckDBPyConnection, target: Path, staging: Path) -> bool:
@@ -664,6 +665,8 @@ LAKE_TABLES = (
     "bedrock_prices",
     BILLED_TABLE,
     PROFILES_TABLE,
+    OWNER_RULES_TABLE,
+    TAG_KEYS_TABLE,
 )
 
 
@@ -690,7 +693,8 @@ def copy_into_lake(source: Path, lake: Lake) -> dict[str, int]:
                 )
 
             def copy() -> None:
-                db.execute(f"DELETE FROM {PRICES_TABLE}")  # the file's, refreshed
+                for table in (PRICES_TABLE, TAG_KEYS_TABLE):  # the file's, refreshed
+                    db.execute(f"DELETE FROM {table}")
                 for table in LAKE_TABLES:
                     columns = ", ".join(_columns(db, table))
                     order = (
@@ -744,4 +748,6 @@ def _checksum(table: str) -> str:
         PRICES_TABLE: "sum(usd_per_million_tokens)",
         BILLED_TABLE: "sum(net_unblended_cost_usd)",
         PROFILES_TABLE: "count(DISTINCT profile_id)",
+        OWNER_RULES_TABLE: "count(DISTINCT rule_id)",
+        TAG_KEYS_TABLE: "count(DISTINCT team_key || application_key || cost_center_key)",
     }[table]
