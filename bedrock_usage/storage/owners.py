@@ -254,11 +254,11 @@ WITH grain AS ({grain_sql}),
 numbered AS MATERIALIZED (
     SELECT row_number() OVER (ORDER BY {columns}) AS row_key, * FROM grain
 ),
-keys AS (SELECT * FROM {{prefix}}{TAG_KEYS_TABLE} LIMIT 1),
+keys AS (SELECT * FROM {TAG_KEYS_TABLE} LIMIT 1),
 candidates AS (
     SELECT g.row_key, r.team, r.application, r.cost_center, 'map' AS owner_source,
         ({_RULE_RANK}) * 2 + 1 AS priority, {_RULE_COUNT} AS criteria, r.created_at
-    FROM numbered g JOIN {{prefix}}{OWNER_RULES_TABLE} r ON {_RULE_MATCHES}
+    FROM numbered g JOIN {OWNER_RULES_TABLE} r ON {_RULE_MATCHES}
     UNION ALL
     SELECT g.row_key, {tag("k.team_key")}, {tag("k.application_key")},
         {tag("k.cost_center_key")}, 'tags', {1 << (tag_rank + 2)} * 2, 1, NULL
@@ -288,8 +288,8 @@ _USAGE_GRAIN = """
         ip.profile_id, ip.profile_arn, ip.profile_name, ip.tags,
         c.input_tokens, c.output_tokens, c.cache_read_input_tokens,
         c.cache_write_input_tokens, c.invocations, c.estimated_cost_usd
-    FROM {prefix}bedrock_cost_daily c
-    LEFT JOIN {prefix}bedrock_inference_profiles ip
+    FROM bedrock_cost_daily c
+    LEFT JOIN bedrock_inference_profiles ip
         ON ip.connection_id = c.connection_id AND ip.region = c.region
         AND c.model_id IN (ip.profile_id, ip.profile_arn)
     WHERE c.api_endpoint <> 'bedrock-mantle'
@@ -297,7 +297,7 @@ _USAGE_GRAIN = """
     -- The mantle endpoint's usage, by project: each project's tokens at the row's rates,
     -- and what no project accounts for as a row of its own, so the sums stay the table's.
     (WITH mantle AS (
-        SELECT * FROM {prefix}bedrock_cost_daily WHERE api_endpoint = 'bedrock-mantle'
+        SELECT * FROM bedrock_cost_daily WHERE api_endpoint = 'bedrock-mantle'
     ),
     projects AS (
         SELECT m.usage_date, m.connection_id, m.account_id, m.region, m.api_endpoint,
@@ -308,7 +308,7 @@ _USAGE_GRAIN = """
                 + CAST(p.output_tokens AS DECIMAL(38,0)) * coalesce(m.output_usd_per_million, 0)
             ) * 0.000001::DECIMAL(7,6) AS DECIMAL(18,6)) END AS estimated_cost_usd
         FROM mantle m
-        JOIN {prefix}bedrock_usage_daily_by_project p
+        JOIN bedrock_usage_daily_by_project p
             USING (usage_date, connection_id, region, model_id)
     ),
     covered AS (
@@ -346,9 +346,9 @@ _BILL_GRAIN = """
         NULL::VARCHAR AS profile_id, NULL::VARCHAR AS profile_arn,
         NULL::VARCHAR AS profile_name, b.tags, b.billing_source, b.line_item_type, b.token_type,
         b.tokens, b.unblended_cost_usd, b.net_unblended_cost_usd
-    FROM {prefix}bedrock_billed_daily b
+    FROM bedrock_billed_daily b
     -- One connection per account: a rule naming the connection covers its bill too.
-    LEFT JOIN (SELECT DISTINCT account_id, connection_id FROM {prefix}bedrock_usage_daily) a
+    LEFT JOIN (SELECT DISTINCT account_id, connection_id FROM bedrock_usage_daily) a
         USING (account_id)
 """
 BILL_OWNER_COLUMNS = (
@@ -380,13 +380,13 @@ WITH usage AS (
         sum(CASE WHEN estimated_cost_usd IS NULL THEN input_tokens + output_tokens
             + cache_read_input_tokens + cache_write_input_tokens ELSE 0 END)::BIGINT
             AS unpriced_tokens
-    FROM {prefix}bedrock_usage_daily_by_owner GROUP BY ALL
+    FROM bedrock_usage_daily_by_owner GROUP BY ALL
 ),
 bill AS (
     SELECT date_trunc('month', usage_date)::DATE AS month, team, application, cost_center,
         CAST(sum(unblended_cost_usd) AS DECIMAL(18,6)) AS billed_unblended_usd,
         CAST(sum(net_unblended_cost_usd) AS DECIMAL(18,6)) AS billed_net_usd
-    FROM {prefix}bedrock_billed_daily_by_owner GROUP BY ALL
+    FROM bedrock_billed_daily_by_owner GROUP BY ALL
 )
 SELECT month, team, application, cost_center, coalesce(u.tokens, 0) AS tokens,
     coalesce(u.invocations, 0) AS invocations, u.estimated_cost_usd,
@@ -433,6 +433,7 @@ def create_owner_views(db: duckdb.DuckDBPyConnection, prefix: str = "") -> dict[
         _bill_tag,
     )  # fmt: skip
     for view in (usage, bill, MONTHLY_OWNER_VIEW):
+        # Names inside a view resolve in the view's own database (the analysts' copy).
         db.execute(view.replace("{prefix}", prefix))
     return {
         "bedrock_usage_daily_by_owner": OWNER_COMMENTS,
