@@ -7,6 +7,11 @@ from decimal import Decimal
 
 import duckdb
 
+from bedrock_usage.days import DayRange
+from bedrock_usage.defs.cost_assets import _owner_result
+from bedrock_usage.storage.owners import owner_coverage
+from bedrock_usage.storage.quality import window_filter
+
 from .conftest import ACCOUNT, days_ago, seed_daily
 from .test_mantle import seed_mantle
 from .test_profiles import HAIKU, WITH_PROFILES, _connect, _model_arn, _seed_usage
@@ -65,6 +70,20 @@ def test_owners_come_from_tags_and_the_map_and_the_rest_is_unassigned(aws, cli_i
         assert db.execute("SELECT sum(estimated_cost_usd) FROM bedrock_cost_daily").fetchone() == (
             Decimal("1.950000"),
         )
+    # The check on bedrock_cost_daily: the share without an owner, the largest sources
+    # first, each with the command that would assign it.
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as db:
+        coverage = owner_coverage(db, *window_filter({"prod": DayRange(day, day)}))
+    result = _owner_result(coverage)
+    assert (coverage.total_usd, coverage.unassigned_usd) == (1.95, 0.55)
+    assert not result.passed and result.severity.value == "WARN"
+    assert result.description.startswith("28.2% of the estimated spend ($0.55 of $1.95)")
+    assert [(s["project_id"] or s["model_id"], s["assign_with"])
+            for s in coverage.largest_unassigned] == [
+        ("proj_x", "bedrock-usage owners set --team TEAM --project proj_x"),
+        (HAIKU, f"bedrock-usage owners set --team TEAM --connection prod --region us-east-1 "
+                f"--model {HAIKU}"),
+    ]  # fmt: skip
 
 
 def test_the_most_specific_owner_wins_and_a_change_keeps_the_past(aws, cli_in_process, home):
@@ -114,6 +133,10 @@ def test_a_profile_that_cannot_be_read_has_no_owner_from_its_tags(aws, cli_in_pr
     assert list(teams) == ["(unassigned)"]
     # Its tokens stay, unpriced: the dollars are the rest's.
     assert teams["(unassigned)"][2:] == [6_100_000, Decimal("1.450000")]
+    # No rule and no tag read: nobody asked for owners, so the check does not warn.
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as db:
+        coverage = owner_coverage(db, *window_filter({"prod": DayRange(day, day)}))
+    assert not coverage.configured and _owner_result(coverage).passed
 
 
 def test_owners_import_sets_every_rule_or_none(aws, cli_in_process, home, tmp_path):

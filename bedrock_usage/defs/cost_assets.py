@@ -15,6 +15,8 @@ from ..storage.costs import (
     merge_unpriced,
     unpriced_usage,
 )
+from ..storage.owners import OwnerCoverage, owner_coverage
+from ..storage.quality import window_filter
 from .assets import GROUP, bedrock_usage_daily, log_run_totals
 from .checks import REGIONS_READ_CHECK, regions_read_result
 from .dagster_internals import add_partition_metadata
@@ -28,6 +30,13 @@ COST_OMITS = {
     "client_errors", "server_errors", "throttles", "latency_ms_sum", "latency_samples",
     "synced_at",
 }  # fmt: skip
+OWNER_CHECK = dg.AssetCheckSpec(
+    "spend_has_owner",
+    asset="bedrock_cost_daily",
+    description="The estimated spend of the run's days has an owner (the ownership map or "
+    "tags); the share without one and its largest sources are named, with the command that "
+    "would assign each.",
+)
 UNPRICED_CHECK = dg.AssetCheckSpec(
     "usage_priced",
     asset="bedrock_cost_daily",
@@ -78,7 +87,7 @@ def bedrock_prices(
     pool=POOL,
     kinds={"duckdb"},
     deps=[bedrock_usage_daily],
-    check_specs=[UNPRICED_CHECK, REGIONS_READ_CHECK],
+    check_specs=[UNPRICED_CHECK, OWNER_CHECK, REGIONS_READ_CHECK],
     metadata={
         "dagster/table_name": "bedrock_cost_daily",
         "dagster/column_schema": dg.TableSchema(
@@ -114,6 +123,7 @@ def bedrock_cost_daily(
             window = {connection_id: day_range}
             daily.update(cost_by_partition(db, window))
             unpriced_parts.append(unpriced_usage(db, window))
+        coverage = owner_coverage(db, *window_filter(windows))
     records = merge_unpriced(unpriced_parts).to_dict("records")
     summary = cost_totals(daily.values())
     log_run_totals(
@@ -154,9 +164,43 @@ def bedrock_cost_daily(
                     "name to pricing/price_list_names.json."
                 ),
             ),
+            _owner_result(coverage),
             regions_read_result(state_store.get(), windows),
         ],
     )
+
+
+def _owner_result(coverage: OwnerCoverage) -> dg.AssetCheckResult:
+    metadata = {
+        "unassigned_share": dg.MetadataValue.float(round(coverage.unassigned_share, 6)),
+        "unassigned_usd": dg.MetadataValue.float(round(coverage.unassigned_usd, 6)),
+        "estimated_usd": dg.MetadataValue.float(round(coverage.total_usd, 6)),
+        "largest_unassigned": dg.MetadataValue.json(coverage.largest_unassigned),
+    }
+    if not coverage.configured:
+        return dg.AssetCheckResult(
+            check_name=OWNER_CHECK.name, passed=True, metadata=metadata,
+            description="No ownership map or owner tags yet: 'bedrock-usage owners set "
+            "--team TEAM --connection NAME' assigns spend (docs/analysts.md, owners).",
+        )  # fmt: skip
+    worst = "; ".join(
+        f"{s['connection_id']} {s['region']} "
+        f"{s['project_id'] or s['profile_name'] or s['model_id']} "
+        f"(${s['estimated_cost_usd']}): {s['assign_with']}"
+        for s in coverage.largest_unassigned
+    )
+    return dg.AssetCheckResult(
+        check_name=OWNER_CHECK.name,
+        passed=coverage.unassigned_usd == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+        description=None if coverage.unassigned_usd == 0 else (
+            f"{coverage.unassigned_share:.1%} of the estimated spend "
+            f"(${coverage.unassigned_usd:.2f} of ${coverage.total_usd:.2f}) has no owner "
+            "and shows as (unassigned). "
+            f"Largest: {worst}."
+        ),
+    )  # fmt: skip
 
 
 prices_job = dg.define_asset_job(

@@ -440,3 +440,66 @@ def create_owner_views(db: duckdb.DuckDBPyConnection, prefix: str = "") -> dict[
         "bedrock_billed_daily_by_owner": OWNER_COMMENTS,
         "bedrock_cost_monthly_by_owner": MONTHLY_OWNER_COMMENTS,
     }
+
+
+@dataclass(frozen=True)
+class OwnerCoverage:
+    """How much of a window's estimated spend has an owner."""
+
+    configured: bool  # any rule, or any profile tagged with an owner key
+    total_usd: float
+    unassigned_usd: float
+    largest_unassigned: list[dict]
+
+    @property
+    def unassigned_share(self) -> float:
+        return self.unassigned_usd / self.total_usd if self.total_usd else 0.0
+
+
+def owner_coverage(db: duckdb.DuckDBPyConnection, where: str, params: list, limit: int = 5):
+    """The estimated spend without an owner in the rows `where` selects, and its largest
+    sources, each with the command that would assign it."""
+    total, unassigned = db.execute(
+        f"""SELECT coalesce(sum(estimated_cost_usd), 0)::DOUBLE,
+            coalesce(sum(estimated_cost_usd) FILTER (team = '{UNASSIGNED}'
+                AND application = '{UNASSIGNED}' AND cost_center = '{UNASSIGNED}'), 0)::DOUBLE
+        FROM bedrock_usage_daily_by_owner WHERE {where}""",
+        params,
+    ).fetchone()
+    sources = db.execute(
+        f"""SELECT connection_id, region, model_id, project_id, profile_name,
+            sum(estimated_cost_usd)::DOUBLE AS usd,
+            sum(input_tokens + output_tokens + cache_read_input_tokens
+                + cache_write_input_tokens)::BIGINT AS tokens
+        FROM bedrock_usage_daily_by_owner
+        WHERE ({where}) AND owner_source = 'none'
+        GROUP BY ALL ORDER BY usd DESC NULLS LAST, tokens DESC LIMIT {int(limit)}""",
+        params,
+    ).fetchall()
+    configured = db.execute(
+        f"""SELECT (SELECT count(*) FROM {OWNER_RULES_TABLE})
+            + (SELECT count(*) FROM bedrock_inference_profiles p, {TAG_KEYS_TABLE} k
+               WHERE coalesce(p.tags::JSON ->> k.team_key, p.tags::JSON ->> k.application_key,
+                              p.tags::JSON ->> k.cost_center_key) IS NOT NULL)"""
+    ).fetchone()[0]
+    largest = [
+        {
+            "connection_id": connection_id, "region": region, "model_id": model_id,
+            "project_id": project_id, "profile_name": profile_name,
+            "estimated_cost_usd": None if usd is None else round(usd, 6), "tokens": tokens,
+            "assign_with": _assign_command(connection_id, region, model_id, project_id,
+                                           profile_name),
+        }
+        for connection_id, region, model_id, project_id, profile_name, usd, tokens in sources
+    ]  # fmt: skip
+    return OwnerCoverage(bool(configured), total, unassigned, largest)
+
+
+def _assign_command(connection_id, region, model_id, project_id, profile_name) -> str:
+    if project_id:
+        covers = f"--project {project_id}"
+    elif profile_name:
+        covers = f"--profile {profile_name}"
+    else:
+        covers = f"--connection {connection_id} --region {region} --model {model_id}"
+    return f"bedrock-usage owners set --team TEAM {covers}"
