@@ -901,22 +901,6 @@ def _owner_match(account, connection, region, model, profile, project, principal
     return Match(account, connection, region, model, profile, project, principal)
 
 
-def _change_owner_map(change) -> object:
-    """Run `change(db)` on the warehouse in one transaction, then refresh the analysts'
-    copy; a refused rule stores nothing."""
-    from .storage.owners import OwnerRuleError
-    from .storage.warehouse import atomically, open_warehouse, publish_snapshot, warehouse_target
-
-    target = warehouse_target()
-    try:
-        with open_warehouse(target) as db:
-            result = atomically(db, lambda: change(db))
-            publish_snapshot(db, target, {})
-    except OwnerRuleError as error:
-        raise UserError(str(error), ExitCode.USAGE) from None
-    return result
-
-
 @main.group()
 def owners() -> None:
     """Who owns the spend: the ownership map (team, application, cost center by account,
@@ -940,13 +924,12 @@ def owners() -> None:
 @handles_errors
 def owners_set(team, application, cost_center, effective_from, **criteria):
     """Give what the options name to an owner."""
-    from .storage.owners import Owner, set_rule
+    from .owner_map import set_owner
+    from .storage.owners import Owner
 
     match = _owner_match(**criteria)
     start = effective_from.date() if effective_from else None
-    took = _change_owner_map(
-        lambda db: set_rule(db, match, Owner(team, application, cost_center), start, utc_today())
-    )
+    took = set_owner(match, Owner(team, application, cost_center), start)
     covered = ", ".join(f"{k}={v}" for k, v in match.named().items())
     click.echo(f"Owner of {covered}: {team or '-'} / {application or '-'} / "
                f"{cost_center or '-'}, from {took}.")  # fmt: skip
@@ -961,11 +944,10 @@ def owners_set(team, application, cost_center, effective_from, **criteria):
 @handles_errors
 def owners_unset(effective_from, **criteria):
     """End the rule that names exactly these options."""
-    from .storage.owners import unset_rule
+    from .owner_map import unset_owner
 
     match = _owner_match(**criteria)
-    start = effective_from.date() if effective_from else None
-    _change_owner_map(lambda db: unset_rule(db, match, start, utc_today()))
+    unset_owner(match, effective_from.date() if effective_from else None)
     click.echo(f"Rule for {', '.join(f'{k}={v}' for k, v in match.named().items())} ended.")
 
 
@@ -974,15 +956,9 @@ def owners_unset(effective_from, **criteria):
 @handles_errors
 def owners_list(as_json):
     """Every rule of the ownership map, with its effective dates."""
-    from .storage.owners import list_rules
-    from .storage.warehouse import open_warehouse, warehouse_target
+    from .owner_map import owner_rules
 
-    target = warehouse_target()
-    if isinstance(target, Path) and not target.exists():
-        rules = []
-    else:
-        with open_warehouse(target, read_only=isinstance(target, Path)) as db:
-            rules = list_rules(db)
+    rules = owner_rules()
     if as_json:
         click.echo(json.dumps(rules, indent=2, default=str))
         return
@@ -1004,19 +980,10 @@ def owners_import(csv_file):
     """Set every rule of a CSV file at once (header: team, application, cost_center,
     account_id, connection_id, region, model_id, profile, project_id, principal,
     effective_from); nothing is stored if any row is wrong."""
-    from .storage.owners import OwnerRuleError, read_rules_csv, set_rule
+    from .owner_map import import_owners
 
-    try:
-        rules = read_rules_csv(csv_file)
-    except OwnerRuleError as error:
-        raise UserError(str(error), ExitCode.USAGE) from None
-
-    def change(db):
-        for match, owner, start in rules:
-            set_rule(db, match, owner, start, utc_today())
-
-    _change_owner_map(change)
-    click.echo(f"Imported {len(rules)} ownership rule(s) from {csv_file}.")
+    count = import_owners(csv_file)
+    click.echo(f"Imported {count} ownership rule(s) from {csv_file}.")
 
 
 @main.group()

@@ -387,13 +387,18 @@ bill AS (
         CAST(sum(unblended_cost_usd) AS DECIMAL(18,6)) AS billed_unblended_usd,
         CAST(sum(net_unblended_cost_usd) AS DECIMAL(18,6)) AS billed_net_usd
     FROM bedrock_billed_daily_by_owner GROUP BY ALL
-)
+),
+-- A month the bill covers is the bill's, owner by owner (as its principals and tags
+-- attribute it): summing cost_usd never counts a dollar twice.
+billed_months AS (SELECT DISTINCT month FROM bill)
 SELECT month, team, application, cost_center, coalesce(u.tokens, 0) AS tokens,
     coalesce(u.invocations, 0) AS invocations, u.estimated_cost_usd,
     coalesce(u.unpriced_tokens, 0) AS unpriced_tokens, b.billed_unblended_usd,
     b.billed_net_usd,
-    coalesce(b.billed_net_usd, u.estimated_cost_usd) AS cost_usd,
-    CASE WHEN b.billed_net_usd IS NOT NULL THEN 'billed' ELSE 'estimated' END AS cost_basis
+    CASE WHEN month IN (SELECT month FROM billed_months)
+        THEN coalesce(b.billed_net_usd, 0) ELSE u.estimated_cost_usd END AS cost_usd,
+    CASE WHEN month IN (SELECT month FROM billed_months) THEN 'billed' ELSE 'estimated' END
+        AS cost_basis
 FROM usage u FULL OUTER JOIN bill b USING (month, team, application, cost_center)
 """
 
@@ -416,8 +421,9 @@ MONTHLY_OWNER_COMMENTS = {
     "billed_unblended_usd": "What the bill charged the owner before discounts and credits "
     "(billing sources only); NULL without a bill.",
     "billed_net_usd": "What the bill charged the owner, net of discounts and credits.",
-    "cost_usd": "billed_net_usd where the bill covers the month, else the estimate: one "
-    "column to sum.",
+    "cost_usd": "In a month the bill covers, what the bill charged the owner (0 where it "
+    "attributes nothing to them: the bill knows IAM principals and their tags, not mantle "
+    "projects or profiles' tags); else the estimate. One column to sum.",
     "cost_basis": "billed or estimated: which figure cost_usd is.",
 }
 
