@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import click
 import dagster as dg
@@ -37,18 +37,30 @@ from .demo_bill import (
 )
 from .emulator import price_list
 from .emulator.demo_data import DEMO_ACCOUNTS, seed_demo_history
-from .emulator.server import AccessKeyPair, Emulator
+from .emulator.server import READ_ONLY_POLICY, AccessKeyPair, Emulator
 from .extraction.fetch import RegionFetch
+from .owner_map import set_owner
 from .price_refresh import connected_regions
 from .settings import demo_state_path, snapshot_path, warehouse_path
+from .storage.owners import Match, Owner
 from .storage.warehouse import open_warehouse
 from .sync import steps
+from .sync.profiles import PROFILE_POLICY_STATEMENT
 from .sync.progress import SyncProgress, watching
 
 DEMO_CONNECTIONS = {"demo-prod": "111122223333", "demo-research": "444455556666"}
 DEMO_USER = "bedrock-usage-readonly"
 DENIED = ("demo-prod", "eu-west-1")
 HISTORY_DAYS = 90
+# The guide's read-only policy and the optional statement for application inference
+# profiles (demo-prod's search team calls Claude through a tagged one).
+DEMO_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [*READ_ONLY_POLICY["Statement"], PROFILE_POLICY_STATEMENT],
+}
+# The research team owns the support bot's mantle project, through the ownership map.
+DEMO_OWNER = (Match(project_id="proj_support_bot"),
+              Owner(team="research", application="support-bot", cost_center="cc-2002"))  # fmt: skip
 
 
 def start_demo_emulator(denied: list[list[str]] | None = None) -> tuple[Emulator, dict]:
@@ -58,7 +70,9 @@ def start_demo_emulator(denied: list[list[str]] | None = None) -> tuple[Emulator
     seed_demo_history(aws, days=HISTORY_DAYS)
     keys = {}
     for name, account in DEMO_CONNECTIONS.items():
-        keys[name] = aws.create_reader(account, DEMO_USER, key_pair=derived_key_pair(account))
+        keys[name] = aws.create_reader(
+            account, DEMO_USER, policy=DEMO_POLICY, key_pair=derived_key_pair(account)
+        )
     for name, region in denied or []:
         aws.deny_region(keys[name], region)
     return aws, keys
@@ -79,6 +93,7 @@ def run_demo(days: int = 30) -> None:
             for name, key in keys.items():
                 _connect_and_sync(name, key, days)
             _refresh_prices()
+            _assign_owners()
             connect_demo_bill(aws, DEMO_CONNECTIONS["demo-prod"])
             _withdraw_region(aws, keys)
             newest = StateStore().events(limit=1)
@@ -88,6 +103,7 @@ def run_demo(days: int = 30) -> None:
         aws.stop()
     _print_summary(warehouse_file)
     print_reconciliation()
+    _print_spend_by_team(warehouse_file)
 
 
 def _forget_previous_demo() -> None:
@@ -156,6 +172,34 @@ def _refresh_prices() -> None:
         f"emulator serves it offline): run {result.run_id[:8]} "
         f"{'succeeded' if result.success else 'FAILED'}, {read} prices read."
     )
+
+
+def _assign_owners() -> None:
+    match, owner = DEMO_OWNER
+    set_owner(match, owner, effective_from=date(1970, 1, 1))  # the demo's whole history
+    click.echo(
+        f"\nOwners: the search team's Claude calls go through the application inference "
+        f"profile search-assistant, tagged team=search; the ownership map gives project "
+        f"{match.project_id} to team {owner.team} "
+        f"('bedrock-usage owners set --team {owner.team} --project {match.project_id}')."
+    )
+
+
+def _print_spend_by_team(warehouse_file) -> None:
+    with open_warehouse(warehouse_file, read_only=True) as db:
+        table = db.execute(
+            """SELECT strftime(month, '%Y-%m') AS month, team, application, cost_center, tokens,
+                estimated_cost_usd::DECIMAL(18,2) AS estimated_usd,
+                billed_net_usd::DECIMAL(18,2) AS billed_net_usd,
+                cost_usd::DECIMAL(18,2) AS cost_usd, cost_basis
+            FROM bedrock_cost_monthly_by_owner ORDER BY month, team = '(unassigned)', team"""
+        ).df()
+    click.echo(
+        "\nSpend by team (view bedrock_cost_monthly_by_owner; the estimate attributes by "
+        "profile tags and the ownership map, the bill by IAM principal tags, which know no "
+        "mantle project; cost_usd is the bill's in a billed month):"
+    )
+    click.echo(table.astype(object).where(table.notna(), "-").to_string(index=False))
 
 
 def _echo_region(fetch: RegionFetch) -> None:

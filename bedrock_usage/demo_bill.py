@@ -1,12 +1,13 @@
 """The demo's bill: a CUR 2.0 export in the emulator's S3, made from the same usage the
 demo's CloudWatch serves (as the sync stored it, priced at the list prices), with what
 a real bill adds — a discount, a credit, a priority-tier line, a model the price table
-lacks, and the calling IAM principals with a `team` tag — then connected as a billing
+lacks, and the calling IAM principals (a team's role tagged `team`) — then connected as a billing
 source and shown beside the estimate."""
 
 from __future__ import annotations
 
 import base64
+import json
 from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -27,7 +28,6 @@ from .storage.warehouse import open_warehouse, warehouse_target
 
 DEMO_BILL = "demo-bill"
 BUCKET, PREFIX, EXPORT = "demo-payer-cur", "cur2", "bedrock"
-TEAMS = {"111122223333": "search", "444455556666": "research"}
 # Per token type (the order of the usage columns below): its usage type's tail, as AWS's
 # own offer and the Marketplace name it.
 TOKEN_USAGE = {
@@ -95,21 +95,27 @@ def connect_demo_bill(aws: Emulator, payer: str) -> None:
 def _bill_lines(payer: str) -> dict[str, list[CurLine]]:
     names = {model_id: name for name, model_id in known_names().items()}
     with open_warehouse(warehouse_target(), read_only=True) as db:
+        # Calls through an application inference profile come from its team's role,
+        # whose `team` tag the bill carries; the rest from a shared, untagged role.
         usage = db.execute(
-            """SELECT usage_date, account_id, region, base_model_id,
+            """SELECT c.usage_date, c.account_id, c.region, c.base_model_id,
+                coalesce(c.inference_profile_name, 'shared-app') AS caller,
+                coalesce(p.tags, '{}') AS caller_tags,
                 sum(input_tokens), sum(output_tokens), sum(cache_read_input_tokens),
                 sum(cache_write_input_tokens), sum(input_cost_usd), sum(output_cost_usd),
                 sum(cache_read_cost_usd), sum(cache_write_cost_usd)
-            FROM bedrock_cost_daily WHERE connection_id LIKE 'demo-%'
+            FROM bedrock_cost_daily c
+            LEFT JOIN bedrock_inference_profiles p ON p.connection_id = c.connection_id
+                AND p.region = c.region AND p.profile_name = c.inference_profile_name
+            WHERE c.connection_id LIKE 'demo-%'
             GROUP BY ALL ORDER BY ALL"""
         ).fetchall()
     periods: dict[str, list[CurLine]] = defaultdict(list)
-    for day, account, region, model_id, *figures in usage:
+    for day, account, region, model_id, caller, caller_tags, *figures in usage:
         name = names.get(model_id)
         if name is None and not model_id.startswith("openai."):
             continue  # unattributed or unknown to the Price List: not billed per token
         at = datetime(day.year, day.month, day.day, 12)
-        team = TEAMS.get(account, "platform")
         for (first_party, marketplace), tokens, cost in zip(
             TOKEN_USAGE.values(), figures[:4], figures[4:], strict=True
         ):
@@ -130,8 +136,9 @@ def _bill_lines(payer: str) -> dict[str, list[CurLine]]:
                     product_name=product,
                     region=region,
                     payer_account_id=payer,
-                    iam_principal=f"arn:aws:iam::{account}:role/{team}-app",
-                    tags={"user_team": team},
+                    iam_principal=f"arn:aws:iam::{account}:role/{caller}",
+                    # A role's tags as CUR 2.0 names cost-allocation tags: user_<key>.
+                    tags={f"user_{k}": v for k, v in json.loads(caller_tags).items()},
                 )  # fmt: skip
             )
     for lines in periods.values():
@@ -190,8 +197,12 @@ def _add_what_a_bill_adds(lines: list[CurLine], payer: str) -> None:
             6.0,
             product_name="Claude Next (Amazon Bedrock Edition)",
             payer_account_id=payer,
-            iam_principal=f"arn:aws:iam::{payer}:role/search-app",
-            tags={"user_team": "search"},
+            iam_principal=f"arn:aws:iam::{payer}:role/search-assistant",
+            tags={
+                "user_team": "search",
+                "user_application": "assistant",
+                "user_cost-center": "cc-1001",
+            },
         )  # fmt: skip
     )
 

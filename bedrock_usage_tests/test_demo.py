@@ -67,9 +67,9 @@ def test_the_demo_tells_the_story_and_runs_twice(tmp_path):
                 "SELECT connection_id, count(*) FROM bedrock_usage_daily GROUP BY ALL"
             ).fetchall()
         )
-        # 6 deployments in demo-prod's two regions, 3 in demo-research's plus one model
+        # 7 deployments in demo-prod's two regions (one an application inference profile), 3 in demo-research's plus one model
         # on the bedrock-mantle endpoint (two projects), 7 days each.
-        assert rows == {"demo-prod": 6 * 7, "demo-research": 4 * 7}
+        assert rows == {"demo-prod": 7 * 7, "demo-research": 4 * 7}
         assert con.execute(
             "SELECT count(DISTINCT project_id), count(*) FROM bedrock_usage_daily_by_project"
         ).fetchone() == (2, 2 * 7)
@@ -140,6 +140,24 @@ def test_the_demo_tells_the_story_and_runs_twice(tmp_path):
             "WHERE line_item_type = 'Credit'"
         ).fetchone() == (Decimal("-5") * periods,)
         teams = con.execute(
-            "SELECT DISTINCT tags::JSON ->> 'user_team' FROM bedrock_billed_daily ORDER BY 1"
+            "SELECT DISTINCT tags::JSON ->> 'user_team' AS team FROM bedrock_billed_daily "
+            "WHERE team IS NOT NULL"
         ).fetchall()
-        assert teams == [("research",), ("search",)]
+        assert teams == [("search",)]
+        # Two teams and the rest: search through its tagged profile, research through the
+        # map's project; every estimated dollar is someone's or (unassigned), none twice.
+        owners = dict(
+            con.execute("""
+            SELECT team || '/' || owner_source, sum(estimated_cost_usd)
+            FROM bedrock_usage_daily_by_owner GROUP BY ALL""").fetchall()
+        )
+        assert set(owners) == {"search/tags", "research/map", "(unassigned)/none"}
+        assert all(usd > 0 for usd in owners.values())
+        assert (
+            sum(owners.values())
+            == con.execute("SELECT sum(estimated_cost_usd) FROM bedrock_cost_daily").fetchone()[0]
+        )
+        assert con.execute(
+            "SELECT profile_name, base_model_id FROM bedrock_inference_profiles"
+        ).fetchall() == [("search-assistant", "anthropic.claude-3-haiku-20240307-v1:0")]
+        assert "Spend by team" in second.stdout and "support-bot" in second.stdout

@@ -57,12 +57,18 @@ STATE = BedrockState()
 
 
 def add_application_profile(
-    account_id: str, region: str, name: str, model_arns: list[str], tags: dict[str, str]
+    account_id: str,
+    region: str,
+    name: str,
+    model_arns: list[str],
+    tags: dict[str, str],
+    profile_id: str | None = None,
 ) -> Profile:
     """An application inference profile, as CreateInferenceProfile makes one: a random
-    12-character id of lowercase letters and digits."""
+    12-character id of lowercase letters and digits (or `profile_id`, for a demo served
+    again)."""
     alphabet = string.ascii_lowercase + string.digits
-    profile_id = "".join(secrets.choice(alphabet) for _ in range(12))
+    profile_id = profile_id or "".join(secrets.choice(alphabet) for _ in range(12))
     arn = f"arn:aws:bedrock:{region}:{account_id}:application-inference-profile/{profile_id}"
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     profile = Profile(profile_id, arn, name, list(model_arns), dict(tags), created)

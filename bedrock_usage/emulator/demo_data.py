@@ -44,6 +44,8 @@ DEMO_ACCOUNTS = {
                 600,
                 1900,
             ),
+            # An application inference profile (DEMO_PROFILES): CloudWatch names its id.
+            DemoModel("s3archa551st", 150, 1100, 220, 800),
         ),
         "eu-west-1": (
             DemoModel("eu.anthropic.claude-3-7-sonnet-20250219-v1:0", 80, 2100, 500, 2900, True),
@@ -60,6 +62,28 @@ DEMO_ACCOUNTS = {
         ),
     },
 }
+
+
+@dataclass(frozen=True)
+class DemoProfile:
+    """An application inference profile: its id (as CloudWatch reports it), name, the
+    model it routes to in its region, and the tags its team gave it."""
+
+    profile_id: str
+    name: str
+    model_id: str
+    tags: dict
+
+
+DEMO_PROFILES = {
+    "111122223333": {
+        "us-east-1": (
+            DemoProfile("s3archa551st", "search-assistant",
+                        "anthropic.claude-3-haiku-20240307-v1:0",
+                        {"team": "search", "application": "assistant", "cost-center": "cc-1001"}),
+        ),
+    },
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -176,6 +200,13 @@ def seed_demo_history(
                 else:
                     aws.seed(account_id, region, NAMESPACE, metric, None, timestamps, values)
                 points += len(values)
+    for account_id, regions in (DEMO_PROFILES if accounts is None else {}).items():
+        for region, profiles in regions.items():
+            for profile in profiles:
+                arn = f"arn:aws:bedrock:{region}::foundation-model/{profile.model_id}"
+                aws.create_application_profile(
+                    account_id, region, profile.name, [arn], profile.tags, profile.profile_id
+                )
     for account_id, regions in (DEMO_MANTLE_APPS if accounts is None else {}).items():
         for region, apps in regions.items():
             points += _seed_mantle(aws, account_id, region, apps, timestamps, rhythm, rng)

@@ -228,10 +228,14 @@ class Emulator:
         name: str,
         model_arns: list[str],
         tags: dict[str, str] | None = None,
+        profile_id: str | None = None,
     ) -> bedrock_api.Profile:
         """An application inference profile routing to `model_arns` (one foundation
-        model's ARN, or a system profile's regions), with its tags."""
-        return bedrock_api.add_application_profile(account_id, region, name, model_arns, tags or {})
+        model's ARN, or a system profile's regions), with its tags; `profile_id` fixes its
+        id (so a demo can be served again)."""
+        return bedrock_api.add_application_profile(
+            account_id, region, name, model_arns, tags or {}, profile_id
+        )
 
     @property
     def bedrock_log(self) -> bedrock_api.BedrockState:
