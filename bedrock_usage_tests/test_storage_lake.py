@@ -234,6 +234,16 @@ def test_the_cli_syncs_into_the_lake_and_moves_a_local_warehouse_into_one(
         ]  # fmt: skip
     assert not (home / "warehouse.duckdb").exists()
     assert not (home / "warehouse.snapshot.duckdb").exists()
+    # The ownership map lives in the lake too, and analysts group by owner there.
+    owned = run_cli(["owners", "set", "--team", "search", "--connection", "prod"],
+                    home, aws.endpoint_url, None, _lake_env())  # fmt: skip
+    assert owned.returncode == 0, owned.stderr
+    with open_warehouse(lake, read_only=True) as connection:
+        assert connection.execute(
+            "SELECT team, owner_source, sum(input_tokens)::BIGINT FROM "
+            "bedrock_usage_daily_by_owner GROUP BY ALL"
+        ).fetchall() == [("search", "map", 1250 + 250 + 800)]
+        assert connection.execute("SELECT count(*) FROM bedrock_owner_tag_keys").fetchone() == (1,)
 
 
 def test_an_unreachable_catalog_says_what_to_check_without_its_password(tmp_path):

@@ -126,18 +126,22 @@ def unset_rule(
 
 
 def _end_rules(db: duckdb.DuckDBPyConnection, match: Match, start: date) -> int:
+    """Remove the rules of this match starting on or after `start`, end the one in force
+    then; returns how many changed. (Counted first: DuckLake has no RETURNING.)"""
     same = _same_match(match)
     values = _values(match)
-    removed = db.execute(
-        f"DELETE FROM {OWNER_RULES_TABLE} WHERE {same} AND effective_from >= ? RETURNING 1",
-        [*values, start],
-    ).fetchall()
-    ended = db.execute(
-        f"UPDATE {OWNER_RULES_TABLE} SET effective_to = ? WHERE {same} "
-        "AND effective_from < ? AND (effective_to IS NULL OR effective_to > ?) RETURNING 1",
+    removing = f"{same} AND effective_from >= ?"
+    ending = f"{same} AND effective_from < ? AND (effective_to IS NULL OR effective_to > ?)"
+    changed = db.execute(
+        f"SELECT count(*) FROM {OWNER_RULES_TABLE} WHERE ({removing}) OR ({ending})",
+        [*values, start, *values, start, start],
+    ).fetchone()[0]
+    db.execute(f"DELETE FROM {OWNER_RULES_TABLE} WHERE {removing}", [*values, start])
+    db.execute(
+        f"UPDATE {OWNER_RULES_TABLE} SET effective_to = ? WHERE {ending}",
         [start, *values, start, start],
-    ).fetchall()
-    return len(removed) + len(ended)
+    )
+    return changed
 
 
 def _same_match(match: Match) -> str:
