@@ -973,6 +973,23 @@ def owners_list(as_json):
         click.echo(f"{covers}: {owner} from {rule['effective_from']}{until}")
 
 
+@owners.command("tag-keys")
+@click.option("--team", help="The tag key that names the team (default 'team').")
+@click.option("--application", help="The tag key that names the application.")
+@click.option("--cost-center", help="The tag key that names the cost center.")
+@handles_errors
+def owners_tag_keys(team, application, cost_center):
+    """Show or change the tag keys owners are read from (an application inference
+    profile's tags; on the bill, its IAM principal's, as iamPrincipal/KEY or user_KEY)."""
+    from .owner_map import owner_tag_keys
+
+    changes = {a: k for a, k in
+               (("team", team), ("application", application), ("cost_center", cost_center))
+               if k}  # fmt: skip
+    keys = owner_tag_keys(changes)
+    click.echo(", ".join(f"{attribute}: tag '{key}'" for attribute, key in keys.items()))
+
+
 @owners.command("import")
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @handles_errors

@@ -17,6 +17,8 @@ from .storage.owners import (
     list_rules,
     read_rules_csv,
     set_rule,
+    set_tag_keys,
+    tag_keys,
     unset_rule,
 )
 from .storage.warehouse import atomically, open_warehouse, publish_snapshot, warehouse_target
@@ -44,6 +46,19 @@ def import_owners(path: Path) -> int:
         return len(rules)
 
     return _change(change)
+
+
+def owner_tag_keys(changes: dict[str, str]) -> dict[str, str]:
+    """Change the tag keys owners are read from (none given: only read them); returns
+    them as they are now."""
+    if changes:
+        _change(lambda db: set_tag_keys(db, changes))
+    target = warehouse_target()
+    if isinstance(target, Path) and not target.exists():
+        with open_warehouse(target):  # a new warehouse, with its default keys
+            pass
+    with open_warehouse(target, read_only=isinstance(target, Path)) as db:
+        return tag_keys(db)
 
 
 def owner_rules() -> list[dict]:

@@ -67,8 +67,9 @@ def test_the_demo_tells_the_story_and_runs_twice(tmp_path):
                 "SELECT connection_id, count(*) FROM bedrock_usage_daily GROUP BY ALL"
             ).fetchall()
         )
-        # 7 deployments in demo-prod's two regions (one an application inference profile), 3 in demo-research's plus one model
-        # on the bedrock-mantle endpoint (two projects), 7 days each.
+        # 7 deployments in demo-prod's two regions (one an application inference profile),
+        # 3 in demo-research's plus one model on the bedrock-mantle endpoint (two
+        # projects), 7 days each.
         assert rows == {"demo-prod": 7 * 7, "demo-research": 4 * 7}
         assert con.execute(
             "SELECT count(DISTINCT project_id), count(*) FROM bedrock_usage_daily_by_project"

@@ -125,6 +125,12 @@ def test_the_most_specific_owner_wins_and_a_change_keeps_the_past(aws, cli_in_pr
     assert _by_team(home, day)["search"][1] == "tags"
     missing = cli_in_process("owners", "unset", "--profile", "nothing-like-it")
     assert missing.returncode == 2 and "owners list" in missing.stderr
+    # The tag keys are the platform owner's to choose: here the team is the cost center.
+    keys = cli_in_process("owners", "tag-keys", "--team", "cost-center")
+    assert keys.stdout.strip() == (
+        "team: tag 'cost-center', application: tag 'application', cost_center: tag 'cost-center'"
+    )
+    assert _by_team(home, day)["cc-100"][1] == "tags"
 
 
 def test_a_profile_that_cannot_be_read_has_no_owner_from_its_tags(aws, cli_in_process, home):

@@ -206,11 +206,20 @@ def read_rules_csv(path: Path) -> list[tuple[Match, Owner, date | None]]:
 
 
 def set_tag_keys(db: duckdb.DuckDBPyConnection, keys: dict[str, str]) -> None:
-    """The tag keys owners are read from (team, application, cost_center)."""
-    db.execute(
-        f"UPDATE {TAG_KEYS_TABLE} SET {', '.join(f'{a}_key = ?' for a in keys)}",
-        list(keys.values()),
-    )
+    """Change the tag keys owners are read from ({attribute: key}, attributes of
+    ATTRIBUTES)."""
+    if keys:
+        db.execute(
+            f"UPDATE {TAG_KEYS_TABLE} SET {', '.join(f'{a}_key = ?' for a in keys)}",
+            list(keys.values()),
+        )
+
+
+def tag_keys(db: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    row = db.execute(
+        f"SELECT {', '.join(f'{a}_key' for a in ATTRIBUTES)} FROM {TAG_KEYS_TABLE}"
+    ).fetchone()
+    return dict(zip(ATTRIBUTES, row, strict=True))
 
 
 OWNER_SCHEMA = f"""
