@@ -32,6 +32,8 @@ from pathlib import Path
 
 import duckdb
 
+from .columns import USAGE_COLUMN_DOCS
+
 OWNER_RULES_TABLE = "bedrock_owner_rules"
 TAG_KEYS_TABLE = "bedrock_owner_tag_keys"
 UNASSIGNED = "(unassigned)"
@@ -424,6 +426,28 @@ OWNER_COMMENTS = {
     "profile_id": "The application inference profile the usage went through; else NULL.",
     "profile_name": "That profile's name.",
 }
+USAGE_OWNER_COMMENTS = {
+    **{name: text for name, _, text in USAGE_COLUMN_DOCS},
+    "estimated_cost_usd": "Estimated USD (bedrock_cost_daily.estimated_cost_usd; a mantle "
+    "project's share at its row's rates); NULL without a list price.",
+    "invocations": "Requests (a mantle project's inferences).",
+    **OWNER_COMMENTS,
+}
+BILL_OWNER_COMMENTS = {
+    "usage_date": "UTC day of the billed usage.",
+    "billing_source": "The billing source the line was read from.",
+    "connection_id": "The connection of the line's usage account, where one is connected.",
+    "account_id": "The usage account.",
+    "region": "The AWS region billed.",
+    "model_id": "The base model id (NULL where this version cannot name it).",
+    "principal": "The IAM principal that called Bedrock, as the bill names it.",
+    "line_item_type": "Usage, Discount, Credit, Refund, ... (bedrock_billed_daily).",
+    "token_type": "input, output, cache_read, cache_write; NULL on other lines.",
+    "tokens": "Tokens billed on the line.",
+    "unblended_cost_usd": "The line's unblended cost.",
+    "net_unblended_cost_usd": "The line's net unblended cost.",
+    **OWNER_COMMENTS,
+}
 MONTHLY_OWNER_COMMENTS = {
     **OWNER_COMMENTS,
     "month": "First day of the UTC month.",
@@ -455,8 +479,8 @@ def create_owner_views(db: duckdb.DuckDBPyConnection, prefix: str = "") -> dict[
         # Names inside a view resolve in the view's own database (the analysts' copy).
         db.execute(view.replace("{prefix}", prefix))
     return {
-        "bedrock_usage_daily_by_owner": OWNER_COMMENTS,
-        "bedrock_billed_daily_by_owner": OWNER_COMMENTS,
+        "bedrock_usage_daily_by_owner": USAGE_OWNER_COMMENTS,
+        "bedrock_billed_daily_by_owner": BILL_OWNER_COMMENTS,
         "bedrock_cost_monthly_by_owner": MONTHLY_OWNER_COMMENTS,
     }
 
