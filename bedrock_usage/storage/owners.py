@@ -263,8 +263,13 @@ def _owner_view(name: str, grain_sql: str, columns: str, tag_rank: int, tag) -> 
     by rank (bit weights: the most specific criterion decides; at equal rank the map
     wins, then more criteria, then newer). `tag(key)` is the SQL of the row's tag `key`
     (a column of the tag keys)."""
+    return f"CREATE OR REPLACE VIEW {{prefix}}{name} AS " + _owner_select(
+        grain_sql, columns, tag_rank, tag
+    )
+
+
+def _owner_select(grain_sql: str, columns: str, tag_rank: int, tag) -> str:
     return f"""
-CREATE OR REPLACE VIEW {{prefix}}{name} AS
 WITH grain AS ({grain_sql}),
 numbered AS MATERIALIZED (
     SELECT row_number() OVER (ORDER BY {columns}) AS row_key, * FROM grain
@@ -303,7 +308,7 @@ _USAGE_GRAIN = """
         ip.profile_id, ip.profile_arn, ip.profile_name, ip.tags,
         c.input_tokens, c.output_tokens, c.cache_read_input_tokens,
         c.cache_write_input_tokens, c.invocations, c.estimated_cost_usd
-    FROM bedrock_cost_daily c
+    FROM {costs} c
     LEFT JOIN bedrock_inference_profiles ip
         ON ip.connection_id = c.connection_id AND ip.region = c.region
         AND c.model_id IN (ip.profile_id, ip.profile_arn)
@@ -312,7 +317,7 @@ _USAGE_GRAIN = """
     -- The mantle endpoint's usage, by project: each project's tokens at the row's rates,
     -- and what no project accounts for as a row of its own, so the sums stay the table's.
     (WITH mantle AS (
-        SELECT * FROM bedrock_cost_daily WHERE api_endpoint = 'bedrock-mantle'
+        SELECT * FROM {costs} m WHERE api_endpoint = 'bedrock-mantle'
     ),
     projects AS (
         SELECT m.usage_date, m.connection_id, m.account_id, m.region, m.api_endpoint,
@@ -350,6 +355,13 @@ _USAGE_GRAIN = """
         OR m.cache_read_input_tokens + m.cache_write_input_tokens > 0
         OR m.estimated_cost_usd IS DISTINCT FROM c.estimated_cost_usd)
 """
+
+
+def _usage_grain(costs: str) -> str:
+    """The usage grain over `costs` (the cost view, or a window of it)."""
+    return _USAGE_GRAIN.replace("{costs}", costs)
+
+
 USAGE_OWNER_COLUMNS = (
     "usage_date, connection_id, account_id, region, api_endpoint, model_id, base_model_id, "
     "project_id, profile_id, profile_name, input_tokens, output_tokens, "
@@ -468,7 +480,8 @@ MONTHLY_OWNER_COMMENTS = {
 def create_owner_views(db: duckdb.DuckDBPyConnection, prefix: str = "") -> dict[str, dict]:
     """(Re)create the views by owner; returns their column comments."""
     usage = _owner_view(
-        "bedrock_usage_daily_by_owner", _USAGE_GRAIN, USAGE_OWNER_COLUMNS, RANK["profile"],
+        "bedrock_usage_daily_by_owner", _usage_grain("bedrock_cost_daily"), USAGE_OWNER_COLUMNS,
+        RANK["profile"],
         _usage_tag,
     )  # fmt: skip
     bill = _owner_view(
@@ -502,20 +515,26 @@ class OwnerCoverage:
 def owner_coverage(db: duckdb.DuckDBPyConnection, where: str, params: list, limit: int = 5):
     """The estimated spend without an owner in the rows `where` selects, and its largest
     sources, each with the command that would assign it."""
+    # The window is selected before owners are found: the view would find every
+    # day's owner first.
+    grain = _usage_grain(f"(SELECT * FROM bedrock_cost_daily WHERE {where})")
+    owned = _owner_select(grain, USAGE_OWNER_COLUMNS, RANK["profile"], _usage_tag)
+    params = params * grain.count(where)
     total, unassigned = db.execute(
-        f"""SELECT coalesce(sum(estimated_cost_usd), 0)::DOUBLE,
+        f"""WITH owned AS ({owned})
+        SELECT coalesce(sum(estimated_cost_usd), 0)::DOUBLE,
             coalesce(sum(estimated_cost_usd) FILTER (team = '{UNASSIGNED}'
                 AND application = '{UNASSIGNED}' AND cost_center = '{UNASSIGNED}'), 0)::DOUBLE
-        FROM bedrock_usage_daily_by_owner WHERE {where}""",
+        FROM owned""",
         params,
     ).fetchone()
     sources = db.execute(
-        f"""SELECT connection_id, region, model_id, project_id, profile_name,
+        f"""WITH owned AS ({owned})
+        SELECT connection_id, region, model_id, project_id, profile_name,
             sum(estimated_cost_usd)::DOUBLE AS usd,
             sum(input_tokens + output_tokens + cache_read_input_tokens
                 + cache_write_input_tokens)::BIGINT AS tokens
-        FROM bedrock_usage_daily_by_owner
-        WHERE ({where}) AND owner_source = 'none'
+        FROM owned WHERE owner_source = 'none'
         GROUP BY ALL ORDER BY usd DESC NULLS LAST, tokens DESC LIMIT {int(limit)}""",
         params,
     ).fetchall()
