@@ -218,6 +218,22 @@ SLACK_CHANNEL = Setting(
     "its log only",
     shown="—",
 )
+ALERT_WEBHOOK_URL = Setting(
+    "BEDROCK_USAGE_ALERT_WEBHOOK_URL",
+    None,
+    "a URL the spend alert sensor POSTs each alert to as JSON (docs/operating.md, spend "
+    "alerts); unset, Slack (when configured) and the event log only",
+    shown="—",
+)
+ANOMALY_MIN_USD = Setting(
+    "BEDROCK_USAGE_ANOMALY_MIN_USD",
+    10.0,
+    "the least a day's estimated spend of one model in one connection must exceed its "
+    "baseline by, in USD, to be an anomaly (so small models page nobody)",
+    low=0,
+    high=1e9,
+    kind=float,
+)
 CODE_SERVER_HOST = Setting(
     "BEDROCK_USAGE_CODE_SERVER_HOST",
     None,
@@ -261,7 +277,8 @@ SETTINGS = (
     LOCK_TIMEOUT, LOOKBACK_DAYS, RECONCILE_TOLERANCE, BILL_TOLERANCE, EXTRA_MODEL_IDS,
     REGION_CONCURRENCY, WAREHOUSE_MEMORY_LIMIT, WAREHOUSE_THREADS, PRICE_LIST_URL,
     SCHEDULE_CRON, START_DATE,
-    SLACK_CHANNEL, CODE_SERVER_HOST, CODE_SERVER_PORT, DAGSTER_HOME_SETTING,
+    SLACK_CHANNEL, ALERT_WEBHOOK_URL, ANOMALY_MIN_USD, CODE_SERVER_HOST, CODE_SERVER_PORT,
+    DAGSTER_HOME_SETTING,
     AWS_MAX_ATTEMPTS, AWS_RETRY_MODE, AWS_ENDPOINT_URL,
 )  # fmt: skip
 
@@ -536,6 +553,23 @@ def extra_model_ids(raw: str | None = None) -> list[str]:
 
 def secret_key() -> str | None:
     return _raw(SECRET_KEY.name) or None
+
+
+def alert_webhook_url(raw: str | None = None) -> str | None:
+    """Where spend alerts are POSTed as JSON; None when unset."""
+    raw = _given_or_environment(ALERT_WEBHOOK_URL.name, raw)
+    if not raw:
+        return None
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise SettingsError(
+            ALERT_WEBHOOK_URL.name, raw, "use a URL such as https://hooks.example.com/bedrock"
+        )
+    return raw
+
+
+def anomaly_min_usd(raw: str | None = None) -> float:
+    return ANOMALY_MIN_USD.number(raw)
 
 
 def slack_channel() -> str | None:

@@ -16,7 +16,12 @@ LAYERS = [
     {"storage"},
     {"connections"},  # connect, verify, edit, rotate, disconnect; the state store
     {"sync"},  # one sync attempt: fetch and store, its phases and outcome, progress
-    {"price_refresh", "bill_sync", "owner_map"},  # use cases over storage: prices, the bill, owners
+    {
+        "price_refresh",
+        "bill_sync",
+        "owner_map",
+        "spend_alerts",
+    },  # use cases over storage: prices, the bill, owners
     {"defs"},  # the Dagster shell
     {"demo_bill"},  # the demo's CUR 2.0 export and billing source
     {"demo"},

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ..errors import UserError
@@ -115,6 +115,30 @@ CREATE TABLE IF NOT EXISTS billing_sources (
     created_at TEXT NOT NULL,
     last_read_at TEXT,
     periods_read TEXT
+);
+-- Monthly budgets (bedrock-usage budgets): a limit in USD over all spend or one scope.
+CREATE TABLE IF NOT EXISTS budgets (
+    name TEXT PRIMARY KEY,
+    monthly_usd TEXT NOT NULL,
+    scope_kind TEXT,
+    scope_value TEXT,
+    thresholds TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+-- Each alert condition by its key, sent once: a process claims a delivery with a lease,
+-- so two evaluating at once never send it twice; a failed delivery is retried.
+CREATE TABLE IF NOT EXISTS alert_states (
+    alert_key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    message TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    delivered INTEGER NOT NULL,
+    lease_until TEXT,
+    attempts INTEGER NOT NULL,
+    last_error TEXT,
+    first_at TEXT NOT NULL,
+    changed_at TEXT NOT NULL
 );
 -- Optional permissions a sync tried (e.g. reading application inference profiles): a
 -- missing one fails nothing, and status and doctor say what it would add.
@@ -443,6 +467,69 @@ class StateStore:
         with self.transaction() as db:
             db.execute(
                 "DELETE FROM billing_sources WHERE billing_source_id = ?", [billing_source_id]
+            )
+
+    # Budgets and the alerts sent -------------------------------------------------
+
+    def set_budget(self, budget: dict) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO budgets (name, monthly_usd, scope_kind, scope_value, thresholds, "
+                "created_at) VALUES (:name, :monthly_usd, :scope_kind, :scope_value, "
+                ":thresholds, :created_at) ON CONFLICT (name) DO UPDATE SET "
+                "monthly_usd = excluded.monthly_usd, scope_kind = excluded.scope_kind, "
+                "scope_value = excluded.scope_value, thresholds = excluded.thresholds",
+                {**budget, "created_at": now_iso()},
+            )
+
+    def budgets(self) -> list[dict]:
+        with self._db() as db:
+            return db.execute("SELECT * FROM budgets ORDER BY name").fetchall()
+
+    def remove_budget(self, name: str) -> bool:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM budgets WHERE name = ?", [name]).rowcount > 0
+
+    def alert_states(self) -> dict[str, dict]:
+        with self._db() as db:
+            return {r["alert_key"]: r for r in db.execute("SELECT * FROM alert_states").fetchall()}
+
+    def claim_alert(
+        self, key: str, kind: str, state: str, message: str, payload: str, lease_seconds: int
+    ) -> bool:
+        """Take the delivery of `key` in `state` (firing or cleared): True for exactly one
+        process when the key is new or changes state, or when its delivery failed and no
+        other process holds the lease. The row is written before anything is sent."""
+        now = datetime.now(UTC)
+        lease = (now + timedelta(seconds=lease_seconds)).replace(microsecond=0).isoformat()
+        at = now.replace(microsecond=0).isoformat()
+        with self.transaction() as db:
+            inserted = db.execute(
+                "INSERT INTO alert_states VALUES (?, ?, ?, ?, ?, 0, ?, 1, NULL, ?, ?) "
+                "ON CONFLICT (alert_key) DO NOTHING",
+                [key, kind, state, message, payload, lease, at, at],
+            ).rowcount
+            if inserted:
+                return True
+            return (
+                db.execute(
+                    "UPDATE alert_states SET state = ?, message = ?, payload = ?, lease_until = ?, "
+                    "attempts = CASE WHEN state = ? THEN attempts + 1 ELSE 1 END, "
+                    "delivered = CASE WHEN state = ? THEN delivered ELSE 0 END, changed_at = ? "
+                    "WHERE alert_key = ? AND (state <> ? OR (delivered = 0 "
+                    "AND (lease_until IS NULL OR lease_until < ?)))",
+                    [state, message, payload, lease, state, state, at, key, state, at],
+                ).rowcount
+                > 0
+            )
+
+    def finish_alert(self, key: str, error: str | None) -> None:
+        """Record a delivery: done, or failed with `error` (retried at the next tick)."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE alert_states SET delivered = ?, last_error = ?, lease_until = NULL "
+                "WHERE alert_key = ?",
+                [0 if error else 1, error, key],
             )
 
     # Facts recorded once, never changed (the first day of the date partitions) --------
