@@ -1004,6 +1004,95 @@ def owners_import(csv_file):
 
 
 @main.group()
+def budgets() -> None:
+    """Monthly budgets over all spend or one account, connection, owner (team) or model:
+    month-to-date spend (billed where the bill covers the month, else estimated) and a
+    month-end forecast; thresholds alerted once by the spend alert sensor."""
+
+
+@budgets.command("set")
+@click.argument("name")
+@click.option("--monthly-usd", required=True, help="The budget for a calendar month, in USD.")
+@click.option("--account", help="Only this AWS account's spend.")
+@click.option("--connection", help="Only this connection's spend.")
+@click.option("--owner", help="Only this team's spend (bedrock_usage_daily_by_owner).")
+@click.option("--model", help="Only this model's spend (base model id).")
+@click.option(
+    "--thresholds", default="50,80,100", show_default=True,
+    help="Percentages of the budget that alert once each month.",
+)  # fmt: skip
+@handles_errors
+def budgets_set(name, monthly_usd, account, connection, owner, model, thresholds):
+    """Set (or replace) a budget."""
+    from .connections.validation import InvalidInput, check_connection_id
+    from .spend_alerts import set_budget
+
+    try:
+        check_connection_id(name)
+    except InvalidInput as error:
+        raise UserError(f"Budget name: {error}", ExitCode.USAGE) from None
+    scope = {"account": account, "connection": connection, "owner": owner, "model": model}
+    budget = set_budget(name, monthly_usd, scope, thresholds)
+    click.echo(f"Budget {budget.describe()}; alerts at {', '.join(map(str, budget.thresholds))}%.")
+
+
+@budgets.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handles_errors
+def budgets_list(as_json):
+    """Every budget with this month's spend so far, its basis and the forecast."""
+    from .spend_alerts import budget_statuses, reading_spend
+
+    with reading_spend() as db:
+        statuses = budget_statuses(db, utc_today()) if db is not None else []
+    listing = [status.as_dict() for status in statuses]
+    if as_json:
+        click.echo(json.dumps(listing, indent=2))
+        return
+    if not listing:
+        click.echo("No budget (or nothing synced yet): 'bedrock-usage budgets set NAME "
+                   "--monthly-usd 5000'.")  # fmt: skip
+    for item in listing:
+        click.echo(
+            f"{item['name']}: ${item['month_to_date_usd']} {item['basis']} in {item['month']} "
+            f"of ${item['monthly_usd']} ({item['used_percent']}%, {item['scope']}); forecast "
+            f"{'$' + item['forecast_usd'] if item['forecast_usd'] else 'not yet'}"
+        )
+
+
+@budgets.command("unset")
+@click.argument("name")
+@handles_errors
+def budgets_unset(name):
+    """Remove a budget."""
+    from .connections.store import StateStore
+
+    if not StateStore().remove_budget(name):
+        raise UserError(f"No budget named '{name}': 'bedrock-usage budgets list'.",
+                        ExitCode.NOT_FOUND)  # fmt: skip
+    click.echo(f"Budget {name} removed.")
+
+
+@main.group()
+def alerts() -> None:
+    """Spend alerts: budget thresholds, month-end forecasts, anomalies and new models, each
+    sent once (the Dagster daemon's spend_alert_sensor evaluates them every 5 minutes)."""
+
+
+@alerts.command("check")
+@handles_errors
+def alerts_check():
+    """Evaluate now and send what is due (what the sensor does), printing it."""
+    from .spend_alerts import check_alerts
+
+    evaluation, sent = check_alerts()
+    for item in sent:
+        status = "sent" if item["delivered"] else f"NOT DELIVERED ({'; '.join(item['errors'])})"
+        click.echo(f"{item['state'].upper()} {item['text']} [{status}]")
+    click.echo(f"{len(evaluation.firing)} condition(s) hold; {len(sent)} alert(s) sent now.")
+
+
+@main.group()
 def billing() -> None:
     """What AWS billed for Bedrock: a CUR 2.0 export (AWS Data Exports) read into
     bedrock_billed_daily, beside the estimate."""

@@ -33,6 +33,7 @@ from __future__ import annotations
 import calendar
 import json
 import statistics
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -393,6 +394,8 @@ def webhook_sender(url: str, timeout: float = 10.0) -> Sender:
                 if 200 <= response.status < 300:
                     return None
                 return f"webhook answered HTTP {response.status}"
+        except urllib.error.HTTPError as error:
+            return f"webhook answered HTTP {error.code}"
         except Exception as error:  # noqa: BLE001 - any failure is retried, and reported
             return f"webhook: {type(error).__name__}: {getattr(error, 'reason', error)}"
 

@@ -144,4 +144,39 @@ def permission_failure_sensor(
     )
 
 
-defs = dg.Definitions(sensors=[connection_partitions_sensor, permission_failure_sensor])
+@dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
+def spend_alert_sensor(
+    context: dg.SensorEvaluationContext,
+    state_store: StateStoreResource,
+    alerts: AlertResource,
+) -> dg.SkipReason:
+    """Budgets, month-end forecasts, spend anomalies and new models, evaluated from the
+    warehouse by the daemon (never inside a sync run) and each sent once: the webhook
+    (BEDROCK_USAGE_ALERT_WEBHOOK_URL), Slack when configured, always the event log.
+    Which condition was sent is kept in the state store, so a restarted daemon or a
+    second process never sends it again."""
+    from ..spend_alerts import check_alerts
+
+    def slack(payload: dict) -> str | None:
+        if not (alerts.slack_token and alerts.slack_channel):
+            return None  # the event log has it
+        try:
+            alerts.send(f"bedrock_usage: {payload['text']}", context.log)
+        except Exception as error:  # noqa: BLE001 - retried at the next tick
+            return f"slack: {type(error).__name__}: {error}"
+        return None
+
+    evaluation, sent = check_alerts([slack], store=state_store.get())
+    for item in sent:
+        (context.log.info if item["delivered"] else context.log.warning)(
+            f"{item['state']}: {item['text']}"
+            + ("" if item["delivered"] else f" (not delivered: {'; '.join(item['errors'])})")
+        )
+    return dg.SkipReason(
+        f"{len(evaluation.firing)} spend condition(s) hold; {len(sent)} alert(s) sent."
+    )
+
+
+defs = dg.Definitions(
+    sensors=[connection_partitions_sensor, permission_failure_sensor, spend_alert_sensor]
+)
