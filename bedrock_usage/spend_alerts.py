@@ -440,5 +440,20 @@ def check_alerts(
     return evaluation, deliver(evaluation, store, senders(extra))
 
 
-def budget_statuses(db: duckdb.DuckDBPyConnection, today: date) -> list[BudgetStatus]:
-    return [budget_status(db, budget, today) for budget in budgets()]
+def budget_statuses(
+    db: duckdb.DuckDBPyConnection, today: date, store: StateStore | None = None
+) -> list[BudgetStatus]:
+    return [budget_status(db, budget, today) for budget in budgets(store)]
+
+
+def budget_severity(status: BudgetStatus) -> str | None:
+    """ERROR when over the budget, WARN when past its highest threshold below 100 % or
+    forecast over it, else None."""
+    if status.used_share >= 1:
+        return "ERROR"
+    near = [t for t in status.budget.thresholds if t < 100]
+    if (near and status.used_share * 100 >= max(near)) or (
+        status.forecast_usd is not None and status.forecast_usd > status.budget.monthly_usd
+    ):
+        return "WARN"
+    return None

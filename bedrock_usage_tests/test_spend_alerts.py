@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bedrock_usage.days import utc_today
+from bedrock_usage.days import DayRange, utc_today
 from bedrock_usage.spend_alerts import check_alerts, forecast
 
 from .conftest import ACCOUNT, seed_daily
@@ -179,3 +179,45 @@ def test_a_webhook_that_is_down_is_retried_and_the_event_log_says_so(
     receiver.bodies.clear()
     check_alerts(today=as_of)
     assert receiver.bodies == []  # delivered: never again
+
+
+def test_the_cost_asset_grades_budgets_and_the_daemon_sensor_sends_once(
+    aws, reader, bedrock_home, receiver, monkeypatch
+):
+    """In Dagster: the check on bedrock_cost_daily (WARN near, ERROR over) and the sensor."""
+    import dagster as dg
+
+    from bedrock_usage.defs.alerts import AlertResource
+    from bedrock_usage.defs.local_runs import instance, run_sync
+    from bedrock_usage.defs.resources import StateStoreResource
+    from bedrock_usage.defs.sensors import spend_alert_sensor
+    from bedrock_usage.spend_alerts import set_budget
+
+    from .dagster_helpers import connect
+
+    # Today so far (a sync may read the day in progress): in this month on any day.
+    today = utc_today()
+    seed_daily(aws, "InputTokenCount", SONNET, {today: 10_000_000}, hours=1)  # $30
+    connect(reader, "prod", regions="us-east-1", backfill_days=1)
+    set_budget("over", "20", {"connection": "prod"}, "50,100")
+    set_budget("roomy", "1000", {"model": HAIKU}, None)
+    result = run_sync("prod", DayRange(today, today))
+    [check] = [e for e in result.get_asset_check_evaluations()
+               if e.check_name == "budgets_within_limits"]  # fmt: skip
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.description.startswith(
+        f"over ($20/month, connection prod): $30.00 estimated in {today:%Y-%m} (150%)"
+    )
+    monkeypatch.setenv("BEDROCK_USAGE_ALERT_WEBHOOK_URL", receiver.url)
+    context = dg.build_sensor_context(
+        instance=instance(),
+        resources={"state_store": StateStoreResource(), "alerts": AlertResource()},
+    )
+    first = spend_alert_sensor(context)
+    second = spend_alert_sensor(context)
+    assert receiver.keys("threshold") == [  # "roomy" is far from its limit
+        f"budget:over:{today:%Y-%m}:threshold:50",
+        f"budget:over:{today:%Y-%m}:threshold:100",
+    ]
+    assert "2 alert(s) sent" in first.skip_message
+    assert "0 alert(s) sent" in second.skip_message

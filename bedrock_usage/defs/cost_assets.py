@@ -4,9 +4,11 @@ usage partition, with a check that shows usage no list price covers."""
 import dagster as dg
 
 from .. import settings
+from ..days import utc_today
 from ..frames import one_at_a_time
 from ..price_refresh import connected_regions, refresh_prices
 from ..pricing.price_list import PriceListError
+from ..spend_alerts import BudgetStatus, budget_severity, budget_statuses
 from ..storage.columns import USAGE_COLUMN_DOCS
 from ..storage.costs import (
     COST_COLUMNS,
@@ -36,6 +38,13 @@ OWNER_CHECK = dg.AssetCheckSpec(
     description="The estimated spend of the run's days has an owner (the ownership map or "
     "tags); the share without one and its largest sources are named, with the command that "
     "would assign each.",
+)
+BUDGET_CHECK = dg.AssetCheckSpec(
+    "budgets_within_limits",
+    asset="bedrock_cost_daily",
+    description="Each budget's month-to-date spend and forecast (bedrock-usage budgets): "
+    "WARN near a budget (its highest threshold under 100 %, or a forecast over it), ERROR "
+    "over it.",
 )
 UNPRICED_CHECK = dg.AssetCheckSpec(
     "usage_priced",
@@ -87,7 +96,7 @@ def bedrock_prices(
     pool=POOL,
     kinds={"duckdb"},
     deps=[bedrock_usage_daily],
-    check_specs=[UNPRICED_CHECK, OWNER_CHECK, REGIONS_READ_CHECK],
+    check_specs=[UNPRICED_CHECK, OWNER_CHECK, BUDGET_CHECK, REGIONS_READ_CHECK],
     metadata={
         "dagster/table_name": "bedrock_cost_daily",
         "dagster/column_schema": dg.TableSchema(
@@ -124,6 +133,7 @@ def bedrock_cost_daily(
             daily.update(cost_by_partition(db, window))
             unpriced_parts.append(unpriced_usage(db, window))
         coverage = owner_coverage(db, *window_filter(windows))
+        statuses = budget_statuses(db, utc_today(), state_store.get())
     records = merge_unpriced(unpriced_parts).to_dict("records")
     summary = cost_totals(daily.values())
     log_run_totals(
@@ -165,8 +175,36 @@ def bedrock_cost_daily(
                 ),
             ),
             _owner_result(coverage),
+            _budget_result(statuses),
             regions_read_result(state_store.get(), windows),
         ],
+    )
+
+
+def _budget_result(statuses: list[BudgetStatus]) -> dg.AssetCheckResult:
+    graded = [(budget_severity(s), s) for s in statuses]
+    flagged = [(severity, s) for severity, s in graded if severity]
+    metadata = {"budgets": dg.MetadataValue.json([s.as_dict() for s in statuses])}
+    if not flagged:
+        return dg.AssetCheckResult(
+            check_name=BUDGET_CHECK.name, passed=True, metadata=metadata,
+            description=f"{len(statuses)} budget(s), none near its limit."
+            if statuses else "No budget: 'bedrock-usage budgets set NAME --monthly-usd N'.",
+        )  # fmt: skip
+    over = any(severity == "ERROR" for severity, _ in flagged)
+    return dg.AssetCheckResult(
+        check_name=BUDGET_CHECK.name,
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR if over else dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+        description="; ".join(
+            f"{s.budget.describe()}: ${s.month_to_date_usd} {s.basis} in {s.month} "
+            f"({100 * s.used_share:.0f}%), forecast "
+            f"{'$' + str(s.forecast_usd) if s.forecast_usd is not None else 'not yet'}"
+            + (" — OVER" if severity == "ERROR" else " — near")
+            for severity, s in flagged
+        )
+        + ". 'bedrock-usage budgets list' shows every budget.",
     )
 
 
