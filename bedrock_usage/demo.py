@@ -42,6 +42,7 @@ from .extraction.fetch import RegionFetch
 from .owner_map import set_owner
 from .price_refresh import connected_regions
 from .settings import demo_state_path, snapshot_path, warehouse_path
+from .spend_alerts import check_alerts, set_budget
 from .storage.owners import Match, Owner
 from .storage.warehouse import open_warehouse
 from .sync import steps
@@ -52,6 +53,7 @@ DEMO_CONNECTIONS = {"demo-prod": "111122223333", "demo-research": "444455556666"
 DEMO_USER = "bedrock-usage-readonly"
 DENIED = ("demo-prod", "eu-west-1")
 HISTORY_DAYS = 90
+DEMO_BUDGET = "demo-all-spend"
 # The guide's read-only policy and the optional statement for application inference
 # profiles (demo-prod's search team calls Claude through a tagged one).
 DEMO_POLICY = {
@@ -99,6 +101,7 @@ def run_demo(days: int = 30) -> None:
             newest = StateStore().events(limit=1)
             _run_next_scheduled_day()
             _evaluate_permission_sensor(after_event_id=newest[0].event_id if newest else 0)
+            _check_spend_alerts()
     finally:
         aws.stop()
     _print_summary(warehouse_file)
@@ -122,6 +125,8 @@ def _forget_previous_demo() -> None:
         for run in dagster.get_runs(dg.RunsFilter(job_name=job.name, tags={TRIGGER_TAG: "demo"})):
             dagster.delete_run(run.run_id)
     forget_demo_bill()
+    store.remove_budget(DEMO_BUDGET)
+    store.forget_alerts()
     demo_state_path().unlink(missing_ok=True)
 
 
@@ -172,6 +177,24 @@ def _refresh_prices() -> None:
         f"emulator serves it offline): run {result.run_id[:8]} "
         f"{'succeeded' if result.success else 'FAILED'}, {read} prices read."
     )
+
+
+def _check_spend_alerts() -> None:
+    """A budget the demo month crosses, then what the spend alert sensor sends: the
+    thresholds, the forecast, the spike of DEMO_SPIKE and any model new to an account."""
+    set_budget(DEMO_BUDGET, "100", {}, "50,80,100")
+    click.echo(
+        f"\nA budget: 'bedrock-usage budgets set {DEMO_BUDGET} --monthly-usd 100'. What the "
+        "spend alert sensor sends (each once; to the webhook and Slack when configured, "
+        "always the event log):"
+    )
+
+    def echo(payload: dict) -> None:
+        click.echo(f"  {payload['state']}: {payload['text']}")
+
+    _, sent = check_alerts([echo])
+    if not sent:
+        click.echo("  nothing yet (the month has no complete day, or nothing crossed).")
 
 
 def _assign_owners() -> None:

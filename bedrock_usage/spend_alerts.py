@@ -238,7 +238,9 @@ def evaluate(
         status = budget_status(db, budget, today)
         result.statuses.append(status)
         prefix = f"budget:{budget.name}:{status.month}"
-        for level in budget.thresholds:
+        crossed = [t for t in budget.thresholds if status.used_share * 100 >= t]
+        # Only the highest threshold crossed: thresholds crossed at once say one thing.
+        for level in crossed[-1:]:
             if status.used_share * 100 >= level:
                 result.firing.append(Condition(
                     f"{prefix}:threshold:{level}", "threshold",

@@ -17,9 +17,13 @@ from .cli_helpers import run_cli
 pytestmark = pytest.mark.e2e
 
 
+# Enough history for the spike two days ago to have its 7 days of baseline.
+DAYS = 10
+
+
 def test_the_demo_tells_the_story_and_runs_twice(tmp_path):
     home = tmp_path / "home"
-    first = run_cli(["demo", "--days", "7"], home, endpoint="")
+    first = run_cli(["demo", "--days", str(DAYS)], home, endpoint="")
     assert first.returncode == 0, first.stderr
     out = first.stdout
     assert "verified eu-west-1: CloudWatch AWS/Bedrock readable" in out
@@ -33,9 +37,18 @@ def test_the_demo_tells_the_story_and_runs_twice(tmp_path):
     )
     assert "Needs attention: demo-prod eu-west-1: AccessDenied" in out
     assert "make ui" in out
-    second = run_cli(["demo", "--days", "7"], home, endpoint="")
+    second = run_cli(["demo", "--days", str(DAYS)], home, endpoint="")
     assert second.returncode == 0, second.stderr
     assert second.stdout.count("ALERT") == 1
+    # The spend alerts, each run (the demo starts its story again): the spike, and the
+    # budget the month crosses once it has a complete day.
+    for run in (first, second):
+        assert run.stdout.count("firing: Spend anomaly: demo-research (account 444455556666) "
+                                "anthropic.claude-3-5-sonnet-20241022-v2:0") == 1  # fmt: skip
+        if utc_today().day > 1:
+            assert "firing: Budget demo-all-spend ($100/month, all spend): 100% reached" in (
+                run.stdout
+            )
     # Dagster's history agrees with the warehouse: only the second demo's runs remain,
     # each a run of the code location's job, tagged with its connection and trigger.
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
@@ -69,11 +82,11 @@ def test_the_demo_tells_the_story_and_runs_twice(tmp_path):
         )
         # 7 deployments in demo-prod's two regions (one an application inference profile),
         # 3 in demo-research's plus one model on the bedrock-mantle endpoint (two
-        # projects), 7 days each.
-        assert rows == {"demo-prod": 7 * 7, "demo-research": 4 * 7}
+        # projects), DAYS days each.
+        assert rows == {"demo-prod": 7 * DAYS, "demo-research": 4 * DAYS}
         assert con.execute(
             "SELECT count(DISTINCT project_id), count(*) FROM bedrock_usage_daily_by_project"
-        ).fetchone() == (2, 2 * 7)
+        ).fetchone() == (2, 2 * DAYS)
         assert con.execute("SELECT max(usage_date) FROM bedrock_usage_daily").fetchone()[0] == (
             utc_today().fromordinal(utc_today().toordinal() - 1)
         )

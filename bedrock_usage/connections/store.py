@@ -523,6 +523,11 @@ class StateStore:
                 > 0
             )
 
+    def forget_alerts(self) -> None:
+        """Forget every alert sent (the demo's re-run starts its story again)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM alert_states")
+
     def finish_alert(self, key: str, error: str | None) -> None:
         """Record a delivery: done, or failed with `error` (retried at the next tick)."""
         with self.transaction() as db:

@@ -64,6 +64,11 @@ DEMO_ACCOUNTS = {
 }
 
 
+# One model, one day, 25 times its usual traffic (account, region, model, days before
+# today, factor): the spend anomaly the demo's alerts find.
+DEMO_SPIKE = ("444455556666", "us-east-1", "us.anthropic.claude-3-5-sonnet-20241022-v2:0", 2, 25)
+
+
 @dataclass(frozen=True)
 class DemoProfile:
     """An application inference profile: its id (as CloudWatch reports it), name, the
@@ -138,6 +143,8 @@ def seed_demo_history(
             totals: dict[str, np.ndarray] = {}
             for model in models:
                 series = _model_series(model, rhythm, rng)
+                if accounts is None and (account_id, region, model.model_id) == DEMO_SPIKE[:3]:
+                    _spike(series, hours, today - timedelta(days=DEMO_SPIKE[3]), DEMO_SPIKE[4])
                 for metric, values in series.items():
                     if metric == "InvocationLatency":
                         continue
@@ -242,6 +249,14 @@ def _seed_mantle(aws, account_id, region, apps, timestamps, rhythm, rng) -> int:
         for metric, values in metrics.items():
             aws.seed(account_id, region, MANTLE_NAMESPACE, metric, dict(key), timestamps, values)
     return len(timestamps) * (3 * len(apps) + 3 * len(levels))
+
+
+def _spike(series: dict[str, np.ndarray], hours: np.ndarray, day: date, factor: float) -> None:
+    """One day of a model `factor` times as busy (a batch job gone wrong)."""
+    start = int(datetime.combine(day, time(0), tzinfo=UTC).timestamp()) // 3600
+    on_day = (hours >= start) & (hours < start + 24)
+    for values in series.values():
+        values[on_day] = np.round(values[on_day] * factor)
 
 
 def _model_series(model: DemoModel, rhythm: np.ndarray, rng) -> dict[str, np.ndarray]:
