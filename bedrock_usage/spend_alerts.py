@@ -49,6 +49,7 @@ from .days import utc_today
 from .errors import ExitCode, UserError
 from .settings import snapshot_path
 from .storage.lake import Lake
+from .storage.owners import UNASSIGNED, owned_usage
 from .storage.warehouse import open_warehouse, warehouse_target
 
 SCOPES = ("account", "connection", "owner", "model")
@@ -281,31 +282,52 @@ def _anomalies(db, today: date, min_usd: float, result: Evaluation) -> None:
         series.setdefault((connection_id, model), {})[day] = usd
         accounts[connection_id] = account_id
     for (connection_id, model), spend in series.items():
-        since = min(spend)
-        for offset in range(EVALUATED_DAYS):
-            day = last - timedelta(days=offset)
-            key = f"anomaly:{connection_id}:{model}:{day}"
-            result.evaluated.add(key)
-            window = [day - timedelta(days=d) for d in range(1, BASELINE_DAYS + 1)]
-            history = [spend.get(d, 0.0) for d in window if d >= since]
-            if len(history) < MIN_HISTORY_DAYS:
-                continue
-            median = statistics.median(history)
-            mad = statistics.median(abs(x - median) for x in history)
-            threshold = median + max(MAD_FACTOR * mad, median, min_usd)
-            value = spend.get(day, 0.0)
-            if value >= threshold:
-                result.firing.append(Condition(
-                    key, "anomaly",
-                    f"Spend anomaly: {connection_id} (account {accounts[connection_id]}) {model} "
-                    f"on {day}: ${value:.2f} estimated, against a baseline of ${median:.2f}/day "
-                    f"(median of {len(history)} days; alert at ${threshold:.2f}).",
-                    {"connection_id": connection_id, "account_id": accounts[connection_id],
-                     "model_id": model, "day": str(day), "usd": round(value, 6),
-                     "baseline_usd": round(median, 6), "mad_usd": round(mad, 6),
-                     "threshold_usd": round(threshold, 6)},
-                    connection_id,
-                ))  # fmt: skip
+        who = f"{connection_id} (account {accounts[connection_id]}) {model}"
+        details = {"connection_id": connection_id, "account_id": accounts[connection_id],
+                   "model_id": model}  # fmt: skip
+        _anomalous_days(f"anomaly:{connection_id}:{model}", who, details, spend, last,
+                        min_usd, result)  # fmt: skip
+    # And per owner (team), where owners are assigned.
+    owned, params = owned_usage("usage_date BETWEEN ? AND ?", [first, last])
+    by_team = db.execute(
+        f"""WITH owned AS ({owned})
+        SELECT team, usage_date, sum(estimated_cost_usd)::DOUBLE FROM owned
+        WHERE team <> '{UNASSIGNED}' AND estimated_cost_usd IS NOT NULL GROUP BY ALL""",
+        params,
+    ).fetchall()
+    teams: dict[str, dict[date, float]] = {}
+    for team, day, usd in by_team:
+        teams.setdefault(team, {})[day] = usd
+    for team, spend in teams.items():
+        _anomalous_days(f"anomaly:owner:{team}", f"team {team}", {"team": team}, spend, last,
+                        min_usd, result)  # fmt: skip
+
+
+def _anomalous_days(prefix, who, details, spend, last, min_usd, result: Evaluation) -> None:
+    since = min(spend)
+    for offset in range(EVALUATED_DAYS):
+        day = last - timedelta(days=offset)
+        key = f"{prefix}:{day}"
+        result.evaluated.add(key)
+        window = [day - timedelta(days=d) for d in range(1, BASELINE_DAYS + 1)]
+        history = [spend.get(d, 0.0) for d in window if d >= since]
+        if len(history) < MIN_HISTORY_DAYS:
+            continue
+        median = statistics.median(history)
+        mad = statistics.median(abs(x - median) for x in history)
+        threshold = median + max(MAD_FACTOR * mad, median, min_usd)
+        value = spend.get(day, 0.0)
+        if value >= threshold:
+            result.firing.append(Condition(
+                key, "anomaly",
+                f"Spend anomaly: {who} on {day}: ${value:.2f} estimated, against a baseline "
+                f"of ${median:.2f}/day (median of {len(history)} days; alert at "
+                f"${threshold:.2f}).",
+                {**details, "day": str(day), "usd": round(value, 6),
+                 "baseline_usd": round(median, 6), "mad_usd": round(mad, 6),
+                 "threshold_usd": round(threshold, 6)},
+                _subject(details),
+            ))  # fmt: skip
 
 
 def _new_models(db, today: date, result: Evaluation) -> None:
@@ -336,6 +358,15 @@ def _new_models(db, today: date, result: Evaluation) -> None:
         ))  # fmt: skip
 
 
+def _subject(details: dict) -> str:
+    """The event log's connection column for an alert: its connection, owner or budget."""
+    if details.get("connection_id"):
+        return details["connection_id"]
+    if details.get("team"):
+        return f"owner:{details['team']}"
+    return f"budget:{details.get('name')}"
+
+
 Sender = Callable[[dict], str | None]  # returns None when sent, else the error
 
 
@@ -357,7 +388,7 @@ def deliver(evaluation: Evaluation, store: StateStore, senders: list[Sender]) ->
         if previous["state"] == "firing" or (previous["state"] == "cleared"
                                              and not previous["delivered"]):  # fmt: skip
             details = json.loads(previous["payload"])
-            subject = details.get("connection_id") or f"budget:{details.get('name', key)}"
+            subject = _subject(details)
             condition = Condition(key, previous["kind"], f"Cleared: {previous['message']}",
                                   details, subject)  # fmt: skip
             outbox.append((condition, "cleared"))

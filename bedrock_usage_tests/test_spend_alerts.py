@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import calendar
 import json
+import subprocess
+import sys
 import threading
+import time
 from datetime import date, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -107,18 +110,20 @@ def test_a_spike_a_budget_and_a_new_model_alert_once_and_a_flat_series_never(
                           "--connection", "prod")  # fmt: skip
     assert made.returncode == 0, made.stderr
 
+    # Sonnet's team: its spend is the team's, so the team's day is an anomaly too.
+    assert cli_in_process("owners", "set", "--team", "writers", "--model", SONNET).returncode == 0
     check_alerts(today=as_of)
     spike = as_of - timedelta(days=2)
     # The forecast is over the budget unless the month is nearly over (tested above).
     days_in_month = calendar.monthrange(as_of.year, as_of.month)[1]
     over = forecast(month_to_date, as_of.day - 1, days_in_month) > budget
     assert sorted(receiver.keys()) == sorted([
-        f"anomaly:prod:{SONNET}:{spike}",
+        f"anomaly:prod:{SONNET}:{spike}", f"anomaly:owner:writers:{spike}",
         *([f"budget:team:{as_of:%Y-%m}:forecast"] if over else []),
         f"budget:team:{as_of:%Y-%m}:threshold:80",  # 50 % too, said by the higher one
         f"new_model:{ACCOUNT}:{NOVA}",
     ])  # fmt: skip
-    [anomaly] = [b for b in receiver.bodies if b["kind"] == "anomaly"]
+    [anomaly] = [b for b in receiver.bodies if b["key"].startswith("anomaly:prod")]
     assert anomaly["state"] == "firing"
     assert {k: anomaly["details"][k] for k in ("connection_id", "model_id", "day", "usd",
                                                "baseline_usd")} == {
@@ -220,3 +225,28 @@ def test_the_cost_asset_grades_budgets_and_the_daemon_sensor_sends_once(
     assert receiver.keys("threshold") == [f"budget:over:{today:%Y-%m}:threshold:100"]
     assert "1 alert(s) sent" in first.skip_message
     assert "0 alert(s) sent" in second.skip_message
+
+
+def test_two_processes_evaluating_at_once_send_each_alert_once(
+    aws, cli_in_process, home, receiver, monkeypatch
+):
+    as_of = _as_of()
+    _history(aws, cli_in_process, as_of)
+    monkeypatch.setenv("BEDROCK_USAGE_HOME", str(home))
+    monkeypatch.setenv("BEDROCK_USAGE_ALERT_WEBHOOK_URL", receiver.url)
+    monkeypatch.setenv("BEDROCK_USAGE_ANOMALY_MIN_USD", "1")
+    # Each process imports first, then all evaluate at the same moment.
+    script = (
+        "import sys, time; from datetime import date; from bedrock_usage.spend_alerts import "
+        "check_alerts; time.sleep(max(0, float(sys.argv[2]) - time.time())); "
+        "check_alerts(today=date.fromisoformat(sys.argv[1]))"
+    )
+    start = str(time.time() + 8)
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, str(as_of), start]) for _ in range(3)
+    ]
+    assert [p.wait(timeout=120) for p in processes] == [0, 0, 0]
+    assert sorted(receiver.keys()) == [
+        f"anomaly:prod:{SONNET}:{as_of - timedelta(days=2)}",
+        f"new_model:{ACCOUNT}:{NOVA}",
+    ]

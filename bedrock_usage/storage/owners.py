@@ -512,14 +512,19 @@ class OwnerCoverage:
         return self.unassigned_usd / self.total_usd if self.total_usd else 0.0
 
 
+def owned_usage(where: str, params: list) -> tuple[str, list]:
+    """bedrock_usage_daily_by_owner's rows that `where` selects, as a query and its
+    parameters: the rows are selected before their owners are found (the view would
+    find every day's owner first)."""
+    grain = _usage_grain(f"(SELECT * FROM bedrock_cost_daily WHERE {where})")
+    owned = _owner_select(grain, USAGE_OWNER_COLUMNS, RANK["profile"], _usage_tag)
+    return owned, params * grain.count(where)
+
+
 def owner_coverage(db: duckdb.DuckDBPyConnection, where: str, params: list, limit: int = 5):
     """The estimated spend without an owner in the rows `where` selects, and its largest
     sources, each with the command that would assign it."""
-    # The window is selected before owners are found: the view would find every
-    # day's owner first.
-    grain = _usage_grain(f"(SELECT * FROM bedrock_cost_daily WHERE {where})")
-    owned = _owner_select(grain, USAGE_OWNER_COLUMNS, RANK["profile"], _usage_tag)
-    params = params * grain.count(where)
+    owned, params = owned_usage(where, params)
     total, unassigned = db.execute(
         f"""WITH owned AS ({owned})
         SELECT coalesce(sum(estimated_cost_usd), 0)::DOUBLE,
