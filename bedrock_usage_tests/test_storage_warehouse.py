@@ -320,3 +320,21 @@ def test_shedding_the_cache_keeps_the_rows_and_the_limit(tmp_path, monkeypatch):
         shed_cache(con)
         assert not (tmp_path / ".tmp").exists()
         assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 1_000_000
+
+
+def test_every_view_of_the_analysts_copy_answers_when_an_analyst_opens_it(tmp_path):
+    """Views made in the copy while the writer had it attached under another name must
+    name their tables relative to the copy itself (an analyst opens it as its own)."""
+    from bedrock_usage.storage.warehouse import open_warehouse, publish_snapshot
+
+    target = tmp_path / "warehouse.duckdb"
+    with open_warehouse(target) as db:
+        publish_snapshot(db, target, {})
+    with duckdb.connect(str(tmp_path / "warehouse.snapshot.duckdb"), read_only=True) as copy:
+        views = [v for (v,) in copy.execute(
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1"
+        ).fetchall()]  # fmt: skip
+        assert {"bedrock_cost_daily", "bedrock_cost_vs_bill_monthly",
+                "bedrock_cost_monthly_by_owner"} <= set(views)  # fmt: skip
+        for view in views:
+            copy.execute(f"SELECT count(*) FROM {view}").fetchone()

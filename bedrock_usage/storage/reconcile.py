@@ -24,16 +24,16 @@ WITH cloudwatch AS (
         bool_or(cost IS NULL AND tokens > 0) AS unpriced
     FROM (
         SELECT usage_date, account_id, region, base_model_id, 'input' AS token_type,
-            input_tokens AS tokens, input_cost_usd AS cost FROM {prefix}bedrock_cost_daily
+            input_tokens AS tokens, input_cost_usd AS cost FROM bedrock_cost_daily
         UNION ALL
         SELECT usage_date, account_id, region, base_model_id, 'output',
-            output_tokens, output_cost_usd FROM {prefix}bedrock_cost_daily
+            output_tokens, output_cost_usd FROM bedrock_cost_daily
         UNION ALL
         SELECT usage_date, account_id, region, base_model_id, 'cache_read',
-            cache_read_input_tokens, cache_read_cost_usd FROM {prefix}bedrock_cost_daily
+            cache_read_input_tokens, cache_read_cost_usd FROM bedrock_cost_daily
         UNION ALL
         SELECT usage_date, account_id, region, base_model_id, 'cache_write',
-            cache_write_input_tokens, cache_write_cost_usd FROM {prefix}bedrock_cost_daily
+            cache_write_input_tokens, cache_write_cost_usd FROM bedrock_cost_daily
     )
     GROUP BY ALL
     HAVING sum(tokens) > 0
@@ -51,7 +51,7 @@ bill AS (
             FILTER (service_tier <> 'standard') AS billed_tiers,
         bool_or(line_item_type <> 'Usage') AS adjusted,
         bool_or(model_id IS NULL) AS unmapped
-    FROM {prefix}bedrock_billed_daily
+    FROM bedrock_billed_daily
     WHERE token_type IS NOT NULL
     GROUP BY ALL
 )
@@ -93,7 +93,7 @@ SELECT date_trunc('month', usage_date)::DATE AS month, account_id, model_id, tok
     CAST(sum(billed_unblended_usd) AS DECIMAL(18,6)) AS billed_unblended_usd,
     CAST(sum(billed_net_usd) AS DECIMAL(18,6)) AS billed_net_usd,
     CAST(sum(cost_usd) AS DECIMAL(18,6)) AS cost_usd
-FROM {prefix}bedrock_cost_vs_bill
+FROM bedrock_cost_vs_bill
 GROUP BY ALL
 """
 
