@@ -15,7 +15,7 @@ import sqlite3
 import sys
 import warnings
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -1001,6 +1001,31 @@ def owners_import(csv_file):
 
     count = import_owners(csv_file)
     click.echo(f"Imported {count} ownership rule(s) from {csv_file}.")
+
+
+@main.command()
+@click.option("--month", help="The month, YYYY-MM (default: this UTC month, to yesterday).")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write it (default: reports/bedrock-spend-YYYY-MM.html beside the "
+    "analysts' copy, or under the lake's data path).",
+)  # fmt: skip
+@handles_errors
+def report(month, out):
+    """Write the month's spend report: one self-contained HTML file with charts (daily
+    spend by model, accounts, owners, the bill, movers, budgets, anomalies, coverage)."""
+    from .report import write_report
+
+    first = None
+    if month:
+        try:
+            first = date.fromisoformat(f"{month}-01")
+        except ValueError:
+            raise UserError(f"--month {month!r}: give YYYY-MM, e.g. 2026-11.",
+                            ExitCode.USAGE) from None  # fmt: skip
+    where, built = write_report(first, out)
+    figures = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in built.headline.items())
+    click.echo(f"Spend report for {built.month}: {where}\n  {figures}")
 
 
 @main.group()

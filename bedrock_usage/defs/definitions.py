@@ -3,7 +3,17 @@
 import dagster as dg
 
 from .. import settings
-from . import assets, bill_assets, cost_assets, freshness, jobs, run_health, schedules, sensors
+from . import (
+    assets,
+    bill_assets,
+    cost_assets,
+    freshness,
+    jobs,
+    report_assets,
+    run_health,
+    schedules,
+    sensors,
+)
 from .alerts import alert_resource
 from .resources import default_resources
 
@@ -11,6 +21,7 @@ defs = dg.Definitions.merge(
     assets.defs,
     cost_assets.defs,
     bill_assets.defs,
+    report_assets.defs,
     jobs.defs,
     schedules.defs,
     sensors.defs,
