@@ -41,6 +41,7 @@ from .emulator.server import READ_ONLY_POLICY, AccessKeyPair, Emulator
 from .extraction.fetch import RegionFetch
 from .owner_map import set_owner
 from .price_refresh import connected_regions
+from .report import write_report
 from .settings import demo_state_path, snapshot_path, warehouse_path
 from .spend_alerts import check_alerts, set_budget
 from .storage.owners import Match, Owner
@@ -107,6 +108,11 @@ def run_demo(days: int = 30) -> None:
     _print_summary(warehouse_file)
     print_reconciliation()
     _print_spend_by_team(warehouse_file)
+    where, report = write_report()
+    click.echo(
+        f"\nThe month's spend report (one HTML file with charts; 'bedrock-usage report "
+        f"--month YYYY-MM' for another month):\n  {where}"
+    )
 
 
 def _forget_previous_demo() -> None:

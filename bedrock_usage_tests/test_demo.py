@@ -175,3 +175,7 @@ def test_the_demo_tells_the_story_and_runs_twice(tmp_path):
             "SELECT profile_name, base_model_id FROM bedrock_inference_profiles"
         ).fetchall() == [("search-assistant", "anthropic.claude-3-haiku-20240307-v1:0")]
         assert "Spend by team" in second.stdout and "support-bot" in second.stdout
+    # It ends with the month's report, written beside the analysts' copy.
+    report = home / "reports" / f"bedrock-spend-{utc_today():%Y-%m}.html"
+    assert "The month's spend report" in second.stdout and str(report) in second.stdout
+    assert report.read_text().count('<figure class="chart"') >= 3

@@ -16,12 +16,9 @@ LAYERS = [
     {"storage"},
     {"connections"},  # connect, verify, edit, rotate, disconnect; the state store
     {"sync"},  # one sync attempt: fetch and store, its phases and outcome, progress
-    {
-        "price_refresh",
-        "bill_sync",
-        "owner_map",
-        "spend_alerts",
-    },  # use cases over storage: prices, the bill, owners
+    # Use cases over storage: prices, the bill, owners, budgets and alerts.
+    {"price_refresh", "bill_sync", "owner_map", "spend_alerts"},
+    {"report"},  # the monthly spend report, over all of the above
     {"defs"},  # the Dagster shell
     {"demo_bill"},  # the demo's CUR 2.0 export and billing source
     {"demo"},
