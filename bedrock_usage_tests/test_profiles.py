@@ -92,7 +92,7 @@ def test_usage_through_a_profile_is_the_model_behind_it_and_priced_as_that_model
         f"""
         SELECT model_id, model_provider, base_model_id, inference_scope, inference_profile_name,
             input_tokens, output_tokens, estimated_cost_usd
-        FROM bedrock_cost_daily WHERE usage_date = '{day}' ORDER BY model_id""",
+        FROM bedrock_cost_daily WHERE usage_date = '{day}' ORDER BY inference_profile_name""",
     )
     assert costs == [
         (research.arn, "anthropic", SONNET, "us", "research-sonnet", 2_000_000, 100_000,
@@ -124,7 +124,8 @@ def test_without_the_optional_permission_nothing_fails_and_the_cause_is_named(
     assert result.returncode == 0, result.stderr
     assert _rows(home, f"""
         SELECT model_id, model_provider, inference_scope, estimated_cost_usd
-        FROM bedrock_cost_daily WHERE usage_date = '{day}' ORDER BY model_id""") == [
+        FROM bedrock_cost_daily WHERE usage_date = '{day}'
+        ORDER BY inference_scope = 'application_profile'""") == [
         (HAIKU, "anthropic", "in_region", Decimal("0.125000")),
         (search.profile_id, "unknown", "application_profile", None),
     ]  # fmt: skip
