@@ -5,9 +5,10 @@ process of its own, over HTTP. Prints measured figures; asserts nothing.
 For a shape of connections x regions x models x days it measures: the year backfill of
 every connection, the warehouse on disk, the daily (3-day) sync of one connection with
 all that history stored and the same sync into an empty warehouse, GetMetricData calls
-against their lower bound, one connection's year synced again by `bedrock-usage sync` in a
-process of its own (its seconds and peak memory: what a production run holds), and this
-process's peak memory after it all (the emulator's is in neither).
+against their lower bound, the month's spend report, one connection's year synced again
+by `bedrock-usage sync` in a process of its own (its seconds and peak memory: what a
+production run holds), and this process's peak memory after it all (the emulator's is in
+neither).
 
     .venv/bin/python benchmarks/ingestion.py --connections 10 --regions 4 --models 40 --days 365
 """
@@ -117,6 +118,14 @@ def main() -> None:
         # The same daily sync with all that history stored.
         full_daily_seconds = _timed(lambda: run_sync(names[0], daily))
 
+        # The month's spend report from that warehouse (its analysts' copy).
+        from bedrock_usage.report import write_report
+
+        started = time.perf_counter()
+        _, report = write_report()
+        report_seconds = time.perf_counter() - started
+        report_bytes = len(report.html.encode())
+
         warehouse = Path(full_dir) / "warehouse.duckdb"
         with duckdb.connect(str(warehouse), read_only=True) as con:
             points = con.execute("SELECT count(*) FROM cloudwatch_daily_datapoints").fetchone()[0]
@@ -149,6 +158,8 @@ def main() -> None:
     ratio = full_daily_seconds / empty_daily_seconds
     print(f"3-day sync, no history: {empty_daily_seconds:.2f} s; with the history: "
           f"{full_daily_seconds:.2f} s ({ratio:.2f}x)")  # fmt: skip
+    print(f"monthly spend report (HTML, charts drawn): {report_seconds:.2f} s, "
+          f"{report_bytes / 1e3:.0f} KB")  # fmt: skip
     print(
         f"year of one connection by `bedrock-usage sync` in its own process, with the "
         f"history stored: {cli_seconds:.1f} s, peak RSS {cli_peak_mb:.0f} MB"
