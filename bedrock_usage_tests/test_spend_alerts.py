@@ -89,6 +89,14 @@ def _history(aws, cli_in_process, as_of: date) -> dict[date, Decimal]:
     return {d: Decimal(1) + Decimal(3) * sonnet[d] / 1_000_000 for d in days}
 
 
+def _alert_here(monkeypatch, home, receiver) -> None:
+    """Evaluate in this process against `home`, posting to `receiver`, with a $1 minimum
+    for anomalies (the history's dollars are small)."""
+    monkeypatch.setenv("BEDROCK_USAGE_HOME", str(home))
+    monkeypatch.setenv("BEDROCK_USAGE_ALERT_WEBHOOK_URL", receiver.url)
+    monkeypatch.setenv("BEDROCK_USAGE_ANOMALY_MIN_USD", "1")
+
+
 def test_the_forecast_is_the_run_rate_of_complete_days():
     assert forecast(Decimal("300"), 10, 30) == Decimal("900.00")
     assert forecast(Decimal("100"), 3, 31) == Decimal("1033.33")
@@ -100,9 +108,7 @@ def test_a_spike_a_budget_and_a_new_model_alert_once_and_a_flat_series_never(
 ):
     as_of = _as_of()
     spend = _history(aws, cli_in_process, as_of)
-    monkeypatch.setenv("BEDROCK_USAGE_HOME", str(home))
-    monkeypatch.setenv("BEDROCK_USAGE_ALERT_WEBHOOK_URL", receiver.url)
-    monkeypatch.setenv("BEDROCK_USAGE_ANOMALY_MIN_USD", "1")
+    _alert_here(monkeypatch, home, receiver)
     month_to_date = sum(v for d, v in spend.items() if d.month == as_of.month and d < as_of)
     # A budget 90 % used: 80 alerts (50 is passed too), 100 not yet.
     budget = (month_to_date / Decimal("0.9")).quantize(Decimal("0.01"))
@@ -166,9 +172,7 @@ def test_a_webhook_that_is_down_is_retried_and_the_event_log_says_so(
 ):
     as_of = _as_of()
     _history(aws, cli_in_process, as_of)
-    monkeypatch.setenv("BEDROCK_USAGE_HOME", str(home))
-    monkeypatch.setenv("BEDROCK_USAGE_ALERT_WEBHOOK_URL", receiver.url)
-    monkeypatch.setenv("BEDROCK_USAGE_ANOMALY_MIN_USD", "1")
+    _alert_here(monkeypatch, home, receiver)
     receiver.status = 503
     _, sent = check_alerts(today=as_of)
     assert len(sent) == 2 and not any(item["delivered"] for item in sent)  # spike, new model
@@ -232,9 +236,7 @@ def test_two_processes_evaluating_at_once_send_each_alert_once(
 ):
     as_of = _as_of()
     _history(aws, cli_in_process, as_of)
-    monkeypatch.setenv("BEDROCK_USAGE_HOME", str(home))
-    monkeypatch.setenv("BEDROCK_USAGE_ALERT_WEBHOOK_URL", receiver.url)
-    monkeypatch.setenv("BEDROCK_USAGE_ANOMALY_MIN_USD", "1")
+    _alert_here(monkeypatch, home, receiver)
     # Each process imports first, then all evaluate at the same moment.
     script = (
         "import sys, time; from datetime import date; from bedrock_usage.spend_alerts import "

@@ -150,11 +150,12 @@ billing_job = dg.define_asset_job(
 )
 
 
-def periods_to_read(today: date) -> list[str]:
-    """The open month, and the month before while AWS may still revise it."""
+def periods_to_read(today: date, month_before_for_days: int = REVISED_FOR_DAYS) -> list[str]:
+    """The open month, and the month before during the first `month_before_for_days`
+    days (by default while AWS may still revise it)."""
     this_month = today.replace(day=1)
     periods = [this_month]
-    if today.day <= REVISED_FOR_DAYS:
+    if today.day <= month_before_for_days:
         periods.insert(0, (this_month - timedelta(days=1)).replace(day=1))
     return [p.isoformat() for p in periods]
 

@@ -1,14 +1,14 @@
 """The month's spend report as a Dagster asset: one HTML file per month (report.py),
 refreshed every morning for the month in progress, with its headline figures in the UI."""
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import dagster as dg
 
 from ..days import utc_today
 from ..report import write_report
 from .assets import GROUP
-from .bill_assets import billing_periods
+from .bill_assets import billing_periods, periods_to_read
 from .tags import tag_run
 
 REPORT_ASSET = "bedrock_spend_report"
@@ -66,11 +66,9 @@ report_job = dg.define_asset_job(
 )
 def daily_report_schedule(context: dg.ScheduleEvaluationContext):
     day = (context.scheduled_execution_time or datetime.now()).date()
-    months = [day.replace(day=1)]
-    if day.day <= 3:  # the month just closed, with its last days and bill
-        months.insert(0, (months[0] - timedelta(days=1)).replace(day=1))
-    for month in months:
-        yield dg.RunRequest(partition_key=str(month), run_key=f"{day}:{month}")
+    # The month just closed too, for 3 days, with its last days and bill.
+    for month in periods_to_read(day, month_before_for_days=3):
+        yield dg.RunRequest(partition_key=month, run_key=f"{day}:{month}")
 
 
 defs = dg.Definitions(
