@@ -573,22 +573,79 @@ def _event_line(event) -> str:
 
 
 @main.command()
-@click.argument("name")
+@click.argument("name", required=False)
+@click.option(
+    "--all", "every", is_flag=True, help="Every connection, in runs of BEDROCK_USAGE_FLEET_BATCH."
+)
 @click.option("--start", help="First UTC day, YYYY-MM-DD (default: yesterday minus 2 days).")
 @click.option("--end", help="Last UTC day, YYYY-MM-DD (default: yesterday).")
 @handles_errors
-def sync(name, start, end):
-    """Sync an inclusive range of UTC days now, through the same code as the Dagster assets."""
+def sync(name, every, start, end):
+    """Sync an inclusive range of UTC days now, through the same code as the Dagster assets:
+    one connection (NAME), or every connection (--all) as the schedule does."""
     from .connections import service
     from .sync import steps
 
+    if bool(name) == every:
+        raise click.UsageError("Name one connection, or pass --all for every connection.")
     default = steps.default_sync_range()
     first = parse_day(start) if start else default.first
     last = parse_day(end) if end else (max(default.last, first) if start else default.last)
     day_range = readable_range(first, last)
+    if every:
+        _run_fleet(day_range)
+        return
     service.get_connection(name)
     click.echo(f"Syncing '{name}' for {day_range}, recorded in Dagster:")
     _run_sync(name, day_range)
+
+
+def _run_fleet(day_range) -> None:
+    """Every connection in fleet runs, a line per connection as each run ends. Exit 6 when
+    some connection or region could not be read, 1 when a run failed otherwise."""
+    from .defs.local_runs import cause_of, run_fleet
+    from .defs.tags import CONNECTION_TAG, FAILED_CONNECTIONS_TAG, FAILED_REGIONS_TAG
+    from .defs.tags import connections_of as named
+
+    click.echo(
+        f"Syncing every connection for {day_range} in runs of up to "
+        f"{settings.fleet_batch()} connections (BEDROCK_USAGE_FLEET_BATCH), recorded in Dagster:"
+    )
+    worst = ExitCode.OK
+    for result in run_fleet(day_range):
+        tags = result.dagster_run.tags | _run_tags(result.run_id)
+        failed = set(named(tags, FAILED_CONNECTIONS_TAG))
+        unread: dict[str, list[str]] = {}
+        for pair in named(tags, FAILED_REGIONS_TAG):
+            connection_id, region = pair.split("/", 1)
+            unread.setdefault(connection_id, []).append(region)
+        failures = [f for f in result.get_step_failure_events() if f.step_failure_data.error]
+        other = [f for f in failures if f.step_failure_data.error.cls_name != CHECK_FAILED]
+        click.echo(f"Dagster run {result.run_id}:")
+        for connection_id in named(tags, CONNECTION_TAG):
+            if connection_id in failed:
+                line = "FAILED, nothing read (its earlier rows are kept)"
+            elif connection_id in unread:
+                line = f"PARTIAL, could not read {', '.join(unread[connection_id])}"
+            elif other:
+                line = f"FAILED: {cause_of(other[0].step_failure_data.error)}"
+            else:
+                line = "synced"
+            click.echo(f"  {connection_id}: {line}")
+        # As for one connection: 6 when a region could not be read, else 1 on failure.
+        code = ExitCode.PARTIAL_SYNC if failed or unread else ExitCode.FAILED if other else 0
+        worst = code if worst != ExitCode.FAILED and code else worst
+    click.echo("Why a connection failed, and what to do: bedrock-usage events NAME.")
+    if worst != ExitCode.OK:
+        sys.exit(worst)
+
+
+def _run_tags(run_id: str) -> dict[str, str]:
+    """The tags a run added to itself as it went (the result holds those it began with)."""
+    from .defs.local_runs import instance
+
+    run = instance().get_run_by_id(run_id)
+    return dict(run.tags) if run else {}
 
 
 @main.command()

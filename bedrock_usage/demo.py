@@ -16,18 +16,20 @@ from datetime import UTC, date, datetime
 import click
 import dagster as dg
 
+from . import settings
 from .connections import service
 from .connections.credentials import AuthSpec
 from .connections.store import StateStore
 from .defs.alerts import AlertResource
 from .defs.bill_assets import billing_job
 from .defs.cost_assets import prices_job
+from .defs.jobs import sync_job
 from .defs.local_runs import instance, run_sync, run_tagged
 from .defs.partitions import CONNECTION_DIMENSION
 from .defs.resources import StateStoreResource, default_resources
 from .defs.schedules import daily_usage_schedule
 from .defs.sensors import PERMISSION_SENSOR, permission_failure_sensor
-from .defs.tags import CONNECTION_TAG, TRIGGER_TAG
+from .defs.tags import TRIGGER_TAG, connections_of
 from .demo_bill import (
     connect_demo_bill,
     derived_key_pair,
@@ -123,10 +125,12 @@ def _forget_previous_demo() -> None:
     for name in DEMO_CONNECTIONS:
         if store.get(name):
             service.disconnect(name, purge_usage=True, store=store)
-        for run in dagster.get_runs(dg.RunsFilter(tags={CONNECTION_TAG: name})):
-            dagster.delete_run(run.run_id)
         if dagster.has_dynamic_partition(CONNECTION_DIMENSION, name):
             dagster.delete_dynamic_partition(CONNECTION_DIMENSION, name)
+    for run in dagster.get_runs(dg.RunsFilter(job_name=sync_job.name)):
+        # A fleet run names its connections together.
+        if set(connections_of(run.tags)) & set(DEMO_CONNECTIONS):
+            dagster.delete_run(run.run_id)
     for job in (prices_job, billing_job):
         for run in dagster.get_runs(dg.RunsFilter(job_name=job.name, tags={TRIGGER_TAG: "demo"})):
             dagster.delete_run(run.run_id)
@@ -256,13 +260,13 @@ def _run_next_scheduled_day() -> None:
     )
     requests = daily_usage_schedule(context)
     click.echo(
-        f"What the daily schedule runs at 00:30 UTC, run now: {len(requests)} runs (yesterday "
-        "+ 2 look-back days, tagged trigger=demo)."
+        f"What the daily schedule runs at 00:30 UTC, run now: {len(requests)} run(s) of up to "
+        f"{settings.fleet_batch()} connections each (BEDROCK_USAGE_FLEET_BATCH; yesterday + 2 "
+        "look-back days, tagged trigger=demo)."
     )
     permissions = None
     for request in requests:
-        start = request.tags["dagster/asset_partition_range_start"]
-        click.echo(f"  {start.split('|')[0]}:")
+        click.echo(f"  {', '.join(connections_of(request.tags))}:")
         result = run_tagged(request.tags, trigger="demo")
         checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
         permissions = checks.get("cloudwatch_permissions", permissions)

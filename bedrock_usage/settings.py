@@ -138,6 +138,14 @@ LOOKBACK_DAYS = Setting(
     high=60,
     kind=int,
 )
+FLEET_BATCH = Setting(
+    "BEDROCK_USAGE_FLEET_BATCH",
+    10,
+    "connections the schedule and the sensor sync in one run (1: a run per connection)",
+    low=1,
+    high=500,
+    kind=int,
+)
 RECONCILE_TOLERANCE = Setting(
     "BEDROCK_USAGE_RECONCILE_TOLERANCE",
     0.01,
@@ -274,7 +282,7 @@ AWS_ENDPOINT_URL = Setting(
 )
 SETTINGS = (
     HOME, WAREHOUSE, SNAPSHOT, STATE_URL, LAKE_CATALOG, LAKE_DATA_PATH, SECRET_KEY,
-    LOCK_TIMEOUT, LOOKBACK_DAYS, RECONCILE_TOLERANCE, BILL_TOLERANCE, EXTRA_MODEL_IDS,
+    LOCK_TIMEOUT, LOOKBACK_DAYS, FLEET_BATCH, RECONCILE_TOLERANCE, BILL_TOLERANCE, EXTRA_MODEL_IDS,
     REGION_CONCURRENCY, WAREHOUSE_MEMORY_LIMIT, WAREHOUSE_THREADS, PRICE_LIST_URL,
     SCHEDULE_CRON, START_DATE,
     SLACK_CHANNEL, ALERT_WEBHOOK_URL, ANOMALY_MIN_USD, CODE_SERVER_HOST, CODE_SERVER_PORT,
@@ -503,6 +511,11 @@ def lookback_days(raw: str | int | None = None) -> int:
     return LOOKBACK_DAYS.number(raw)
 
 
+def fleet_batch(raw: str | int | None = None) -> int:
+    """How many connections one scheduled (or initial) sync run covers."""
+    return FLEET_BATCH.number(raw)
+
+
 def bill_tolerance(raw: str | None = None) -> float:
     """Share by which the bill and CloudWatch's figures may differ before a WARN."""
     return BILL_TOLERANCE.number(raw)
@@ -650,6 +663,7 @@ def check_all(with_schedule: bool = True) -> None:
     warehouse_memory_limit()
     warehouse_threads()
     lookback_days()
+    fleet_batch()
     reconcile_tolerance()
     bill_tolerance()
     start_date()

@@ -3,6 +3,7 @@ there with a real signal. Nothing is faked: the named step runs for real, then t
 process writes a marker file and sleeps until it is killed.
 
     python -m bedrock_usage_tests.paused_cli POINT MARKER -- sync prod
+    python -m bedrock_usage_tests.paused_cli POINT MARKER -- schedule-tick
 """
 
 from __future__ import annotations
@@ -54,7 +55,22 @@ def _after_phase(phase: str):
     return lambda self, connection_id, new_phase, *a, **k: new_phase == phase
 
 
+def _nth_call(n: int):
+    calls = []
+
+    def when(*args, **kwargs) -> bool:
+        calls.append(1)
+        return len(calls) == n
+
+    return when
+
+
 POINTS = {
+    # A fleet run: the first connection's data points are committed, the second's
+    # reading has not begun.
+    "second-connection": lambda m: _before(
+        sys.modules["bedrock_usage.sync.steps"], "fetch_and_store", m, _nth_call(2)
+    ),
     # After the first region's answer, before the others are read.
     "fetch": lambda m: _after(sys.modules["bedrock_usage.sync.regions"], "fetch_region", m),
     # Inside the write transaction, after the data points were inserted, before COMMIT.
@@ -85,8 +101,14 @@ def main() -> None:
     assert sys.argv[3] == "--"
     import bedrock_usage.defs.assets  # noqa: F401 - loaded so its names can be paused
     import bedrock_usage.sync.regions  # noqa: F401
+    import bedrock_usage.sync.steps  # noqa: F401
 
     POINTS[point](marker)
+    if sys.argv[4:] == ["schedule-tick"]:  # the daemon's tick instead of a command
+        from bedrock_usage_tests import schedule_tick
+
+        schedule_tick.main()
+        return
     sys.argv = ["bedrock-usage", *sys.argv[4:]]
     cli.main()
 

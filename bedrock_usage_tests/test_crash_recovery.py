@@ -307,3 +307,63 @@ def test_a_purge_killed_before_its_publish_is_finished_by_running_it_again(
     again = run_cli(purge, home, connected.endpoint_url)
     assert again.returncode == 0, again.stderr
     assert snapshot_total(home) is None  # no row of the purged connection is left
+
+
+FLEET = {"alpha": "400000000001", "bravo": "400000000002", "charlie": "400000000003"}
+
+
+def _connect_fleet(aws, home) -> None:
+    """Three accounts; each region of each holds TRUTH times its own factor."""
+    for n, (name, account) in enumerate(FLEET.items(), start=1):
+        for region in REGIONS.split(","):
+            for model in (HAIKU, None):
+                truth = {day: n * tokens for day, tokens in TRUTH.items()}
+                seed_daily(aws, "InputTokenCount", model, truth, region=region, account=account)
+        key = aws.create_reader(account)
+        result = run_cli_in_process(
+            ["connect", name, "--account-id", account, "--regions", REGIONS, "--no-sync",
+             "--access-key-id", key.access_key_id],
+            home, aws.endpoint_url, key.secret_access_key + "\n",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+
+
+def _tick(aws, home) -> list[str]:
+    """The daemon's next tick (the dead-run sensor, then the schedule) in its own process."""
+    tick = subprocess.run(
+        [sys.executable, "-m", "bedrock_usage_tests.schedule_tick"],
+        env=cli_env(home, aws.endpoint_url), cwd=REPO, capture_output=True, text=True,
+        timeout=patient(300),
+    )  # fmt: skip
+    assert tick.returncode == 0, tick.stderr
+    return tick.stdout.split()
+
+
+def test_a_fleet_run_killed_mid_batch_is_finished_exactly_by_the_next_tick(aws, home, tmp_path):
+    _connect_fleet(aws, home)
+    # The schedule's run over the three (yesterday and two look-back days), killed once
+    # alpha's data points are committed and before bravo is read.
+    paused = start_paused("second-connection", ["schedule-tick"], home, aws.endpoint_url,
+                          tmp_path)  # fmt: skip
+    kill_9(paused)
+    # The run finished none of its connections: the next tick runs all three again.
+    assert _tick(aws, home) == [f"alpha..charlie:{days_ago(1)}", "succeeded"]
+    assert _tick(aws, home)[0] == "skipped:"
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "SELECT connection_id, region, sum(input_tokens)::BIGINT, count(*) "
+            "FROM bedrock_usage_daily GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+    assert rows == [
+        (name, region, 600 * n, 3)
+        for n, name in enumerate(FLEET, start=1)
+        for region in sorted(REGIONS.split(","))
+    ]
+    assert snapshot_total(home) == 2 * 600 * (1 + 2 + 3)
+    with sqlite3.connect(home / "state.sqlite3") as db:
+        outcomes = db.execute(
+            "SELECT connection_id, outcome FROM events WHERE action = 'sync' ORDER BY event_id"
+        ).fetchall()
+    # alpha's attempt was killed and is said so; bravo's and charlie's had not begun.
+    assert outcomes == [("alpha", "killed"), ("alpha", "ok"), ("bravo", "ok"), ("charlie", "ok")]
+    assert sorted(run_statuses(home)) == ["FAILURE", "SUCCESS"]

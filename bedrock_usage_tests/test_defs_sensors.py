@@ -11,7 +11,7 @@ from bedrock_usage.connections.store import StateStore
 from bedrock_usage.days import DayRange
 from bedrock_usage.defs.alerts import AlertResource
 from bedrock_usage.defs.local_runs import instance, run_sync
-from bedrock_usage.defs.resources import StateStoreResource
+from bedrock_usage.defs.resources import StateStoreResource, SyncSettingsResource
 from bedrock_usage.defs.sensors import connection_partitions_sensor, permission_failure_sensor
 from bedrock_usage.sync import steps
 
@@ -21,9 +21,13 @@ from .dagster_helpers import connect
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 
 
-def _partitions_sensor(dagster):
+def _partitions_sensor(dagster, batch: int = 10):
     context = dg.build_sensor_context(
-        instance=dagster, resources={"state_store": StateStoreResource()}
+        instance=dagster,
+        resources={
+            "state_store": StateStoreResource(),
+            "sync_settings": SyncSettingsResource(fleet_batch=batch),
+        },
     )
     return connection_partitions_sensor(context)
 
@@ -42,6 +46,30 @@ def test_new_connections_are_added_and_initially_synced_once(aws, reader, bedroc
     dagster.add_dynamic_partitions("connection", ["prod"])
     again = _partitions_sensor(dagster)
     assert again.run_requests == [] and again.dynamic_partitions_requests == []
+
+
+def test_connections_added_together_sync_together_in_fleet_runs(aws, bedrock_home):
+    dagster = instance()
+    dagster.add_dynamic_partitions("connection", ["old"])  # connected, then its key removed
+    for n, name in enumerate(("c3", "c1", "c2")):
+        connect(aws.create_reader(f"20000000000{n}"), name, backfill_days=5)
+    connect(aws.create_reader(OTHER_ACCOUNT), "longer", backfill_days=9)
+    result = _partitions_sensor(dagster, batch=2)
+    assert [r.partition_keys for r in result.dynamic_partitions_requests] == [
+        ["c1", "c2", "c3", "longer"], ["old"],
+    ]  # fmt: skip
+    assert sorted(
+        (
+            r.tags["bedrock_usage/connection"],
+            r.tags["dagster/asset_partition_range_start"],
+            r.tags["dagster/asset_partition_range_end"],
+        )
+        for r in result.run_requests
+    ) == [
+        ("c1,c2", f"c1|{days_ago(5)}", f"c2|{days_ago(1)}"),
+        ("c3", f"c3|{days_ago(5)}", f"c3|{days_ago(1)}"),
+        ("longer", f"longer|{days_ago(9)}", f"longer|{days_ago(1)}"),
+    ]
 
 
 def test_the_cli_and_the_sensor_never_both_run_the_initial_sync(aws, reader, bedrock_home):

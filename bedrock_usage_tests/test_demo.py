@@ -50,20 +50,21 @@ def test_the_demo_tells_the_story_and_runs_twice(tmp_path):
                 run.stdout
             )
     # Dagster's history agrees with the warehouse: only the second demo's runs remain,
-    # each a run of the code location's job, tagged with its connection and trigger.
+    # each a run of the code location's job, tagged with its connections and trigger: the
+    # initial syncs one per connection, the schedule's day one fleet run over both.
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
     with dg.DagsterInstance.get() as dagster:
         runs = dagster.get_runs()
     syncs = [r for r in runs if r.job_name == "bedrock_usage_sync"]
     assert sorted(r.tags["bedrock_usage/connection"] for r in syncs) == [
-        "demo-prod", "demo-prod", "demo-research", "demo-research"
+        "demo-prod", "demo-prod,demo-research", "demo-research"
     ]  # fmt: skip
     assert {r.tags["bedrock_usage/trigger"] for r in runs} == {"demo"}
     # The weekly price refresh, run once, from the emulator's Price List (offline).
     [prices] = [r for r in runs if r.job_name == "bedrock_prices_refresh"]
     # The bill, read as one run over its periods: the UI shows each period materialized.
     [bill] = [r for r in runs if r.job_name == "bedrock_billing_read"]
-    assert len(runs) == 6 and prices.status == bill.status == dg.DagsterRunStatus.SUCCESS
+    assert len(runs) == 5 and prices.status == bill.status == dg.DagsterRunStatus.SUCCESS
     assert "List prices refreshed from the Price List for eu-west-1, us-east-1, us-west-2" in out
     with dg.DagsterInstance.get() as dagster:
         assert dagster.get_latest_materialization_event(dg.AssetKey("bedrock_prices"))

@@ -44,7 +44,13 @@ from .dagster_internals import add_partition_metadata
 from .partitions import partition_days, usage_partitions, windows_by_connection
 from .resources import StateStoreResource, SyncSettingsResource, WarehouseResource
 from .run_health import POOL
-from .tags import FAILED_REGIONS_TAG, tag_run
+from .tags import (
+    FAILED_CONNECTIONS_TAG,
+    FAILED_REGIONS_TAG,
+    FINISHED_TAG,
+    connections_of,
+    tag_run,
+)
 
 GROUP = "bedrock_usage"
 # Dagster's table metadata keys: the UI shows the table name, its columns and rows.
@@ -58,6 +64,9 @@ USAGE_TABLE_METADATA = {
     ),  # fmt: skip
 }
 INTERRUPTS = (KeyboardInterrupt, dg.DagsterExecutionInterruptedError)
+# Errors of one connection (disconnected mid-run, its secret unreadable): in a fleet run
+# they end that connection's sync only.
+CONNECTION_ERRORS = (UserError, SecretKeyError)
 RUN_TOTALS = "Run totals (every connection and day of this run):"
 
 
@@ -89,7 +98,9 @@ def cloudwatch_datapoints(
     windows = windows_by_connection(context.partition_keys)
     fetches_by_connection: dict[str, list[RegionFetch]] = {}
     accounts: dict[str, str] = {}
-    with _as_failure(), attempts.recorded(store, windows, INTERRUPTS):
+    failed_connections: dict[str, str] = {}
+    unfinished = set(windows)  # the attempts an error raised here would end
+    with _as_failure(), attempts.recorded(store, unfinished, INTERRUPTS):
         settings.check_all()
         sync_settings.check()
         warehouse.check()
@@ -97,40 +108,62 @@ def cloudwatch_datapoints(
         progress = watched()
         for connection_id, day_range in windows.items():
             context.log.info(f"Reading {connection_id} for {day_range}")
-            connection, fetches = steps.fetch_and_store(
-                connection_id,
-                day_range,
-                warehouse.open_db,
-                store,
-                context.run.run_id,
-                progress,
-                options,
-            )
+            try:
+                connection, fetches = steps.fetch_and_store(
+                    connection_id,
+                    day_range,
+                    warehouse.open_db,
+                    store,
+                    context.run.run_id,
+                    progress,
+                    options,
+                )
+            except CONNECTION_ERRORS as error:
+                if len(windows) == 1:
+                    raise
+                # A fleet run: this connection's own problem ends its attempt alone.
+                outcome, message, next_action = attempts.classify_error(error, INTERRUPTS)
+                attempts.finish(store, connection_id, outcome, message, next_action)
+                unfinished.discard(connection_id)
+                failed_connections[connection_id] = message
+                context.log.error(f"{connection_id}: {message}")
+                continue
             accounts[connection_id] = connection.account_id
             fetches_by_connection[connection_id] = fetches
             for fetch in fetches:
                 if fetch.failure:
                     context.log.error(f"{connection_id} {fetch.failure.describe()}")
+            if fetches and not any(f.ok for f in fetches):
+                failed_connections[connection_id] = _nothing_read(fetches)
         failed = [
             f"{connection_id}/{f.region}"
             for connection_id, fetches in fetches_by_connection.items()
             for f in fetches
             if not f.ok
         ]
+        run_tags = {}
         if failed:
             # The runs list shows the tag: a run that could not read a region is not
             # a plain success.
-            context.instance.add_run_tags(
-                context.run.run_id, {FAILED_REGIONS_TAG: ",".join(failed)}
-            )
-        all_fetches = [f for fetches in fetches_by_connection.values() for f in fetches]
+            run_tags[FAILED_REGIONS_TAG] = ",".join(failed)
+        if failed_connections:
+            run_tags[FAILED_CONNECTIONS_TAG] = ",".join(sorted(failed_connections))
+        if run_tags:
+            context.instance.add_run_tags(context.run.run_id, run_tags)
         totals = _fetch_totals(fetches_by_connection, accounts)
-        if all_fetches and not any(f.ok for f in all_fetches):
-            raise dg.Failure(
-                description="No region could be read:\n"
-                + "\n".join(f.failure.describe() for f in all_fetches),
-                metadata=totals,
-            )
+        if len(failed_connections) == len(windows):
+            described = (
+                list(failed_connections.values()) if len(windows) == 1
+                else [f"{c}: {cause}" for c, cause in sorted(failed_connections.items())]
+            )  # fmt: skip
+            context.instance.add_run_tags(context.run.run_id, {FINISHED_TAG: ",".join(windows)})
+            raise dg.Failure(description="\n".join(described), metadata=totals)
+        for connection_id in sorted(failed_connections.keys() & unfinished):
+            # The others of the fleet run go on; this one's sync ends here.
+            attempts.finish(store, connection_id, attempts.Outcome.FAILED,
+                            f"{windows[connection_id]}: {failed_connections[connection_id]}",
+                            next_action=f"See bedrock-usage events {connection_id}.")  # fmt: skip
+            unfinished.discard(connection_id)
         log_run_totals(context, totals)
         with warehouse.open_db() as db:
             points = datapoints_by_partition(db, windows)
@@ -143,11 +176,28 @@ def cloudwatch_datapoints(
         add_partition_metadata(
             context,
             {
-                key: {"datapoints": points[connection_id, day], **regions.get(connection_id, {})}
+                key: {
+                    "datapoints": points[connection_id, day],
+                    **regions.get(connection_id, {}),
+                    **_failure_metadata(failed_connections.get(connection_id)),
+                }
                 for key, (connection_id, day) in partition_days(context.partition_keys)
             },
         )
     return dg.MaterializeResult(check_results=[permission_check_result(store)])
+
+
+def _nothing_read(fetches: list[RegionFetch]) -> str:
+    return "No region could be read:\n" + "\n".join(f.failure.describe() for f in fetches)
+
+
+def _failure_metadata(cause: str | None) -> dict[str, object]:
+    """On the partitions of a connection whose sync failed in a fleet run: Dagster
+    records every partition of a step, so the failure is said in its metadata (and in
+    the checks, the run's tags and the event log); its rows are an earlier sync's."""
+    if cause is None:
+        return {}
+    return {"sync_failed": dg.MetadataValue.text(cause)}
 
 
 @contextmanager
@@ -245,17 +295,22 @@ def bedrock_usage_daily(
     tag_run(context)
     store = state_store.get()
     windows = windows_by_connection(context.partition_keys)
+    # A fleet run's connections whose sync failed in the first step: their attempt has
+    # ended and their stored rows stay as they are.
+    tags = context.instance.get_run_by_id(context.run.run_id).tags
+    failed = set(connections_of(tags, FAILED_CONNECTIONS_TAG))
     rows_by_region: dict[str, int] = {}
     tokens: dict[str, int] = {"input_tokens": 0, "output_tokens": 0}
     models: set[str] = set()
-    with _as_failure(), attempts.recorded(store, windows, INTERRUPTS):
-        for connection_id in windows:
+    synced = {c: d for c, d in windows.items() if c not in failed}
+    with _as_failure(), attempts.recorded(store, synced, INTERRUPTS):
+        for connection_id in synced:
             store.set_phase(connection_id, attempts.REBUILDING)
         with warehouse.open_db() as db:
             # One transaction per connection's window, as its data points were stored;
             # DuckDB's cache is shed between windows, so a run over many connections
             # holds one window's memory at a time.
-            for connection_id, day_range in one_at_a_time(db, windows):
+            for connection_id, day_range in one_at_a_time(db, synced):
                 if store.get(connection_id) is None:
                     context.log.warning(f"{connection_id} was disconnected: not rebuilt.")
                     continue
@@ -273,14 +328,16 @@ def bedrock_usage_daily(
         # A fresh connection: closing the rebuild's gives DuckDB's memory back first.
         release_freed_memory()
         with warehouse.open_db() as db:
-            for connection_id in windows:
+            for connection_id in synced:
                 store.set_phase(connection_id, attempts.PUBLISHING)
             snapshot = publish_snapshot(db, warehouse.path, windows)
             figures = usage_by_partition(db, windows)
             check_results = usage_check_results(db, windows, store, sync_settings.tolerance())
         regions = {c: regions_this_run(store, c) for c in windows}
-        for connection_id, day_range in windows.items():
+        for connection_id, day_range in synced.items():
             _finish_attempt(store, connection_id, day_range, rows_by_region)
+    # Every connection's sync has ended: a schedule's next tick leaves them be.
+    context.instance.add_run_tags(context.run.run_id, {FINISHED_TAG: ",".join(windows)})
     log_run_totals(
         context,
         {
@@ -299,6 +356,11 @@ def bedrock_usage_daily(
             "dagster/row_count": dg.MetadataValue.int(day_figures.pop("rows")),
             **day_figures,
             **regions_metadata[connection_id],
+            **_failure_metadata(
+                "its data points were not read in this run; see cloudwatch_datapoints"
+                if connection_id in failed
+                else None
+            ),
         }
     add_partition_metadata(context, by_key)
     return dg.MaterializeResult(

@@ -76,11 +76,16 @@ def regions_this_run(store: StateStore, connection_id: str) -> tuple[list[str], 
     return [r for r in connection.regions if r not in failed], failed
 
 
-def regions_read_result(store: StateStore, windows: dict[str, DayRange]) -> dg.AssetCheckResult:
+def regions_read_result(
+    store: StateStore, windows: dict[str, DayRange], failed_connections: list[str] = ()
+) -> dg.AssetCheckResult:
+    """`failed_connections`: a fleet run's connections whose sync failed outright (a
+    disconnected one, or one whose secret cannot be read, has no failed region)."""
     not_read = {
-        connection_id: failed
+        connection_id: failed or ["every region"]
         for connection_id in windows
         if (failed := regions_this_run(store, connection_id)[1])
+        or connection_id in failed_connections
     }
     described = "; ".join(f"{c}: {', '.join(regions)}" for c, regions in not_read.items())
     return dg.AssetCheckResult(

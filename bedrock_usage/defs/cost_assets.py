@@ -25,7 +25,7 @@ from .dagster_internals import add_partition_metadata
 from .partitions import partition_days, usage_partitions, windows_by_connection
 from .resources import PriceListResource, StateStoreResource, WarehouseResource
 from .run_health import POOL
-from .tags import tag_run
+from .tags import FAILED_CONNECTIONS_TAG, connections_of, tag_run
 
 # Usage columns the cost view does not repeat.
 COST_OMITS = {
@@ -176,7 +176,14 @@ def bedrock_cost_daily(
             ),
             _owner_result(coverage),
             _budget_result(statuses),
-            regions_read_result(state_store.get(), windows),
+            regions_read_result(
+                state_store.get(),
+                windows,
+                connections_of(
+                    context.instance.get_run_by_id(context.run.run_id).tags,
+                    FAILED_CONNECTIONS_TAG,
+                ),
+            ),
         ],
     )
 

@@ -44,7 +44,7 @@ from .dagster_internals import (
     set_defs_state_storage,
 )
 from .jobs import sync_job
-from .partitions import CONNECTION_DIMENSION, range_tags
+from .partitions import CONNECTION_DIMENSION, fleet_batches, range_tags
 from .run_health import wait_for_slot
 from .tags import CONNECTION_TAG, TRIGGER_TAG, process_tags
 
@@ -123,6 +123,23 @@ def run_sync(
         if error.exit_code == ExitCode.WAREHOUSE_BUSY:
             StateStore().log_event(connection_id, "sync", "busy", f"{day_range}: {error}")
         raise
+
+
+def run_fleet(day_range: DayRange, trigger: str = "cli") -> Iterator[JobExecutionResult]:
+    """Sync every connection over `day_range` as the schedule does: in runs of up to
+    BEDROCK_USAGE_FLEET_BATCH connections, one after another; yields each run's result
+    as it ends."""
+    dagster = instance()
+    names = [connection.connection_id for connection in StateStore().all()]
+    if not names:
+        raise UserError("No connections yet: add one with 'bedrock-usage connect'.")
+    for connection_id in names:
+        register_connection(dagster, connection_id)
+    ordered = dagster.get_dynamic_partitions(CONNECTION_DIMENSION)
+    for batch in fleet_batches(ordered, set(names), settings.fleet_batch()):
+        tags = {**range_tags(batch[0], day_range, through=batch[-1]),
+                CONNECTION_TAG: ",".join(batch)}  # fmt: skip
+        yield run_tagged(tags, trigger, dagster=dagster)
 
 
 @cache

@@ -70,16 +70,40 @@ def windows_by_connection(partition_keys: list[str]) -> dict[str, DayRange]:
     }
 
 
-def range_tags(connection_id: str, day_range: DayRange) -> dict[str, str]:
-    """Run tags that target one connection over a range of days, as one run."""
+def range_tags(
+    connection_id: str, day_range: DayRange, through: str | None = None
+) -> dict[str, str]:
+    """Run tags that target one connection over a range of days, as one run; with
+    `through`, every connection from `connection_id` to `through` in the partitions'
+    order (a rectangle: those connections × those days)."""
     return {
         "dagster/asset_partition_range_start": partition_key(connection_id, str(day_range.first)),
-        "dagster/asset_partition_range_end": partition_key(connection_id, str(day_range.last)),
+        "dagster/asset_partition_range_end": partition_key(
+            through or connection_id, str(day_range.last)
+        ),
     }
 
 
+def fleet_batches(ordered: list[str], due: set[str], size: int) -> list[list[str]]:
+    """The `due` connections in runs of at most `size`, each run's connections adjacent
+    in `ordered` (the connection dimension's own order), so each batch is one range."""
+    batches: list[list[str]] = []
+    current: list[str] = []
+    for connection_id in ordered:
+        if connection_id in due:
+            current.append(connection_id)
+            if len(current) < size:
+                continue
+        if current:
+            batches.append(current)
+            current = []
+    if current:
+        batches.append(current)
+    return batches
+
+
 def connection_id_of(tags: dict[str, str]) -> str | None:
-    """The id of the connection a run targets, read from its partition tags."""
+    """The id of the (first) connection a run targets, read from its partition tags."""
     if f"dagster/partition/{CONNECTION_DIMENSION}" in tags:
         return tags[f"dagster/partition/{CONNECTION_DIMENSION}"]
     key = tags.get("dagster/asset_partition_range_start") or tags.get("dagster/partition")

@@ -70,6 +70,7 @@ class SyncSettingsResource(dg.ConfigurableResource):
     run uses them: a bad value fails the run with the setting named."""
 
     lookback_days: int = settings.LOOKBACK_DAYS.field(int)
+    fleet_batch: int = settings.FLEET_BATCH.field(int)
     region_concurrency: int = settings.REGION_CONCURRENCY.field(int)
     reconcile_tolerance: str = settings.RECONCILE_TOLERANCE.field(str)
     extra_model_ids: str = settings.EXTRA_MODEL_IDS.field(str)
@@ -83,6 +84,9 @@ class SyncSettingsResource(dg.ConfigurableResource):
     def lookback(self) -> int:
         return settings.lookback_days(self.lookback_days)
 
+    def batch(self) -> int:
+        return settings.fleet_batch(self.fleet_batch)
+
     def tolerance(self) -> float:
         return settings.reconcile_tolerance(self.reconcile_tolerance)
 
@@ -90,6 +94,7 @@ class SyncSettingsResource(dg.ConfigurableResource):
         """Every field at once, before a run reads or writes anything."""
         self.options()
         self.lookback()
+        self.batch()
         self.tolerance()
 
 

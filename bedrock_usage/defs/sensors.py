@@ -4,12 +4,14 @@ import json
 
 import dagster as dg
 
+from ..connections.store import Connection
+from ..days import DayRange
 from ..extraction.failures import ACCESS_KINDS
 from ..sync.steps import initial_sync_range
 from .alerts import AlertResource
 from .jobs import sync_job
-from .partitions import CONNECTION_DIMENSION, connection_partitions, range_tags
-from .resources import StateStoreResource
+from .partitions import CONNECTION_DIMENSION, connection_partitions, fleet_batches, range_tags
+from .resources import StateStoreResource, SyncSettingsResource
 from .tags import CONNECTION_TAG, TRIGGER_TAG
 
 FLAGGED_KINDS = {str(kind) for kind in ACCESS_KINDS}
@@ -17,15 +19,19 @@ FLAGGED_KINDS = {str(kind) for kind in ACCESS_KINDS}
 
 @dg.sensor(job=sync_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def connection_partitions_sensor(
-    context: dg.SensorEvaluationContext, state_store: StateStoreResource
+    context: dg.SensorEvaluationContext,
+    state_store: StateStoreResource,
+    sync_settings: SyncSettingsResource,
 ) -> dg.SensorResult:
     """Keeps the `connection` partitions equal to the connected accounts (a disconnected
     account's partitions go; its history stays in DuckDB), and starts the initial sync of
-    a new connection unless the CLI already took it."""
+    a new connection unless the CLI already took it: connections added together with
+    the same history sync in fleet runs of up to BEDROCK_USAGE_FLEET_BATCH."""
     store = state_store.get()
     connections = store.all()
     wanted = {c.connection_id for c in connections}
-    existing = set(context.instance.get_dynamic_partitions(CONNECTION_DIMENSION))
+    existing_order = context.instance.get_dynamic_partitions(CONNECTION_DIMENSION)
+    existing = set(existing_order)
     partition_requests = []
     if wanted - existing:
         partition_requests.append(
@@ -35,25 +41,39 @@ def connection_partitions_sensor(
         partition_requests.append(
             connection_partitions.build_delete_request(sorted(existing - wanted))
         )
+    claimed = [
+        c
+        for c in connections
+        if c.initial_sync == "pending" and store.claim_initial_sync(c.connection_id)
+    ]
+    # The order the connection dimension will have once the new keys are added.
+    ordered = [c for c in existing_order if c in wanted] + sorted(wanted - existing)
     run_requests = [
         # No run key: the claim in the state store already makes it once per attempt, and
         # an initial sync whose process died goes back to pending to be run again.
         dg.RunRequest(
             tags={
-                **range_tags(c.connection_id, initial_sync_range(c)),
-                CONNECTION_TAG: c.connection_id,
+                **range_tags(batch[0], day_range, through=batch[-1]),
+                CONNECTION_TAG: ",".join(batch),
                 TRIGGER_TAG: "sensor",
-                "bedrock_usage/initial_sync": c.connection_id,
+                "bedrock_usage/initial_sync": ",".join(batch),
             },
         )
-        for c in connections
-        if c.initial_sync == "pending" and store.claim_initial_sync(c.connection_id)
+        for day_range, group in _by_range(claimed).items()
+        for batch in fleet_batches(ordered, group, sync_settings.batch())
     ]
     return dg.SensorResult(
         run_requests=run_requests,
         dynamic_partitions_requests=partition_requests,
         skip_reason=None if run_requests or partition_requests else "Connections unchanged.",
     )
+
+
+def _by_range(connections: list[Connection]) -> dict[DayRange, set[str]]:
+    groups: dict[DayRange, set[str]] = {}
+    for connection in connections:
+        groups.setdefault(initial_sync_range(connection), set()).add(connection.connection_id)
+    return groups
 
 
 PERMISSION_SENSOR = "permission_failure_sensor"  # its cursor's key in the state store

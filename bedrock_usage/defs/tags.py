@@ -17,6 +17,12 @@ from .partitions import windows_by_connection
 CONNECTION_TAG = "bedrock_usage/connection"
 TRIGGER_TAG = "bedrock_usage/trigger"
 FAILED_REGIONS_TAG = "bedrock_usage/failed_regions"
+# A run over several connections (a fleet run): those whose sync failed outright (no
+# region read, or an error of their own), and those whose sync ended in this run, with
+# whatever outcome. A run that died names no connection as finished.
+FAILED_CONNECTIONS_TAG = "bedrock_usage/failed_connections"
+FINISHED_TAG = "bedrock_usage/finished"
+SCHEDULED_DAY_TAG = "bedrock_usage/scheduled_day"  # the day a schedule's run is for
 
 HOST_TAG = ".dagster/bedrock_usage/host"
 PID_TAG = ".dagster/bedrock_usage/pid"
@@ -27,6 +33,11 @@ VISIBLE_BEFORE = {
     PID_TAG: "bedrock_usage/pid",
     PROCESS_STARTED_TAG: "bedrock_usage/process_started",
 }
+
+
+def connections_of(tags: dict[str, str], name: str = CONNECTION_TAG) -> list[str]:
+    """The connections a comma-separated tag names."""
+    return [c for c in tags.get(name, "").split(",") if c]
 
 
 def process_tags() -> dict[str, str]:
