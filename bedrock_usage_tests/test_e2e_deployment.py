@@ -138,6 +138,9 @@ def deployment(aws, tmp_path, postgres_url, postgres_server, monkeypatch):
         BEDROCK_USAGE_CODE_SERVER_HOST="127.0.0.1",
         BEDROCK_USAGE_CODE_SERVER_PORT=str(code_port),
         BEDROCK_USAGE_SCHEDULE_CRON="* * * * *",
+        # A run per connection, so that two runs write the lake at once (test_fleet covers
+        # the batches; each batch is one run of the same job).
+        BEDROCK_USAGE_FLEET_BATCH="1",
     )
     homes = {}
     for name in ("code-server", "daemon", "webserver", "test"):
