@@ -72,8 +72,12 @@ def execute(tags: dict) -> tuple[float, float, float]:
 
     dagster = instance()
     run = create_tagged_run(dagster, tags, "schedule")
-    args = ExecuteRunArgs(job_origin=run.job_code_origin, run_id=run.run_id,
-                          instance_ref=dagster.get_ref(), set_exit_code_on_failure=True)  # fmt: skip
+    args = ExecuteRunArgs(
+        job_origin=run.job_code_origin,
+        run_id=run.run_id,
+        instance_ref=dagster.get_ref(),
+        set_exit_code_on_failure=True,
+    )
     started = time.perf_counter()
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("dagster")), "api", "execute_run"],
