@@ -172,6 +172,43 @@ def test_a_very_large_month_does_not_overflow(con):
     assert costs(con)[0][3] == Decimal("75000000.000000")  # 75 USD per million output
 
 
+def test_every_estimate_is_rounded_half_up_to_the_micro_dollar_however_large(con):
+    """Small products take integer arithmetic and large ones DECIMAL(38): both round the
+    exact product half up, the estimate and each token type's part alike."""
+    model = "amazon.test-model-v1:0"
+    rates = {"input": "0.5", "output": "0.000000001", "cache_read": "0.0005005",
+             "cache_write": "7.123456789"}  # fmt: skip
+    with transaction(con):
+        store_prices(con, [price(model, kind, usd) for kind, usd in rates.items()])
+    rows = {
+        D1: {"input_tokens": 1, "output_tokens": 2},  # 0.5 µ$ up to 1; 2e-9 µ$
+        D2: {"input_tokens": 3, "cache_read_input_tokens": 999},  # 1.5 µ$ up; 0.4999995 µ$
+        D3: {"cache_write_input_tokens": 1_263_000_000_000},  # ≈ $9M: beyond BIGINT
+        date(2026, 11, 2): {"output_tokens": 9 * 10**18, "input_tokens": 1},  # at the edge
+    }
+    for day, tokens in rows.items():
+        add_usage(con, day, model, **tokens)
+    columns = {"input": "input_tokens", "output": "output_tokens",
+               "cache_read": "cache_read_input_tokens",
+               "cache_write": "cache_write_input_tokens"}  # fmt: skip
+
+    def usd(parts):
+        exact = sum((Decimal(n) * Decimal(rate) for n, rate in parts), Decimal(0))
+        return (exact / 10**6).quantize(Decimal("0.000001"), rounding="ROUND_HALF_UP")
+
+    got = con.execute(
+        "SELECT usage_date, estimated_cost_usd, input_cost_usd, output_cost_usd, "
+        "cache_read_cost_usd, cache_write_cost_usd FROM bedrock_cost_daily ORDER BY 1"
+    ).fetchall()
+    expected = [
+        (day, usd([(tokens.get(columns[k], 0), rates[k]) for k in rates]),
+         *(usd([(tokens.get(columns[k], 0), rates[k])]) for k in rates))
+        for day, tokens in sorted(rows.items())
+    ]  # fmt: skip
+    assert got == expected
+    assert [row[1] for row in got][:2] == [Decimal("0.000001"), Decimal("0.000002")]
+
+
 def test_monthly_views_sum_priced_rows_and_count_unpriced_tokens(con):
     add_usage(con, D2, HAIKU, input_tokens=1_000_000, output_tokens=1_000_000)
     add_usage(con, D3, HAIKU, input_tokens=2_000_000)

@@ -5,15 +5,20 @@ standard input: "log" prints the calls counted so far and resets them; end of in
 stops it.
 
     python benchmarks/emulator_process.py --connections 10 --regions 4 --models 40 --days 365
+
+With --priced-models the models are the first of the shipped price list's (so the cost
+view prices them), not made-up ids.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
+from pathlib import Path
 
 import numpy as np
 from shape import REGIONS, parse_shape  # noqa: I001 - beside this script
@@ -21,6 +26,7 @@ from shape import REGIONS, parse_shape  # noqa: I001 - beside this script
 from bedrock_usage.days import utc_today
 from bedrock_usage.emulator.server import Emulator
 from bedrock_usage.extraction.metrics import USAGE_METRICS
+from bedrock_usage.pricing import prices
 
 
 def seed(aws: Emulator, args: argparse.Namespace) -> tuple[list[list[str]], int]:
@@ -30,6 +36,8 @@ def seed(aws: Emulator, args: argparse.Namespace) -> tuple[list[list[str]], int]
     end = datetime.combine(today, clock_time(0), tzinfo=UTC)
     timestamps = np.arange(int(first.timestamp()), int(end.timestamp()), step) + step // 2
     models = [f"amazon.bench-model-{i}-v1:0" for i in range(args.models)]
+    if args.priced_models:
+        models = priced_models()[: args.models]
     metrics = sorted({m.metric_name for m in USAGE_METRICS})
     rng = np.random.default_rng(1)
     readers, seeded = [], 0
@@ -50,8 +58,16 @@ def seed(aws: Emulator, args: argparse.Namespace) -> tuple[list[list[str]], int]
     return readers, seeded
 
 
+def priced_models() -> list[str]:
+    """The models the shipped price list prices in region, by name."""
+    with open(Path(prices.__file__).with_name(prices.SNAPSHOT_FILE), newline="") as listed:
+        rows = list(csv.DictReader(listed))
+    priced = ("input", "in_region")
+    return sorted({r["model_id"] for r in rows if (r["token_type"], r["price_scope"]) == priced})
+
+
 def main() -> None:
-    args = parse_shape(__doc__.splitlines()[0])
+    args = parse_shape(__doc__.splitlines()[0], extra_flags=("--priced-models",))
     with Emulator() as aws:
         readers, seeded = seed(aws, args)
         print(json.dumps({"endpoint": aws.endpoint_url, "readers": readers, "seeded": seeded}),

@@ -35,10 +35,11 @@ EMULATOR = Path(__file__).with_name("emulator_process.py")
 
 
 class EmulatorProcess:
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, *flags: str) -> None:
         shape = [f"--{k}={getattr(args, k)}" for k in ("connections", "regions", "models", "days")]
         self.process = subprocess.Popen(
-            [sys.executable, str(EMULATOR), *shape, f"--points-per-day={args.points_per_day}"],
+            [sys.executable, str(EMULATOR), *shape, f"--points-per-day={args.points_per_day}",
+             *flags],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             # This checkout's emulator, even when the client is another commit's.
             env={**os.environ, "PYTHONPATH": str(EMULATOR.parents[1])},

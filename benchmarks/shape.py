@@ -17,10 +17,14 @@ REGIONS = [
 ]
 
 
-def parse_shape(description: str, extra_flags: tuple[str, ...] = ()) -> argparse.Namespace:
+def parse_shape(
+    description: str, extra_flags: tuple[str, ...] = (), value_flags: tuple[str, ...] = ()
+) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     for flag in extra_flags:
         parser.add_argument(flag, action="store_true")
+    for flag in value_flags:
+        parser.add_argument(flag)
     for name, default in (("connections", 10), ("regions", 4), ("models", 40), ("days", 365)):
         parser.add_argument(f"--{name}", type=int, default=default)
     parser.add_argument("--points-per-day", type=int, default=1)

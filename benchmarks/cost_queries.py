@@ -1,0 +1,132 @@
+"""Benchmark: analysts' queries on the analysts' copy, usage beside cost. Syncs a year of
+each connection (models from the shipped price list, so the cost view prices them)
+through the production path against the emulator in a process of its own, or reuses
+the home of an earlier invocation (--home), then recreates this checkout's cost views in
+a copy of the analysts' file and times each query (the median of five, after one
+untimed). Prints each query's milliseconds and the cost totals (to compare two
+versions of the views: they must print the same totals). Asserts nothing.
+
+    .venv/bin/python benchmarks/cost_queries.py --connections 10 --regions 4 --models 40 --days 365 [--home DIR]
+"""  # noqa: E501
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import warnings
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+from ingestion import EmulatorProcess, connect_all, use_home  # noqa: I001 - beside this script
+from shape import parse_shape
+
+USAGE_QUERIES = {
+    "monthly tokens by account": (
+        "SELECT date_trunc('month', usage_date) AS month, account_id, "
+        "sum(input_tokens + output_tokens) FROM bedrock_usage_daily GROUP BY ALL ORDER BY ALL"
+    ),
+    "top 10 models by tokens": (
+        "SELECT base_model_id, sum(input_tokens + output_tokens) AS tokens "
+        "FROM bedrock_usage_daily GROUP BY 1 ORDER BY tokens DESC LIMIT 10"
+    ),
+    "tokens by provider": (
+        "SELECT model_provider, sum(input_tokens + output_tokens) FROM bedrock_usage_daily "
+        "GROUP BY 1 ORDER BY 1"
+    ),
+}
+COST_QUERIES = {
+    "monthly cost by account": (
+        "SELECT month, account_id, sum(estimated_cost_usd) "
+        "FROM bedrock_cost_monthly_by_account GROUP BY ALL ORDER BY ALL"
+    ),
+    "top 10 models by cost": (
+        "SELECT base_model_id, sum(estimated_cost_usd) AS usd FROM bedrock_cost_daily "
+        "GROUP BY 1 ORDER BY usd DESC NULLS LAST LIMIT 10"
+    ),
+    "cost by provider": (
+        "SELECT model_provider, sum(estimated_cost_usd) FROM bedrock_cost_monthly_by_provider "
+        "GROUP BY 1 ORDER BY 1"
+    ),
+    "daily cost, last 30 days": (
+        "SELECT usage_date, sum(estimated_cost_usd) FROM bedrock_cost_daily "
+        "WHERE usage_date >= current_date - 30 GROUP BY 1 ORDER BY 1"
+    ),
+    "one account's last month by model": (
+        "SELECT base_model_id, sum(estimated_cost_usd) FROM bedrock_cost_daily "
+        "WHERE account_id = (SELECT min(account_id) FROM bedrock_usage_daily) "
+        "AND usage_date >= date_trunc('month', current_date - 31) "
+        "AND usage_date < date_trunc('month', current_date) GROUP BY 1 ORDER BY 1"
+    ),
+}
+TOTALS = (
+    "SELECT count(*), sum(estimated_cost_usd), sum(input_cost_usd), sum(output_cost_usd), "
+    "count(*) FILTER (estimated_cost_usd IS NULL) FROM bedrock_cost_daily"
+)
+
+
+def build(home: Path, args: argparse.Namespace) -> None:
+    """A year of every connection, synced into `home` as the CLI syncs it."""
+    from bedrock_usage.days import readable_range, utc_today
+    from bedrock_usage.defs.local_runs import run_sync
+
+    today = utc_today()
+    year = readable_range(today - timedelta(days=args.days), today - timedelta(days=1))
+    aws = EmulatorProcess(args, "--priced-models")
+    os.environ["AWS_ENDPOINT_URL"] = aws.info["endpoint"]
+    try:
+        for name in connect_all(aws.info["readers"], args.regions):
+            assert run_sync(name, year).success
+    finally:
+        aws.stop()
+
+
+def timed_ms(db: duckdb.DuckDBPyConnection, sql: str) -> float:
+    db.execute(sql).fetchall()
+    seconds = []
+    for _ in range(5):
+        started = time.perf_counter()
+        db.execute(sql).fetchall()
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds) * 1000
+
+
+def main() -> None:
+    args = parse_shape(__doc__.splitlines()[0], value_flags=("--home",))
+    warnings.filterwarnings("ignore")
+    import bedrock_usage
+    from bedrock_usage.settings import snapshot_path
+    from bedrock_usage.storage.costs import create_cost_views
+
+    source = Path(bedrock_usage.__file__).parents[1]
+    commit = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    home = Path(args.home or tempfile.mkdtemp(prefix="cost-queries-"))
+    use_home(home)
+    if not (home / "warehouse.duckdb").exists():
+        started = time.perf_counter()
+        build(home, args)
+        print(f"synced {args.connections} connection-years into {home} in "
+              f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "analysts.duckdb"
+        shutil.copy(snapshot_path(home / "warehouse.duckdb"), copy)
+        with duckdb.connect(str(copy)) as db:
+            create_cost_views(db)  # this checkout's views over the copy's tables
+        with duckdb.connect(str(copy), read_only=True) as db:
+            rows = db.execute("SELECT count(*) FROM bedrock_usage_daily").fetchone()[0]
+            print(f"bedrock_usage at {commit or source}: the analysts' copy of {home} "
+                  f"({rows:,} usage rows); each query's median of 5, ms")  # fmt: skip
+            for name, sql in {**USAGE_QUERIES, **COST_QUERIES}.items():
+                print(f"  {name:<36} {timed_ms(db, sql):8.1f}", flush=True)
+            print("totals (rows, USD, input USD, output USD, unpriced rows):",
+                  db.execute(TOTALS).fetchone())  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
