@@ -34,6 +34,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--regions", type=int, default=4)
     parser.add_argument("--models", type=int, default=40)
     parser.add_argument("--points-per-day", type=int, default=1)
+    parser.add_argument("--each", action="store_true", help="print each run's peak too")
     args = parser.parse_args()
     args.fleets = [int(n) for n in args.fleets.split(",")]
     args.batches = [int(n) for n in args.batches.split(",")]
@@ -127,6 +128,9 @@ def main() -> None:
                 print(f"{fleet:>11}  {batch:>5}  {len(runs):>4}  {cpu:>5.1f}  "
                       f"{cpu / (fleet * DAYS):>20.2f}  {wall:>6.1f}  {peak:>15.0f}  "
                       f"{calls} ({bound})", flush=True)  # fmt: skip
+                if args.each:
+                    print("  each run's peak RSS, in order (MB):",
+                          " ".join(f"{m[2]:.0f}" for m in measured), flush=True)  # fmt: skip
     finally:
         aws.stop()
 
