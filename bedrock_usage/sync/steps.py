@@ -15,7 +15,7 @@ from ..connections.store import Connection, RegionHealth, StateStore
 from ..days import DayRange, readable_range, utc_today
 from ..errors import UserError
 from ..extraction.fetch import RegionFetch, empty_datapoints
-from ..memory import release_freed_memory, release_garbage
+from ..memory import freeze_heap, release_freed_memory, release_garbage
 from ..storage.profiles import store_profiles
 from ..storage.warehouse import atomically
 from . import attempts
@@ -66,6 +66,7 @@ def fetch_and_store(
     attempt."""
     store = store or StateStore()
     connection = get_connection(connection_id, store)
+    freeze_heap()
     attempts.begin(store, connection_id, run_id, day_range)
     fetches, profile_reads = _fetch(connection, day_range, open_db, progress, options)
     release_garbage()  # the regions' clients, before the store needs the memory
