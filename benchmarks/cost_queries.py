@@ -15,7 +15,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 import warnings
@@ -23,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import duckdb
-from ingestion import EmulatorProcess, connect_all, use_home  # noqa: I001 - beside this script
+from ingestion import EmulatorProcess, connect_all, measured_source, use_home  # noqa: I001
 from shape import parse_shape
 
 USAGE_QUERIES = {
@@ -99,13 +98,10 @@ def timed_ms(db: duckdb.DuckDBPyConnection, sql: str) -> float:
 def main() -> None:
     args = parse_shape(__doc__.splitlines()[0], value_flags=("--home",))
     warnings.filterwarnings("ignore")
-    import bedrock_usage
     from bedrock_usage.settings import snapshot_path
     from bedrock_usage.storage.costs import create_cost_views
 
-    source = Path(bedrock_usage.__file__).parents[1]
-    commit = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    commit = measured_source()
     home = Path(args.home or tempfile.mkdtemp(prefix="cost-queries-"))
     use_home(home)
     if not (home / "warehouse.duckdb").exists():
@@ -120,7 +116,7 @@ def main() -> None:
             create_cost_views(db)  # this checkout's views over the copy's tables
         with duckdb.connect(str(copy), read_only=True) as db:
             rows = db.execute("SELECT count(*) FROM bedrock_usage_daily").fetchone()[0]
-            print(f"bedrock_usage at {commit or source}: the analysts' copy of {home} "
+            print(f"bedrock_usage at {commit}: the analysts' copy of {home} "
                   f"({rows:,} usage rows); each query's median of 5, ms")  # fmt: skip
             for name, sql in {**USAGE_QUERIES, **COST_QUERIES}.items():
                 print(f"  {name:<36} {timed_ms(db, sql):8.1f}", flush=True)

@@ -22,7 +22,7 @@ import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ingestion import EmulatorProcess, connect_all, use_home  # noqa: I001 - beside this script
+from ingestion import EmulatorProcess, connect_all, measured_source, use_home  # noqa: I001
 
 DAYS = 3  # yesterday and the default look-back of two days: one scheduled sync
 
@@ -96,17 +96,14 @@ def execute(tags: dict) -> tuple[float, float, float]:
 def main() -> None:
     args = parse()
     warnings.filterwarnings("ignore")  # Dagster's beta notices are not figures
-    import bedrock_usage
     from bedrock_usage.extraction.fetch import lower_bound_calls
     from bedrock_usage.extraction.metrics import MANTLE_METRICS, USAGE_METRICS
 
-    source = Path(bedrock_usage.__file__).parents[1]
-    commit = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    commit = measured_source()
     series = (args.models + 1) * len(USAGE_METRICS) + len(MANTLE_METRICS)
     aws = EmulatorProcess(args)
     os.environ["AWS_ENDPOINT_URL"] = aws.info["endpoint"]
-    print(f"bedrock_usage at {commit or source}: the daily schedule's sync ({DAYS} days) of "
+    print(f"bedrock_usage at {commit}: the daily schedule's sync ({DAYS} days) of "
           f"fleets x {args.regions} regions x {args.models} models, each run executed by "
           "`dagster api execute_run`", flush=True)  # fmt: skip
     print("connections  batch  runs  CPU-s  CPU-s/connection-day  wall s  "
@@ -117,7 +114,6 @@ def main() -> None:
             for batch in args.batches:
                 with tempfile.TemporaryDirectory() as home:
                     use_home(Path(home))
-                    os.environ["BEDROCK_USAGE_FLEET_BATCH"] = str(batch)
                     runs = scheduled_runs(aws.info["readers"][:fleet], args.regions, batch)
                     aws.calls()
                     measured = [execute(tags) for tags in runs]

@@ -62,6 +62,17 @@ def use_home(path: Path) -> None:
     os.environ["DAGSTER_HOME"] = str(path / "dagster")
 
 
+def measured_source() -> str:
+    """Which bedrock_usage the figures are of: its checkout's short commit (another
+    commit's, when PYTHONPATH points at a worktree of it), else its folder."""
+    import bedrock_usage
+
+    source = Path(bedrock_usage.__file__).parents[1]
+    commit = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return commit or str(source)
+
+
 def connect_all(readers: list[list[str]], regions: int) -> list[str]:
     """Connect each of the emulator's readers as bench-N in the first `regions` regions,
     without the initial sync (the benchmark times the syncs itself)."""

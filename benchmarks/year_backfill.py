@@ -42,7 +42,14 @@ from pathlib import Path
 
 import duckdb
 import psutil
-from ingestion import EmulatorProcess, connect_all, peak_of, status_mb, use_home  # noqa: I001
+from ingestion import (  # noqa: I001 - beside this script
+    EmulatorProcess,
+    connect_all,
+    measured_source,
+    peak_of,
+    status_mb,
+    use_home,
+)
 from shape import parse_shape
 
 # One run over the connections named, from the first one's first day to the last one's
@@ -149,13 +156,10 @@ def main() -> None:
     args = parse_shape(__doc__.splitlines()[0],
                        extra_flags=("--one-run", "--ui-backfill", "--code-server"))  # fmt: skip
     warnings.filterwarnings("ignore")
-    import bedrock_usage
     from bedrock_usage.days import readable_range, utc_today
     from bedrock_usage.defs.local_runs import run_sync
 
-    source = Path(bedrock_usage.__file__).parents[1]
-    commit = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    commit = measured_source()
     today = utc_today()
     year = readable_range(today - timedelta(days=args.days), today - timedelta(days=1))
     aws = EmulatorProcess(args)
@@ -186,7 +190,7 @@ def main() -> None:
             with duckdb.connect(str(Path(home) / "warehouse.duckdb"), read_only=True) as con:
                 rows = con.execute("SELECT count(*) FROM bedrock_usage_daily").fetchone()[0]
     aws.stop()
-    print(f"bedrock_usage at {commit or source}: year backfill of {len(names)} connection(s) "
+    print(f"bedrock_usage at {commit}: year backfill of {len(names)} connection(s) "
           f"x {args.regions} regions x {args.models} models: {seconds:.1f} s "
           f"({seconds / len(names):.2f} s per connection); client peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")  # fmt: skip
