@@ -7,7 +7,9 @@ stops it.
     python benchmarks/emulator_process.py --connections 10 --regions 4 --models 40 --days 365
 
 With --priced-models the models are the first of the shipped price list's (so the cost
-view prices them), not made-up ids.
+view prices them), not made-up ids. With --lake-bucket NAME it also creates that S3
+bucket and a runtime key that may write it (printed as "runtime": [key id, secret]), for
+a DuckLake's data files.
 """
 
 from __future__ import annotations
@@ -66,12 +68,30 @@ def priced_models() -> list[str]:
     return sorted({r["model_id"] for r in rows if (r["token_type"], r["price_scope"]) == priced})
 
 
+def lake_runtime(aws: Emulator, bucket: str) -> list[str]:
+    """The bucket `bucket` and a key of another account that may read and write it."""
+    import boto3
+
+    writer = {"Version": "2012-10-17",
+              "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}  # fmt: skip
+    key = aws.create_reader("999999999999", "lake-runtime", policy=writer)
+    boto3.Session(
+        aws_access_key_id=key.access_key_id,
+        aws_secret_access_key=key.secret_access_key,
+        region_name="us-east-1",
+    ).client("s3", endpoint_url=aws.endpoint_url).create_bucket(Bucket=bucket)
+    return [key.access_key_id, key.secret_access_key]
+
+
 def main() -> None:
-    args = parse_shape(__doc__.splitlines()[0], extra_flags=("--priced-models",))
+    args = parse_shape(__doc__.splitlines()[0], extra_flags=("--priced-models",),
+                       value_flags=("--lake-bucket",))  # fmt: skip
     with Emulator() as aws:
         readers, seeded = seed(aws, args)
-        print(json.dumps({"endpoint": aws.endpoint_url, "readers": readers, "seeded": seeded}),
-              flush=True)  # fmt: skip
+        info = {"endpoint": aws.endpoint_url, "readers": readers, "seeded": seeded}
+        if args.lake_bucket:
+            info["runtime"] = lake_runtime(aws, args.lake_bucket)
+        print(json.dumps(info), flush=True)
         for line in sys.stdin:
             if line.strip() == "log":
                 print(json.dumps({"get_metric_data": aws.log.count("GetMetricData"),
