@@ -32,7 +32,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from fleet import execute  # noqa: I001 - beside this script
-from ingestion import EmulatorProcess, connect_all, measured_source, use_home
+from ingestion import EmulatorProcess, connect_all, measured_source
 from shape import parse_shape
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,8 +163,9 @@ def _failures() -> list[str]:
     return [
         str(event.dagster_event.message or event.dagster_event.event_specific_data)
         for event in dagster.all_logs(run.run_id)
-        if event.dagster_event and event.dagster_event.event_type in (
-            dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE)
+        if event.dagster_event
+        and event.dagster_event.event_type
+        in (dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE)
     ]
 
 
