@@ -222,3 +222,22 @@ def postgres_url(postgres_server) -> str:
     name = f"test_{uuid.uuid4().hex[:12]}"
     postgres_server.psql(f"CREATE DATABASE {name};")
     return postgres_server.get_uri(name)
+
+
+def postgres_sessions(url: str) -> tuple[int, list[int]]:
+    """Sessions ever opened on `url`'s database (ended ones report as they end) and the
+    server processes of those open now, as seen from a session of another database."""
+    import time as clock
+    from contextlib import closing
+
+    import psycopg2
+
+    params = psycopg2.extensions.parse_dsn(url)
+    name = params.pop("dbname")
+    clock.sleep(1.2)  # a session's counts reach the statistics within a second of its end
+    with closing(psycopg2.connect(**params, dbname="postgres")) as db, db.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", [name])
+        opened = cursor.fetchone()[0]
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [name])
+        return opened, [pid for (pid,) in cursor.fetchall()]

@@ -3,11 +3,14 @@ SQLite and on a real PostgreSQL server, with the same tests."""
 
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 
 import psycopg2
 import pytest
 
 from bedrock_usage.connections.store import Connection, DuplicateConnectionError, StateStore
+
+from .conftest import postgres_sessions
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -171,3 +174,36 @@ def test_a_store_from_before_cursors_per_sensor_keeps_the_permission_sensors(tmp
     assert store.sensor_cursor("permission_failure_sensor") == cursor
     store.save_sensor_cursor("permission_failure_sensor", {"event_id": 42, "flagged": []})
     assert StateStore(path).sensor_cursor("permission_failure_sensor")["event_id"] == 42
+
+
+def test_on_postgresql_a_process_reuses_one_session_and_recovers_when_it_ends(postgres_url):
+    store = StateStore(url=postgres_url)
+    store.add(_connection())
+    before, [live] = postgres_sessions(postgres_url)
+    for _ in range(30):
+        assert store.get("prod").account_id == "111122223333"
+        store.update("prod", updated_at="u")
+    after, open_now = postgres_sessions(postgres_url)
+    assert open_now == [live] and after == before  # not 60 sessions: the same one
+
+    # The server ends it (a restart, an idle timeout): the next use opens another.
+    with closing(psycopg2.connect(postgres_url)) as admin, admin.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [live])
+    assert store.get("prod") is not None
+    _, open_now = postgres_sessions(postgres_url)
+    assert len(open_now) == 1 and open_now != [live]
+
+
+def test_on_postgresql_a_reused_session_keeps_transactions_whole(postgres_url):
+    """A session comes back as a new one is: `scrub` turns autocommit on, and a failed
+    transaction must still roll back whole on the session used next."""
+    store = StateStore(url=postgres_url)
+    store.add(_connection())
+    assert store.scrub() is True
+    with pytest.raises(RuntimeError), store.transaction() as db:
+        db.execute("UPDATE connections SET updated_at = 'half' WHERE connection_id = 'prod'")
+        raise RuntimeError("fails midway")
+    assert store.get("prod").updated_at == "t"
+    with pytest.raises(DuplicateConnectionError):
+        store.add(_connection())  # a refused write; the session is closed, not kept
+    assert [c.connection_id for c in store.all()] == ["prod"]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+from contextlib import closing
 from pathlib import Path
 
+import dagster as dg
 import psycopg2
 import pytest
 import yaml
@@ -15,9 +17,10 @@ from dagster._core.workspace.config_schema import ensure_workspace_config
 from dagster._serdes.config_class import class_from_code_pointer
 
 from bedrock_usage.days import DayRange
+from bedrock_usage.defs.postgres_storage import PooledPostgresStorage
 
 from .cli_helpers import run_cli, run_cli_in_process
-from .conftest import days_ago, seed_daily
+from .conftest import days_ago, postgres_sessions, seed_daily
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -28,7 +31,10 @@ def test_the_instance_configurations_load_against_dagsters_schema(folder, monkey
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", "postgresql://dagster@db.internal/dagster")
     monkeypatch.setenv("DAGSTER_COMPUTE_LOG_BUCKET", "team-dagster-logs")
     config, _ = dagster_instance_config(str(DEPLOY / folder))
-    assert config["storage"]["postgres"]["postgres_url"] == {"env": "DAGSTER_POSTGRES_URL"}
+    storage = config["storage"]["custom"]
+    assert storage["config"]["postgres_url"] == {"env": "DAGSTER_POSTGRES_URL"}
+    assert class_from_code_pointer(storage["module"], storage["class"]) is PooledPostgresStorage
+    assert validate_config(PooledPostgresStorage.config_type(), storage["config"]).success
     assert config["run_monitoring"]["enabled"] is True
     assert config["concurrency"]["pools"]["default_limit"] == 4  # the lake takes writers at once
     for part in ("run_launcher", "run_coordinator", "compute_logs"):
@@ -44,6 +50,36 @@ def test_the_workspace_loads_the_code_server_against_dagsters_schema(monkeypatch
     loaded = ensure_workspace_config(yaml.safe_load(path.read_text()), str(path))
     [server] = loaded["load_from"]
     assert server["grpc_server"]["location_name"] == "bedrock_usage"
+
+
+def test_the_deployments_dagster_storage_keeps_a_few_sessions_and_closes_them(
+    postgres_url, tmp_path, monkeypatch
+):
+    """Dagster's PostgreSQL storage connects per call; the deployment's keeps a session
+    per store, survives the server ending them, and closes them with the instance."""
+    home = tmp_path / "dagster"
+    home.mkdir()
+    shutil.copy(DEPLOY / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_url)
+    instance = dg.DagsterInstance.get()
+    try:
+        instance.get_runs(limit=1)
+        before, _ = postgres_sessions(postgres_url)
+        for n in range(20):
+            instance.add_dynamic_partitions("connection", [f"c{n}"])
+            assert instance.has_dynamic_partition("connection", f"c{n}")
+            instance.get_runs(limit=1)
+        after, live = postgres_sessions(postgres_url)
+        assert after - before <= 3 and 1 <= len(live) <= 3  # not 60
+
+        with closing(psycopg2.connect(postgres_url)) as admin, admin.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE pid = ANY(%s)", [live])  # fmt: skip
+        assert instance.get_dynamic_partitions("connection")[:2] == ["c0", "c1"]
+    finally:
+        instance.dispose()
+    assert postgres_sessions(postgres_url)[1] == []
 
 
 @pytest.mark.e2e

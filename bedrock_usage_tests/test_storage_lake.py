@@ -38,7 +38,7 @@ from bedrock_usage.storage.warehouse import (
 )
 
 from .cli_helpers import run_cli, run_cli_in_process
-from .conftest import ACCOUNT, days_ago, seed_daily
+from .conftest import ACCOUNT, days_ago, postgres_sessions, seed_daily
 
 LAKE_ACCOUNT = ACCOUNT
 S3_WRITER = {
@@ -223,11 +223,16 @@ def test_the_cli_syncs_into_the_lake_and_moves_a_local_warehouse_into_one(
     (home / "warehouse.duckdb").rename(home / "moved-aside.duckdb")
     (home / "warehouse.snapshot.duckdb").unlink()
     seed_daily(aws, "InputTokenCount", HAIKU, {day: 50})  # late data: 1,250 in all
+    opened, _ = postgres_sessions(lake.catalog)
     synced = run_cli(
         ["sync", "prod", "--start", str(day), "--end", str(day)],
         home, aws.endpoint_url, None, _lake_env(),
     )  # fmt: skip
     assert synced.returncode == 0, synced.stderr
+    # The run opened the lake once (its catalog sessions, the setup and write turns),
+    # not once per step and region.
+    lake_sessions = postgres_sessions(lake.catalog)[0] - opened
+    assert lake_sessions <= 6, lake_sessions
     with open_warehouse(lake, read_only=True) as connection:
         assert connection.execute(USAGE_QUERY).fetchall() == [
             (day, HAIKU, 1250), (day, "(unattributed)", 250), (day + timedelta(days=1), HAIKU, 800),

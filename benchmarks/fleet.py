@@ -89,6 +89,7 @@ def execute(tags: dict) -> tuple[float, float, float]:
     process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
     ended = dagster.get_run_by_id(run.run_id).status
+    dagster.dispose()  # its PostgreSQL sessions, when it has any, are not the run's
     assert process.returncode == 0 and ended == dg.DagsterRunStatus.SUCCESS, (tags, ended)
     return usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss / 1024
 

@@ -37,6 +37,7 @@ from shape import parse_shape
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYOUTS = ("local", "lake-folder", "team")
+ROLES = ("dagster", "state", "lake")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -51,10 +52,12 @@ class Postgres:
         self.pid = int((Path(folder) / "postmaster.pid").read_text().split()[0])
         self.watch = psycopg2.connect(self.server.get_uri("postgres"))
         self.watch.autocommit = True
+        self.roles: dict[str, str] = {}  # database name: what it holds
 
-    def database(self) -> str:
+    def database(self, role: str) -> str:
         name = f"bench_{uuid.uuid4().hex[:10]}"
         self.server.psql(f"CREATE DATABASE {name};")
+        self.roles[name] = role
         return self.server.get_uri(name)
 
     def cpu(self) -> float:
@@ -64,16 +67,23 @@ class Postgres:
         children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
         return (total + sum(_ticks(int(child)) for child in children)) / TICKS
 
-    def counts(self) -> tuple[int, int]:
-        """Sessions opened and transactions ended in every database so far."""
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """Sessions opened and transactions ended so far in the databases of each role
+        (dagster, state, lake)."""
         time.sleep(1.2)  # backends report their counts at most once a second, and at exit
         with self.watch.cursor() as cursor:
             cursor.execute("SELECT pg_stat_clear_snapshot()")
             cursor.execute(
-                "SELECT sum(sessions), sum(xact_commit + xact_rollback) FROM pg_stat_database"
+                "SELECT datname, sessions, xact_commit + xact_rollback FROM pg_stat_database "
+                "WHERE datname IS NOT NULL"
             )
-            sessions, transactions = cursor.fetchone()
-        return int(sessions), int(transactions)
+            rows = cursor.fetchall()
+        counts = {role: (0, 0) for role in ROLES}
+        for name, sessions, transactions in rows:
+            if name in self.roles:
+                before = counts[self.roles[name]]
+                counts[self.roles[name]] = (before[0] + sessions, before[1] + transactions)
+        return counts
 
     def stop(self) -> None:
         self.watch.close()
@@ -103,7 +113,7 @@ def layout_env(name: str, home: Path, postgres: Postgres, aws: EmulatorProcess) 
     }  # fmt: skip
     if name == "lake-folder":
         env.update(
-            BEDROCK_USAGE_LAKE_CATALOG=postgres.database(),
+            BEDROCK_USAGE_LAKE_CATALOG=postgres.database("lake"),
             BEDROCK_USAGE_LAKE_DATA_PATH=str(home / "lake-data") + "/",
         )
     elif name == "team":
@@ -111,10 +121,10 @@ def layout_env(name: str, home: Path, postgres: Postgres, aws: EmulatorProcess) 
 
         key_id, secret = aws.info["runtime"]
         env.update(
-            DAGSTER_POSTGRES_URL=postgres.database(),
-            BEDROCK_USAGE_STATE_URL=postgres.database(),
+            DAGSTER_POSTGRES_URL=postgres.database("dagster"),
+            BEDROCK_USAGE_STATE_URL=postgres.database("state"),
             BEDROCK_USAGE_SECRET_KEY=Fernet.generate_key().decode(),
-            BEDROCK_USAGE_LAKE_CATALOG=postgres.database(),
+            BEDROCK_USAGE_LAKE_CATALOG=postgres.database("lake"),
             BEDROCK_USAGE_LAKE_DATA_PATH=f"s3://{aws.bucket}/bedrock-usage/",
             AWS_ACCESS_KEY_ID=key_id,
             AWS_SECRET_ACCESS_KEY=secret,
@@ -134,22 +144,18 @@ def use(env: dict) -> None:
 
 
 def measured_run(tags: dict, postgres: Postgres) -> dict:
-    before_cpu, (before_sessions, before_xacts) = postgres.cpu(), postgres.counts()
+    before_cpu, before = postgres.cpu(), postgres.counts()
     try:
         cpu, wall, peak = execute(tags)
     except AssertionError:
         print("failed in", os.environ["BEDROCK_USAGE_HOME"], _failures(), file=sys.stderr)
         raise
-    after_sessions, after_xacts = postgres.counts()
-    return {
-        "cpu": cpu,
-        "wall": wall,
-        "peak": peak,
-        "pg_cpu": postgres.cpu() - before_cpu,
-        # The watching session's own two statements per reading are not the run's.
-        "sessions": after_sessions - before_sessions,
-        "xacts": after_xacts - before_xacts - 2,
-    }
+    after = postgres.counts()
+    measured = {"cpu": cpu, "wall": wall, "peak": peak, "pg_cpu": postgres.cpu() - before_cpu}
+    for role in ROLES:
+        measured[f"{role} sessions"] = after[role][0] - before[role][0]
+        measured[f"{role} xacts"] = after[role][1] - before[role][1]
+    return measured
 
 
 def _failures() -> list[str]:
@@ -222,8 +228,8 @@ def main() -> None:
     print(f"bedrock_usage at {commit}: one connection x {args.regions} regions x "
           f"{args.models} models; each run by `dagster api execute_run`; medians of "
           f"{rounds} alternating daily syncs", flush=True)  # fmt: skip
-    print("layout       run          client CPU-s  PostgreSQL CPU-s  total  vs local  "
-          "wall s  peak MB  PG sessions  PG transactions")  # fmt: skip
+    print("layout       run           client CPU-s  PostgreSQL CPU-s  total  vs local  "
+          "wall s  peak MB  PG sessions (dagster/state/lake)  PG transactions (same)")  # fmt: skip
     local = {}
     for kind, runs in (("daily 3 d", daily_runs), (f"backfill {year.days} d", None)):
         for name in LAYOUTS:
@@ -231,10 +237,11 @@ def main() -> None:
             median = {k: statistics.median(m[k] for m in measured) for k in measured[0]}
             total = median["cpu"] + median["pg_cpu"]
             local.setdefault(kind, total)
-            print(f"{name:<12} {kind:<12} {median['cpu']:>12.2f}  {median['pg_cpu']:>16.2f}  "
+            sessions = "/".join(f"{median[f'{role} sessions']:.0f}" for role in ROLES)
+            xacts = "/".join(f"{median[f'{role} xacts']:.0f}" for role in ROLES)
+            print(f"{name:<12} {kind:<13} {median['cpu']:>12.2f}  {median['pg_cpu']:>16.2f}  "
                   f"{total:>5.2f}  {total / local[kind]:>7.2f}x  {median['wall']:>6.1f}  "
-                  f"{median['peak']:>7.0f}  {median['sessions']:>11.0f}  "
-                  f"{median['xacts']:>15.0f}")  # fmt: skip
+                  f"{median['peak']:>7.0f}  {sessions:>32}  {xacts:>22}")  # fmt: skip
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
 
 

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -794,6 +795,11 @@ def _connection(row: dict) -> Connection:
 
 @contextmanager
 def _postgres(url: str) -> Iterator[_Db]:
+    """A session of the PostgreSQL store: this process's idle one when it has it (a run
+    reads and writes the store dozens of times; each new session forks a server process),
+    else a new one. A block that raises closes its session; one that ends leaves nothing
+    uncommitted behind (what it did not commit is rolled back, as closing would), and the
+    session as a new one is."""
     try:
         import psycopg2
     except ImportError:
@@ -801,7 +807,7 @@ def _postgres(url: str) -> Iterator[_Db]:
             "BEDROCK_USAGE_STATE_URL names a PostgreSQL database, but psycopg2 is not "
             "installed: pip install 'bedrock-usage[deploy]'."
         ) from None
-    raw = psycopg2.connect(url, connect_timeout=10)
+    raw = _idle_session(url) or psycopg2.connect(url, connect_timeout=10)
     try:
         if url not in _SCHEMA_READY:
             with raw.cursor() as cursor:
@@ -811,5 +817,47 @@ def _postgres(url: str) -> Iterator[_Db]:
             raw.commit()
             _SCHEMA_READY.add(url)
         yield _Db(raw, postgres=True)
-    finally:
+        raw.rollback()  # ends what a read began; a committed write is kept
+        raw.autocommit = False  # as a new session is (`scrub` turns it on)
+    except BaseException:
         raw.close()
+        raise
+    _keep_idle(url, raw)
+
+
+# One idle PostgreSQL session per store URL, for this process only (a forked child must
+# not share its parent's socket): (pid, session).
+_IDLE: dict[str, tuple[int, object]] = {}
+_IDLE_TURN = threading.Lock()
+_INHERITED: list = []
+
+
+def _idle_session(url: str):
+    """The kept session, when it still answers (the server may have restarted, or ended
+    it, since): one round trip, against a new server process for a new session."""
+    with _IDLE_TURN:
+        kept = _IDLE.pop(url, None)
+    if kept is None:
+        return None
+    pid, raw = kept
+    if pid != os.getpid():
+        _INHERITED.append(raw)  # closing it here would end the parent's session
+        return None
+    if raw.closed:
+        return None
+    try:
+        with raw.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        raw.rollback()
+    except Exception:  # noqa: BLE001 - any failure: a new session instead
+        raw.close()
+        return None
+    return raw
+
+
+def _keep_idle(url: str, raw) -> None:
+    with _IDLE_TURN:
+        if url not in _IDLE:
+            _IDLE[url] = (os.getpid(), raw)
+            return
+    raw.close()  # another thread's session is kept already

@@ -29,6 +29,11 @@ Why each is needed, and what public API would replace it:
    listing every partition key of the run (a year of one connection: 10 s more).
 4. The pool-slot wait (`fix_pool_slot_wait`). Public replacement: none; drop it once
    Dagster's `interval_to_next_pending_claim_check` returns a positive wait.
+5. Outside this module, and not an import: postgres_storage.py gives the three stores of
+   dagster_postgres's `DagsterPostgresStorage` (`_run_storage`, `_event_log_storage`,
+   `_schedule_storage`) pooled engines, through their `_engine`, `_token_provider` and
+   `postgres_url` attributes (a team deployment's run opened 319 sessions). Public
+   replacement: none; only the webserver's `optimize_for_webserver` pools.
 """
 
 from __future__ import annotations

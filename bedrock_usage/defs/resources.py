@@ -8,6 +8,7 @@ A launch's config or a test can pass values instead; either way the readers in
 """
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -15,11 +16,12 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
+from pydantic import PrivateAttr
 
 from .. import settings
 from ..connections.store import StateStore
-from ..storage.lake import Lake
-from ..storage.warehouse import WriterLimits, open_warehouse, warehouse_target
+from ..storage.lake import ALIAS, Lake
+from ..storage.warehouse import WriterLimits, open_lake_writer, open_warehouse, warehouse_target
 from ..sync.regions import SyncOptions
 
 
@@ -28,7 +30,13 @@ class WarehouseResource(DuckDBResource):
     `get_connection`, for code written against dagster-duckdb) closes the handle even
     when the block raises (a leaked connection would keep the file locked),
     and a busy file is retried for BEDROCK_USAGE_LOCK_TIMEOUT_SECONDS, then reported
-    with what to do. The schema is created and migrated on first use."""
+    with what to do. The schema is created and migrated on first use.
+
+    In a run, a DuckLake is opened once (its extensions loaded, its catalog attached, its
+    schema checked: ≈0.7 CPU-s and a dozen PostgreSQL sessions) and each `open_db` is a
+    cursor of it; the run's end closes it. A block that raises closes it too, so a broken
+    catalog session is never reused. A DuckDB file is opened per block (≈0.02 s), since
+    holding it would keep other writers out."""
 
     database: str = settings.WAREHOUSE.field(str)  # empty: $BEDROCK_USAGE_HOME's, at run time
     lock_timeout_seconds: str = settings.LOCK_TIMEOUT.field(str)
@@ -47,11 +55,48 @@ class WarehouseResource(DuckDBResource):
     def _limits(self) -> WriterLimits:
         return WriterLimits(self.memory_limit, self.threads)
 
+    _in_run: bool = PrivateAttr(default=False)
+    _lake: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
+    _lake_turn: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._in_run = True
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self._in_run = False
+        self._close_lake()
+
     @contextmanager
     def open_db(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        target = self.path
+        if isinstance(target, Lake) and self._in_run:
+            with self._lake_cursor(target) as db:
+                yield db
+            return
         timeout = settings.lock_timeout_seconds(self.lock_timeout_seconds)
-        with open_warehouse(self.path, timeout=timeout, limits=self._limits()) as db:
+        with open_warehouse(target, timeout=timeout, limits=self._limits()) as db:
             yield db
+
+    @contextmanager
+    def _lake_cursor(self, lake: Lake) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._lake_turn:  # regions read in threads: one opens, all share
+            if self._lake is None:
+                self._lake = open_lake_writer(lake, self._limits())
+            cursor = self._lake.cursor()
+        try:
+            cursor.execute(f"USE {ALIAS}")
+            yield cursor
+        except BaseException:
+            cursor.close()
+            self._close_lake()
+            raise
+        cursor.close()
+
+    def _close_lake(self) -> None:
+        with self._lake_turn:
+            if self._lake is not None:
+                self._lake.close()
+                self._lake = None
 
     def get_connection(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         return self.open_db()

@@ -125,18 +125,7 @@ def open_warehouse(
     """A DuckDB handle on the warehouse, held only inside the `with` block. A writer's
     DuckDB is bounded by `limits`; a reader's keeps DuckDB's defaults."""
     if isinstance(path, Lake):
-        if read_only:
-            db = open_lake(path, read_only, {})
-        else:
-            # Writers that first use a new lake would race to create its catalog and
-            # tables ("Could not attach", "already exists"): they set it up one at a time.
-            with advisory_lock(path, "bedrock_usage.lake-setup", timeout=120):
-                db = open_lake(path, read_only, limits.config())
-                try:
-                    retrying(lambda: ensure_schema(db))
-                except BaseException:
-                    db.close()
-                    raise
+        db = open_lake(path, True, {}) if read_only else open_lake_writer(path, limits)
         try:
             yield db
         finally:
@@ -182,6 +171,22 @@ def open_warehouse(
         yield db
     finally:
         db.close()
+
+
+def open_lake_writer(
+    lake: Lake, limits: WriterLimits = WriterLimits()
+) -> duckdb.DuckDBPyConnection:
+    """A writer's DuckDB on `lake`, its schema created or migrated; the caller closes it.
+    Writers that first use a new lake would race to create its catalog and tables
+    ("Could not attach", "already exists"): they set it up one at a time."""
+    with advisory_lock(lake, "bedrock_usage.lake-setup", timeout=120):
+        db = open_lake(lake, False, limits.config())
+        try:
+            retrying(lambda: ensure_schema(db))
+        except BaseException:
+            db.close()
+            raise
+    return db
 
 
 def _refuse_foreign(db: duckdb.DuckDBPyConnection, path: Path) -> None:

@@ -1,0 +1,76 @@
+"""A team deployment's Dagster instance storage: Dagster's PostgreSQL storage (the same
+tables, migrations and queries), except that each of its three stores keeps a session
+open for the process instead of opening one per call.
+
+Dagster's PostgreSQL stores use SQLAlchemy's NullPool outside the webserver: every read or
+write of a run, an event or a tick connects anew (a backend process forked, TLS and
+authentication when the server asks for them) and disconnects. A one-connection daily sync
+opened 319 sessions that way (`benchmarks/team.py`). Here each store keeps one session and
+opens up to `MAX_OVERFLOW` more while threads use it at once. A pooled session is checked
+before each use (`pool_pre_ping`), so a restarted server costs a reconnect, not an error,
+and is replaced after `RECYCLE_SECONDS`.
+
+Asset events are handed over in batches too (DAGSTER_EVENT_BATCH_SIZE, as for SQLite),
+which Dagster's PostgreSQL event log writes with one INSERT per batch.
+
+`deploy/dagster.yaml` selects it; the package's `deploy` extra installs dagster-postgres.
+"""
+
+import os
+
+from dagster_postgres import DagsterPostgresStorage
+from dagster_postgres.utils import (
+    create_pg_engine,
+    get_token_provider_from_config,
+    pg_url_from_config,
+)
+
+from .instance_storage import EVENT_BATCH_SIZE
+
+MAX_OVERFLOW = 8
+RECYCLE_SECONDS = 600
+
+
+class PooledPostgresStorage(DagsterPostgresStorage):
+    """DagsterPostgresStorage whose run, event log and schedule stores share nothing but
+    their URL, and each hold a small pool of sessions."""
+
+    def __init__(self, postgres_url: str, should_autocreate_tables: bool = True,
+                 inst_data=None, token_provider=None) -> None:  # fmt: skip
+        os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
+        super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
+        for store in (self._run_storage, self._event_log_storage, self._schedule_storage):
+            _pool(store)
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value) -> "PooledPostgresStorage":
+        return cls(
+            inst_data=inst_data,
+            postgres_url=pg_url_from_config(config_value),
+            should_autocreate_tables=config_value.get("should_autocreate_tables", True),
+            token_provider=get_token_provider_from_config(config_value),
+        )
+
+
+def _pool(store) -> None:
+    """Give `store` (one of Dagster's PostgreSQL stores) a pooled engine, closed with the
+    store: Dagster's `dispose` leaves its engines to the garbage collector, which is
+    harmless for NullPool but would keep a pool's sessions open."""
+    unpooled = store._engine
+    store._engine = create_pg_engine(
+        store.postgres_url,
+        store._token_provider,
+        isolation_level="AUTOCOMMIT",
+        pool_size=1,
+        max_overflow=MAX_OVERFLOW,
+        pool_pre_ping=True,
+        pool_recycle=RECYCLE_SECONDS,
+    )
+    unpooled.dispose()
+    dispose_store = store.dispose
+
+    def dispose() -> None:
+        dispose_store()
+        store._engine.dispose()
+
+    store.dispose = dispose
