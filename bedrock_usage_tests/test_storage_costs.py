@@ -3,6 +3,7 @@ price applies, prices by date, region and scope."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -17,7 +18,7 @@ from bedrock_usage.storage.costs import (
     store_prices,
     unpriced_usage,
 )
-from bedrock_usage.storage.warehouse import open_warehouse, transaction
+from bedrock_usage.storage.warehouse import open_warehouse, publish_snapshot, transaction
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 SONNET_V2 = "anthropic.claude-3-5-sonnet-20241022-v2:0"
@@ -272,3 +273,80 @@ def test_every_column_of_every_analysts_view_says_what_it_means(con):
         "AND (c.comment IS NULL OR c.comment = '') ORDER BY ALL"
     ).fetchall()
     assert undocumented == []
+
+
+def test_the_analysts_copy_stores_each_estimate_and_reprices_when_prices_change(tmp_path):
+    """In the analysts' copy `bedrock_cost_daily` is a table: a publish prices the
+    windows it copies; a price or inference profile changed since re-prices every row.
+    After each publish the copy holds exactly what the warehouse's view computes."""
+    import duckdb
+
+    path = tmp_path / "warehouse.duckdb"
+    copy_path = tmp_path / "warehouse.snapshot.duckdb"
+    every_row = "SELECT * FROM bedrock_cost_daily ORDER BY ALL"
+    estimates = (
+        "SELECT usage_date, input_tokens, estimated_cost_usd FROM bedrock_cost_daily "
+        "ORDER BY usage_date"
+    )
+
+    def stored(sql):
+        with duckdb.connect(str(copy_path), read_only=True) as copy:
+            return copy.execute(sql).fetchall()
+
+    with open_warehouse(path) as db:
+        with transaction(db):
+            store_prices(db, [price(HAIKU, "input", "0.25"), price(HAIKU, "output", "1.25")])
+        for day in (D1, D2, D3):
+            add_usage(db, day, HAIKU, input_tokens=1_000_000, output_tokens=10)
+        publish_snapshot(db, path)  # built whole
+        assert stored(every_row) == db.execute(every_row).fetchall()
+        assert stored(estimates) == [(d, 1_000_000, Decimal("0.250013")) for d in (D1, D2, D3)]
+
+        # Late data: the windows published are priced again, the others kept as copied.
+        db.execute("UPDATE bedrock_usage_daily SET input_tokens = 3000000 WHERE usage_date = ?",
+                   [D3])  # fmt: skip
+        db.execute("UPDATE bedrock_usage_daily SET input_tokens = 9 WHERE usage_date = ?", [D1])
+        publish_snapshot(db, path, {"prod": DayRange(D3, D3)})
+        assert stored(estimates) == [
+            (D1, 1_000_000, Decimal("0.250013")),  # its window was not published
+            (D2, 1_000_000, Decimal("0.250013")),
+            (D3, 3_000_000, Decimal("0.750013")),
+        ]
+
+        # A refresh that finds the same prices (only their read time moves, still before
+        # the shipped list's: the same price is preferred) re-prices nothing: the
+        # unpublished day 1 keeps what was copied.
+        later = READ_AT.replace(hour=13)
+        with transaction(db):
+            same = [price(HAIKU, "input", "0.25"), price(HAIKU, "output", "1.25")]
+            store_prices(db, [replace(row, read_at=later) for row in same])
+        publish_snapshot(db, path, {})
+        assert stored(estimates)[0] == (D1, 1_000_000, Decimal("0.250013"))
+
+        # A price refresh changes what every row costs, whichever windows are published.
+        with transaction(db):
+            store_prices(db, [price(HAIKU, "input", "0.50", start=D2)])
+        publish_snapshot(db, path, {"prod": DayRange(D1, D1)})
+        assert stored(every_row) == db.execute(every_row).fetchall()
+        assert stored(estimates) == [
+            (D1, 9, Decimal("0.000015")),
+            (D2, 1_000_000, Decimal("0.500013")),
+            (D3, 3_000_000, Decimal("1.500013")),
+        ]
+
+
+def test_a_warehouse_made_by_an_earlier_release_gets_this_releases_views(tmp_path):
+    """Views change without a migration (a faster cost view): the first open by a new
+    release replaces them, and only then."""
+    from bedrock_usage.storage.schema import VIEWS_DIGEST_TABLE
+
+    path = tmp_path / "w.duckdb"
+    with open_warehouse(path) as db:
+        add_usage(db, D1, HAIKU, input_tokens=1_000_000)
+        db.execute("CREATE OR REPLACE VIEW bedrock_cost_daily AS SELECT 1 AS old_column")
+        db.execute(f"UPDATE {VIEWS_DIGEST_TABLE} SET digest = 'an-earlier-release'")
+    with open_warehouse(path) as db:
+        assert costs(db) == [(D1, "us-east-1", HAIKU, Decimal("0.250000"))]
+        db.execute("CREATE OR REPLACE VIEW bedrock_cost_daily AS SELECT 1 AS old_column")
+    with open_warehouse(path) as db:  # the same release: nothing is recreated
+        assert db.execute("SELECT * FROM bedrock_cost_daily").fetchall() == [(1,)]

@@ -334,7 +334,12 @@ def test_every_view_of_the_analysts_copy_answers_when_an_analyst_opens_it(tmp_pa
         views = [v for (v,) in copy.execute(
             "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1"
         ).fetchall()]  # fmt: skip
-        assert {"bedrock_cost_daily", "bedrock_cost_vs_bill_monthly",
+        assert {"bedrock_cost_monthly_by_account", "bedrock_cost_vs_bill_monthly",
                 "bedrock_cost_monthly_by_owner"} <= set(views)  # fmt: skip
+        # The estimates are stored there, so cost queries read a table.
+        assert copy.execute(
+            "SELECT table_type FROM information_schema.tables "
+            "WHERE table_name = 'bedrock_cost_daily'"
+        ).fetchall() == [("BASE TABLE",)]
         for view in views:
             copy.execute(f"SELECT count(*) FROM {view}").fetchone()

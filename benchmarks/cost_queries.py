@@ -1,9 +1,10 @@
 """Benchmark: analysts' queries on the analysts' copy, usage beside cost. Syncs a year of
 each connection (models from the shipped price list, so the cost view prices them)
 through the production path against the emulator in a process of its own, or reuses
-the home of an earlier invocation (--home), then recreates this checkout's cost views in
-a copy of the analysts' file and times each query (the median of five, after one
-untimed). Prints each query's milliseconds and the cost totals (to compare two
+the home of an earlier invocation (--home). In a copy of that home this checkout then
+publishes the analysts' copy twice, timed: whole (every estimate priced, as after a price
+change) and as a daily sync does (one connection's 3 days); then it times each query
+(the median of five, after one untimed). Prints each query's milliseconds and the cost totals (to compare two
 versions of the views: they must print the same totals). Asserts nothing.
 
     .venv/bin/python benchmarks/cost_queries.py --connections 10 --regions 4 --models 40 --days 365 [--home DIR]
@@ -98,8 +99,9 @@ def timed_ms(db: duckdb.DuckDBPyConnection, sql: str) -> float:
 def main() -> None:
     args = parse_shape(__doc__.splitlines()[0], value_flags=("--home",))
     warnings.filterwarnings("ignore")
+    from bedrock_usage.days import DayRange
     from bedrock_usage.settings import snapshot_path
-    from bedrock_usage.storage.costs import create_cost_views
+    from bedrock_usage.storage.warehouse import open_warehouse, publish_snapshot
 
     commit = measured_source()
     home = Path(args.home or tempfile.mkdtemp(prefix="cost-queries-"))
@@ -110,14 +112,29 @@ def main() -> None:
         print(f"synced {args.connections} connection-years into {home} in "
               f"{time.perf_counter() - started:.0f} s")  # fmt: skip
     with tempfile.TemporaryDirectory() as scratch:
-        copy = Path(scratch) / "analysts.duckdb"
-        shutil.copy(snapshot_path(home / "warehouse.duckdb"), copy)
-        with duckdb.connect(str(copy)) as db:
-            create_cost_views(db)  # this checkout's views over the copy's tables
+        # This checkout publishes the analysts' copy, from a copy of the warehouse.
+        warehouse = Path(scratch) / "warehouse.duckdb"
+        shutil.copy(home / "warehouse.duckdb", warehouse)
+        shutil.copy(snapshot_path(home / "warehouse.duckdb"), snapshot_path(warehouse))
+        copy = snapshot_path(warehouse)
+        with open_warehouse(warehouse) as db:
+            first, last = db.execute(
+                "SELECT min(connection_id), max(usage_date) FROM bedrock_usage_daily"
+            ).fetchone()
+            daily = {first: DayRange(last - timedelta(days=2), last)}
+            started = time.perf_counter()
+            publish_snapshot(db, warehouse, {})  # a copy of another version: re-priced whole
+            whole = time.perf_counter() - started
+            started = time.perf_counter()
+            publish_snapshot(db, warehouse, daily)
+            window = time.perf_counter() - started
         with duckdb.connect(str(copy), read_only=True) as db:
             rows = db.execute("SELECT count(*) FROM bedrock_usage_daily").fetchone()[0]
             print(f"bedrock_usage at {commit}: the analysts' copy of {home} "
-                  f"({rows:,} usage rows); each query's median of 5, ms")  # fmt: skip
+                  f"({rows:,} usage rows, {copy.stat().st_size / 1e6:.1f} MB)")  # fmt: skip
+            print(f"  publish, every row priced (a price change): {whole:.2f} s; "
+                  f"a daily sync's publish (one connection, 3 days): {window:.2f} s")  # fmt: skip
+            print("  each query's median of 5, ms")
             for name, sql in {**USAGE_QUERIES, **COST_QUERIES}.items():
                 print(f"  {name:<36} {timed_ms(db, sql):8.1f}", flush=True)
             print("totals (rows, USD, input USD, output USD, unpriced rows):",

@@ -322,13 +322,16 @@ MONTHLY_COMMENTS = {
 }
 
 
+COST_TABLE = "bedrock_cost_daily"
+
+
 def create_cost_views(db: duckdb.DuckDBPyConnection, catalog: str | None = None) -> None:
     """(Re)create the cost views, with column comments, in the warehouse or, given
-    `catalog`, in an attached copy (the analysts')."""
+    `catalog`, in an attached copy (the analysts'), where `bedrock_cost_daily` is a
+    table of the same columns (`publish_costs` fills it) and the views read it."""
     prefix = f"{catalog}." if catalog else ""
-    db.execute(
-        COST_DAILY_VIEW.replace("VIEW bedrock_cost_daily", f"VIEW {prefix}bedrock_cost_daily")
-    )
+    if catalog is None:
+        db.execute(COST_DAILY_VIEW)
     for name, keys in MONTHLY_VIEWS.items():
         db.execute(_monthly_view(f"{prefix}{name}", keys))
     comments = {**COLUMN_COMMENTS}
@@ -355,6 +358,76 @@ def create_cost_views(db: duckdb.DuckDBPyConnection, catalog: str | None = None)
         for column, text in columns.items():
             if column in present:
                 db.execute(f"COMMENT ON COLUMN {prefix}{relation}.{column} IS {literal(text)}")
+
+
+# What of each table an estimate depends on. A daily price refresh rewrites `read_at` of
+# every unchanged price: only its order among prices of the same key and start day (which
+# one the cost view prefers) counts. A profile's tags and read time do not count.
+_PRICING_INPUTS = {
+    PRICES_TABLE: (
+        "SELECT model_id, price_scope, region, token_type, usd_per_million_tokens, "
+        "effective_from, effective_to, source, rank() OVER (PARTITION BY model_id, "
+        "price_scope, region, token_type, effective_from ORDER BY read_at) AS preferred "
+        "FROM {table}"
+    ),
+    PROFILES_TABLE: (
+        "SELECT connection_id, region, profile_id, profile_arn, profile_name, base_model_id, "
+        "model_provider, inference_scope FROM {table}"
+    ),
+}
+
+
+def pricing_fingerprint(db: duckdb.DuckDBPyConnection, catalog: str | None = None) -> list:
+    """Row count and a sum of row hashes of what the estimates depend on besides the
+    usage rows: equal fingerprints, equal estimates."""
+    prefix = f"{catalog}." if catalog else ""
+    return [
+        db.execute(
+            "SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0) "
+            f"FROM ({query.format(table=prefix + table)}) t"
+        ).fetchone()
+        for table, query in _PRICING_INPUTS.items()
+    ]
+
+
+def create_cost_table(db: duckdb.DuckDBPyConnection, catalog: str) -> None:
+    """An empty `bedrock_cost_daily` table in `catalog` (the analysts' copy), with the
+    view's columns; a view of that name there (a copy published before) is replaced."""
+    kind = db.execute(
+        "SELECT table_type FROM information_schema.tables WHERE table_catalog = ? "
+        "AND table_name = ?",
+        [catalog, COST_TABLE],
+    ).fetchone()
+    if kind is not None and kind[0] == "VIEW":
+        db.execute(f"DROP VIEW {catalog}.{COST_TABLE}")
+    db.execute(
+        f"CREATE OR REPLACE TABLE {catalog}.{COST_TABLE} AS SELECT * FROM {COST_TABLE} WHERE false"
+    )
+
+
+def has_cost_table(db: duckdb.DuckDBPyConnection, catalog: str) -> bool:
+    return (
+        db.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? "
+            "AND table_name = ? AND table_type = 'BASE TABLE'",
+            [catalog, COST_TABLE],
+        ).fetchone()[0]
+        == 1
+    )
+
+
+def publish_costs(
+    db: duckdb.DuckDBPyConnection, catalog: str, where: str = "true", params: list | None = None
+) -> None:
+    """Store in `catalog`'s `bedrock_cost_daily` the estimates of the usage rows `where`
+    selects, as the warehouse's view computes them now (its filter reaches the usage
+    rows, so a window costs what its rows do). The caller holds the transaction."""
+    db.execute(f"DELETE FROM {catalog}.{COST_TABLE} WHERE {where}", params or [])
+    db.execute(
+        f"INSERT INTO {catalog}.{COST_TABLE} SELECT * FROM {COST_TABLE} WHERE {where} "
+        "ORDER BY usage_date, region",
+        params or [],
+    )
 
 
 def stored_prices(db: duckdb.DuckDBPyConnection, source: str) -> list[PriceRow]:

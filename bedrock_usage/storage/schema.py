@@ -6,6 +6,10 @@ which have run, so an older file is brought up to date when it is next written.
 
 from __future__ import annotations
 
+import hashlib
+from functools import cache
+from pathlib import Path
+
 import duckdb
 
 from ..pricing.prices import shipped_prices
@@ -281,19 +285,35 @@ def ensure_schema(db: duckdb.DuckDBPyConnection) -> int:
     return current
 
 
+# Which definition of the analysts' views a warehouse holds: a digest of the modules that
+# write their SQL. A release that changes a view without a migration (a faster cost view,
+# a new column) replaces them the first time it opens the warehouse.
+VIEWS_DIGEST_TABLE = "analyst_views_digest"
+
+
+@cache
+def views_digest() -> str:
+    from . import costs, owners, reconcile
+
+    digest = hashlib.sha256()
+    for module in (costs, owners, reconcile):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _ensure_prices(db: duckdb.DuckDBPyConnection, migrated: bool) -> None:
     shipped = shipped_prices()
-    views = db.execute(
-        "SELECT count(*) FROM duckdb_views() WHERE view_name = 'bedrock_cost_daily' "
-        "AND database_name = current_database()"
-    ).fetchone()[0]
-    if not migrated and views and has_source(db, shipped[0].source):
+    db.execute(f"CREATE TABLE IF NOT EXISTS {VIEWS_DIGEST_TABLE} (digest VARCHAR NOT NULL)")
+    stored = db.execute(f"SELECT max(digest) FROM {VIEWS_DIGEST_TABLE}").fetchone()[0]
+    if not migrated and stored == views_digest() and has_source(db, shipped[0].source):
         return
     db.execute("BEGIN TRANSACTION")
     try:
         if not has_source(db, shipped[0].source):
             store_prices(db, shipped)
         create_cost_views(db)
+        db.execute(f"DELETE FROM {VIEWS_DIGEST_TABLE}")
+        db.execute(f"INSERT INTO {VIEWS_DIGEST_TABLE} VALUES (?)", [views_digest()])
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")

@@ -49,7 +49,14 @@ from ..shaping.daily import (
     usage_query,
 )
 from .billed import BILLED_TABLE
-from .costs import PRICES_TABLE, create_cost_views
+from .costs import (
+    PRICES_TABLE,
+    create_cost_table,
+    create_cost_views,
+    has_cost_table,
+    pricing_fingerprint,
+    publish_costs,
+)
 from .lake import (
     Lake,
     WarehouseBusyError,
@@ -464,15 +471,26 @@ def publish_snapshot(
                 db.execute(
                     f"CREATE TABLE analysts_snapshot.{table} AS SELECT * FROM {table} WHERE false"
                 )
+            create_cost_table(db, "analysts_snapshot")
             db.execute("COMMIT")
             stored = " UNION ".join(f"SELECT connection_id FROM {t}" for t in ANALYST_TABLES)
             changed = {c: None for (c,) in db.execute(f"{stored} ORDER BY 1").fetchall()}
+        # The copy stores each usage row's estimate, so cost queries read a table. A
+        # price or inference profile changed since the copy was made re-prices every
+        # row, below; else only the rewritten windows are priced.
+        reprice = not has_cost_table(db, "analysts_snapshot") or pricing_fingerprint(
+            db
+        ) != pricing_fingerprint(db, "analysts_snapshot")
+        if reprice:
+            db.execute("BEGIN TRANSACTION")
+            create_cost_table(db, "analysts_snapshot")
+            db.execute("COMMIT")
         # A commit per connection's window, DuckDB's cache shed between (a run over many
         # connections holds one window at a time): the staging copy is swapped in whole,
         # so a failure part-way leaves the analysts' copy as it was.
         for connection_id, day_range in one_at_a_time(db, changed):
             db.execute("BEGIN TRANSACTION")
-            _replace_window(db, connection_id, day_range)
+            _replace_window(db, connection_id, day_range, costs=not reprice)
             db.execute("COMMIT")
         db.execute("BEGIN TRANSACTION")
         # The price table and the bill are small: copied whole, so a refresh of prices or
@@ -490,6 +508,8 @@ def publish_snapshot(
         for table in (PROFILES_TABLE, OWNER_RULES_TABLE, TAG_KEYS_TABLE):
             db.execute(f"DELETE FROM analysts_snapshot.{table}")
             db.execute(f"INSERT INTO analysts_snapshot.{table} SELECT * FROM {table}")
+        if reprice:
+            publish_costs(db, "analysts_snapshot")
         create_cost_views(db, "analysts_snapshot")
         db.execute("COMMIT")
     finally:
@@ -533,7 +553,10 @@ def _attach_previous_copy(db: duckdb.DuckDBPyConnection, target: Path, staging: 
 
 
 def _replace_window(
-    db: duckdb.DuckDBPyConnection, connection_id: str, day_range: DayRange | None
+    db: duckdb.DuckDBPyConnection,
+    connection_id: str,
+    day_range: DayRange | None,
+    costs: bool = True,
 ) -> None:
     window = "connection_id = ?"
     params: list[object] = [connection_id]
@@ -547,6 +570,8 @@ def _replace_window(
             "ORDER BY usage_date, region",
             params,
         )
+    if costs:
+        publish_costs(db, "analysts_snapshot", window, params)
 
 
 def catch_up_snapshot(path: Path | str | Lake) -> list[str]:
