@@ -343,3 +343,57 @@ def test_every_view_of_the_analysts_copy_answers_when_an_analyst_opens_it(tmp_pa
         ).fetchall() == [("BASE TABLE",)]
         for view in views:
             copy.execute(f"SELECT count(*) FROM {view}").fetchone()
+
+
+def test_a_publish_starts_from_the_copy_before_last_and_matches_the_warehouse(tmp_path):
+    """A daily publish writes its windows into the spare (the copy before last, caught up
+    with the last publish's windows) instead of copying every byte of history; when an
+    analyst still reads the spare, or a connection was rewritten whole, it copies or
+    keeps none. After every publish the copy holds exactly the warehouse's rows."""
+    from bedrock_usage.storage.warehouse import spare_path
+
+    path = tmp_path / "w.duckdb"
+    copy = tmp_path / "w.snapshot.duckdb"
+    spare = spare_path(copy)
+    query = "SELECT * FROM {} ORDER BY ALL"
+
+    def publish(changed):
+        with open_warehouse(path) as con:
+            publish_snapshot(con, path, changed)
+            expected = {t: con.execute(query.format(t)).fetchall()
+                        for t in ("bedrock_usage_daily", "bedrock_cost_daily")}  # fmt: skip
+        with duckdb.connect(str(copy), read_only=True) as analyst:
+            for table, rows in expected.items():
+                assert analyst.execute(query.format(table)).fetchall() == rows, table
+
+    _sync(path, [("us-east-1", {D1: 10, D2: 20}, DayRange(D1, D2))])
+    _sync(path, [("eu-west-1", {D1: 3}, DayRange(D1, D1))], connection="other")
+    publish(None)  # built whole: every connection rewritten, so no spare
+    assert not spare.exists()
+    _sync(path, [("us-east-1", {D2: 21}, DayRange(D2, D2))])
+    publish({"acme": DayRange(D2, D2)})  # a byte copy; the copy it replaced is the spare
+    assert spare.exists()
+    for day, tokens in ((D3, 30), (D1, 11), (D2, 22)):  # each starts from the spare
+        inode = spare.stat().st_ino
+        _sync(path, [("us-east-1", {day: tokens}, DayRange(day, day))])
+        publish({"acme": DayRange(day, day)})
+        assert copy.stat().st_ino == inode  # the spare, caught up, is the copy now
+    assert _tokens(copy)[("2026-11-02", "us-east-1")] == 22
+
+    # An analyst still reads the spare (opened before the last swap): it is left alone.
+    holder = hold_warehouse(spare)
+    try:
+        held = spare.stat().st_ino
+        _sync(path, [("eu-west-1", {D2: 5}, DayRange(D2, D2))], connection="other")
+        publish({"other": DayRange(D2, D2)})
+        assert copy.stat().st_ino != held and spare.stat().st_ino != held
+    finally:
+        holder.kill()
+        holder.wait()
+    _sync(path, [("eu-west-1", {D3: 6}, DayRange(D3, D3))], connection="other")
+    publish({"other": DayRange(D3, D3)})
+
+    # A connection rewritten whole (a purge is one) keeps no spare with its old rows.
+    publish({"other": None})
+    assert not spare.exists()
+    assert not list(tmp_path.glob("*.tmp*"))

@@ -11,6 +11,7 @@ calling AWS again.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,7 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -434,11 +435,16 @@ def publish_snapshot(
     pipeline, which a reader of the warehouse itself would.
 
     `changed` names what a sync rewrote: {connection_id: day range, or None for all of
-    that connection}. Then the previous copy's bytes are copied (the file system's
-    speed, no DuckDB work) and only those windows are replaced in it, so a daily sync
-    costs the same however much history is stored. Without it, or without a previous
-    copy of this schema, the copy is built whole. A DuckLake has no copy (None):
-    analysts attach the lake, whose snapshots never block a writer."""
+    that connection}. Then only those windows are replaced, in the copy before last (the
+    spare, kept as a hard link when the last copy was swapped in: no reader opens it by
+    name), brought up to date with the windows the last publish replaced; so a daily
+    sync writes the same however much history is stored. When the spare cannot be used
+    (an analyst still reads it, it lags more than one publish, or none is kept) the last
+    copy's bytes are copied instead (the file system's speed, no DuckDB work). Without
+    `changed`, or without a previous copy of this schema, the copy is built whole. A
+    publish that rewrote a connection whole (a purge among them) keeps no spare, so no
+    file keeps what it removed. A DuckLake has no copy (None): analysts attach the
+    lake, whose snapshots never block a writer."""
     if isinstance(location, Lake):
         return None  # analysts attach the lake itself: nothing to copy
     owed_ids = [
@@ -449,9 +455,12 @@ def publish_snapshot(
         changed = _with_owed(changed, unpublished_windows(db))
     target = snapshot_path(location)
     staging = target.with_name(f"{target.name}.tmp")
+    spare = spare_path(target)
     for leftover in (staging, staging.with_name(f"{staging.name}.wal")):
         leftover.unlink(missing_ok=True)
-    incremental = changed is not None and _attach_previous_copy(db, target, staging)
+    published = _publish_record(db, target)
+    lacking = None if changed is None else _attach_previous_copy(db, target, staging, published)
+    incremental = lacking is not None
     if not incremental:
         db.execute(f"ATTACH {literal(str(staging))} AS analysts_snapshot")
     try:
@@ -488,7 +497,7 @@ def publish_snapshot(
         # A commit per connection's window, DuckDB's cache shed between (a run over many
         # connections holds one window at a time): the staging copy is swapped in whole,
         # so a failure part-way leaves the analysts' copy as it was.
-        for connection_id, day_range in one_at_a_time(db, changed):
+        for connection_id, day_range in one_at_a_time(db, _with_owed(changed, lacking or {})):
             db.execute("BEGIN TRANSACTION")
             _replace_window(db, connection_id, day_range, costs=not reprice)
             db.execute("COMMIT")
@@ -511,9 +520,13 @@ def publish_snapshot(
         if reprice:
             publish_costs(db, "analysts_snapshot")
         create_cost_views(db, "analysts_snapshot")
+        _record_publish(db, published, changed)
         db.execute("COMMIT")
     finally:
         db.execute("DETACH analysts_snapshot")
+    spare.unlink(missing_ok=True)
+    if published is not None and None not in changed.values():
+        os.link(target, spare)  # the copy being replaced: the next publish's starting point
     os.replace(staging, target)
     if owed_ids:  # in the copy now (a window noted since stays owed)
         db.execute("DELETE FROM unpublished_windows WHERE list_contains(?, window_id)", [owed_ids])
@@ -525,26 +538,106 @@ SNAPSHOT_VERSION_TABLE = "snapshot_schema_version"
 WHOLE_TABLES = (PRICES_TABLE, BILLED_TABLE, PROFILES_TABLE, OWNER_RULES_TABLE, TAG_KEYS_TABLE)
 
 
-def _attach_previous_copy(db: duckdb.DuckDBPyConnection, target: Path, staging: Path) -> bool:
-    """Copy the previous analysts' copy to `staging` and attach it as analysts_snapshot
-    when it exists, opens and was written by this schema version; else leave nothing
-    attached or staged (it is then rebuilt whole). Read through the writer's own
-    connection: a second DuckDB instance in the process would cost memory of its own."""
+# Which publish made a copy, the one before it and the windows it replaced (JSON: a
+# connection's [first, last] or null for all of it), so the copy before can catch up.
+PUBLISH_TABLE = "snapshot_publish"
+
+
+def spare_path(target: Path) -> Path:
+    """The copy before last, kept beside the analysts' copy for the next publish."""
+    return target.with_name(f"{target.stem}.spare{target.suffix}")
+
+
+def _publish_record(db: duckdb.DuckDBPyConnection, target: Path) -> dict | None:
+    """The analysts' copy's publish record (None: no copy, or one without it), read
+    through a read-only attachment, which analysts reading the copy do not block."""
     if not target.exists():
-        return False
+        return None
+    try:
+        db.execute(f"ATTACH {literal(str(target))} AS analysts_published (READ_ONLY)")
+    except duckdb.Error:
+        return None  # damaged: rebuilt whole
+    try:
+        row = db.execute(
+            f"SELECT publish_id, previous_id, windows FROM analysts_published.{PUBLISH_TABLE}"
+        ).fetchone()
+    except duckdb.Error:
+        row = None  # published before the record was kept
+    finally:
+        db.execute("DETACH analysts_published")
+    if row is None:
+        return {"publish_id": None, "previous_id": None, "windows": {}}
+    windows = {
+        connection_id: DayRange(date.fromisoformat(span[0]), date.fromisoformat(span[1]))
+        if span
+        else None
+        for connection_id, span in json.loads(row[2]).items()
+    }
+    return {"publish_id": row[0], "previous_id": row[1], "windows": windows}
+
+
+def _record_publish(
+    db: duckdb.DuckDBPyConnection, published: dict | None, changed: dict[str, DayRange | None]
+) -> None:
+    windows = {
+        connection_id: [str(span.first), str(span.last)] if span else None
+        for connection_id, span in changed.items()
+    }
+    db.execute(
+        f"CREATE OR REPLACE TABLE analysts_snapshot.{PUBLISH_TABLE} "
+        "(publish_id VARCHAR, previous_id VARCHAR, windows VARCHAR)"
+    )
+    db.execute(
+        f"INSERT INTO analysts_snapshot.{PUBLISH_TABLE} VALUES (?, ?, ?)",
+        [uuid.uuid4().hex, (published or {}).get("publish_id"), json.dumps(windows)],
+    )
+
+
+def _attach_previous_copy(
+    db: duckdb.DuckDBPyConnection, target: Path, staging: Path, published: dict | None
+) -> dict[str, DayRange | None] | None:
+    """Attach a previous analysts' copy at `staging` as analysts_snapshot: the spare
+    when it is one publish behind the copy (then the windows it lacks), else a byte copy
+    of the copy ({}). None, with nothing attached or staged, when there is no copy of
+    this schema version (it is then built whole). Read through the writer's own
+    connection: a second DuckDB instance in the process would cost memory of its own."""
+    if published is None:
+        return None
+    spare = spare_path(target)
+    if spare.exists() and published["previous_id"] is not None:
+        if os.stat(spare).st_ino != os.stat(target).st_ino:  # a swap cut short links both
+            os.replace(spare, staging)
+            if _attach_staging(db, staging, publish_id=published["previous_id"]):
+                return published["windows"]
+        spare.unlink(missing_ok=True)
     shutil.copyfile(target, staging)
+    return {} if _attach_staging(db, staging) else None
+
+
+def _attach_staging(
+    db: duckdb.DuckDBPyConnection, staging: Path, publish_id: str | None = None
+) -> bool:
+    """Attach `staging` when it opens (an analyst reading it holds it), is of this schema
+    version and, given `publish_id`, was made by that publish; else remove it."""
     try:
         db.execute(f"ATTACH {literal(str(staging))} AS analysts_snapshot")
     except duckdb.Error:
-        staging.unlink(missing_ok=True)  # damaged: rebuilt whole
+        staging.unlink(missing_ok=True)  # damaged, or held: not used
         return False
     try:
         version = db.execute(
             f"SELECT version FROM analysts_snapshot.{SNAPSHOT_VERSION_TABLE}"
         ).fetchone()[0]
+        follows = (
+            publish_id is None
+            or db.execute(
+                f"SELECT max(publish_id) FROM analysts_snapshot.{PUBLISH_TABLE}"
+            ).fetchone()[0]
+            == publish_id
+        )
     except duckdb.Error:
-        version = None  # written before the version was kept: rebuilt whole
-    if version == MIGRATIONS[-1][0]:
+        version, follows = None, False  # written before the version was kept: not used
+    if version == MIGRATIONS[-1][0] and follows:
         return True
     db.execute("DETACH analysts_snapshot")
     for path in (staging, staging.with_name(f"{staging.name}.wal")):
