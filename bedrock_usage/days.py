@@ -56,6 +56,17 @@ class DayRange:
     def __str__(self) -> str:
         return f"{self.first}..{self.last}"
 
+    def chunks(self, days: int) -> list[DayRange]:
+        """The range cut into consecutive ranges of at most `days` days."""
+        starts = range(0, self.days, days)
+        return [
+            DayRange(
+                self.first + timedelta(days=i),
+                min(self.last, self.first + timedelta(days=i + days - 1)),
+            )
+            for i in starts
+        ]
+
 
 def readable_range(first: date, last: date, today: date | None = None) -> DayRange:
     """The range, if CloudWatch can answer it in full; otherwise a DayRangeError."""

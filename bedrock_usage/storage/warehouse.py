@@ -51,6 +51,7 @@ from ..shaping.daily import (
 )
 from .billed import BILLED_TABLE
 from .costs import (
+    COST_TABLE,
     PRICES_TABLE,
     create_cost_table,
     create_cost_views,
@@ -487,9 +488,10 @@ def publish_snapshot(
         # The copy stores each usage row's estimate, so cost queries read a table. A
         # price or inference profile changed since the copy was made re-prices every
         # row, below; else only the rewritten windows are priced.
-        reprice = not has_cost_table(db, "analysts_snapshot") or pricing_fingerprint(
-            db
-        ) != pricing_fingerprint(db, "analysts_snapshot")
+        reprice = incremental and (
+            not has_cost_table(db, "analysts_snapshot")
+            or pricing_fingerprint(db) != pricing_fingerprint(db, "analysts_snapshot")
+        )
         if reprice:
             db.execute("BEGIN TRANSACTION")
             create_cost_table(db, "analysts_snapshot")
@@ -518,7 +520,9 @@ def publish_snapshot(
             db.execute(f"DELETE FROM analysts_snapshot.{table}")
             db.execute(f"INSERT INTO analysts_snapshot.{table} SELECT * FROM {table}")
         if reprice:
-            publish_costs(db, "analysts_snapshot")
+            stored = db.execute("SELECT DISTINCT connection_id FROM bedrock_usage_daily")
+            for (connection_id,) in stored.fetchall():
+                _price_window(db, connection_id, None)
         create_cost_views(db, "analysts_snapshot")
         _record_publish(db, published, changed)
         db.execute("COMMIT")
@@ -538,6 +542,7 @@ SNAPSHOT_VERSION_TABLE = "snapshot_schema_version"
 WHOLE_TABLES = (PRICES_TABLE, BILLED_TABLE, PROFILES_TABLE, OWNER_RULES_TABLE, TAG_KEYS_TABLE)
 
 
+PRICING_CHUNK_DAYS = 31
 # Which publish made a copy, the one before it and the windows it replaced (JSON: a
 # connection's [first, last] or null for all of it), so the copy before can catch up.
 PUBLISH_TABLE = "snapshot_publish"
@@ -664,7 +669,33 @@ def _replace_window(
             params,
         )
     if costs:
-        publish_costs(db, "analysts_snapshot", window, params)
+        _price_window(db, connection_id, day_range)
+
+
+def _price_window(
+    db: duckdb.DuckDBPyConnection, connection_id: str, day_range: DayRange | None
+) -> None:
+    """Store the estimates of a connection's window (None: all its days) in the copy, a
+    month at a time: the cost view's lookups over a year of one connection at once held
+    ≈40 MB more than the run's other steps (benchmarks/memory_phases.py)."""
+    if day_range is None:
+        first, last = db.execute(
+            "SELECT min(usage_date), max(usage_date) FROM bedrock_usage_daily "
+            "WHERE connection_id = ?",
+            [connection_id],
+        ).fetchone()
+        db.execute(f"DELETE FROM analysts_snapshot.{COST_TABLE} WHERE connection_id = ?",
+                   [connection_id])  # fmt: skip
+        if first is None:
+            return
+        day_range = DayRange(first, last)
+    for part in day_range.chunks(PRICING_CHUNK_DAYS):
+        publish_costs(
+            db,
+            "analysts_snapshot",
+            "connection_id = ? AND usage_date BETWEEN ? AND ?",
+            [connection_id, part.first, part.last],
+        )
 
 
 def catch_up_snapshot(path: Path | str | Lake) -> list[str]:
