@@ -8,6 +8,9 @@ largest peak RSS of a run process and GetMetricData calls against their lower bo
 Asserts only that every run succeeded.
 
     .venv/bin/python benchmarks/fleet.py --fleets 1,10,100 --batches 1,10 --regions 4 --models 40
+
+With --repeat N each run is executed N times in the same home (the later ones find the
+history and the analysts' copy the earlier ones left); CPU and calls are then N times.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--models", type=int, default=40)
     parser.add_argument("--points-per-day", type=int, default=1)
     parser.add_argument("--each", action="store_true", help="print each run's peak too")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each, in one home")
     args = parser.parse_args()
     args.fleets = [int(n) for n in args.fleets.split(",")]
     args.batches = [int(n) for n in args.batches.split(",")]
@@ -111,19 +115,19 @@ def main() -> None:
           "peak RSS/run MB  GetMetricData (lower bound)", flush=True)  # fmt: skip
     try:
         for fleet in args.fleets:
-            bound = fleet * args.regions * lower_bound_calls(series, DAYS)
+            bound = fleet * args.regions * lower_bound_calls(series, DAYS) * args.repeat
             for batch in args.batches:
                 with tempfile.TemporaryDirectory() as home:
                     use_home(Path(home))
                     runs = scheduled_runs(aws.info["readers"][:fleet], args.regions, batch)
                     aws.calls()
-                    measured = [execute(tags) for tags in runs]
+                    measured = [execute(tags) for tags in runs for _ in range(args.repeat)]
                     calls = aws.calls()["get_metric_data"]
                 cpu = sum(m[0] for m in measured)
                 wall = sum(m[1] for m in measured)
                 peak = max(m[2] for m in measured)
-                print(f"{fleet:>11}  {batch:>5}  {len(runs):>4}  {cpu:>5.1f}  "
-                      f"{cpu / (fleet * DAYS):>20.2f}  {wall:>6.1f}  {peak:>15.0f}  "
+                print(f"{fleet:>11}  {batch:>5}  {len(measured):>4}  {cpu:>5.1f}  "
+                      f"{cpu / (fleet * DAYS * args.repeat):>20.2f}  {wall:>6.1f}  {peak:>15.0f}  "
                       f"{calls} ({bound})", flush=True)  # fmt: skip
                 if args.each:
                     print("  each run's peak RSS, in order (MB):",
