@@ -79,7 +79,7 @@ class WarehouseResource(DuckDBResource):
 
     @contextmanager
     def _lake_cursor(self, lake: Lake) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self._lake_turn:  # regions read in threads: one opens, all share
+        with self._lake_turn:  # a block on another thread of the run waits, then shares
             if self._lake is None:
                 self._lake = open_lake_writer(lake, self._limits())
             cursor = self._lake.cursor()

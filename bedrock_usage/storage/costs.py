@@ -390,15 +390,20 @@ def pricing_fingerprint(db: duckdb.DuckDBPyConnection, catalog: str | None = Non
     ]
 
 
-def create_cost_table(db: duckdb.DuckDBPyConnection, catalog: str) -> None:
-    """An empty `bedrock_cost_daily` table in `catalog` (the analysts' copy), with the
-    view's columns; a view of that name there (a copy published before) is replaced."""
-    kind = db.execute(
+def _cost_relation(db: duckdb.DuckDBPyConnection, catalog: str) -> str | None:
+    """What `bedrock_cost_daily` is in `catalog`: 'BASE TABLE', 'VIEW', or None."""
+    found = db.execute(
         "SELECT table_type FROM information_schema.tables WHERE table_catalog = ? "
         "AND table_name = ?",
         [catalog, COST_TABLE],
     ).fetchone()
-    if kind is not None and kind[0] == "VIEW":
+    return found[0] if found else None
+
+
+def create_cost_table(db: duckdb.DuckDBPyConnection, catalog: str) -> None:
+    """An empty `bedrock_cost_daily` table in `catalog` (the analysts' copy), with the
+    view's columns; a view of that name there (a copy published before) is replaced."""
+    if _cost_relation(db, catalog) == "VIEW":
         db.execute(f"DROP VIEW {catalog}.{COST_TABLE}")
     db.execute(
         f"CREATE OR REPLACE TABLE {catalog}.{COST_TABLE} AS SELECT * FROM {COST_TABLE} WHERE false"
@@ -406,27 +411,20 @@ def create_cost_table(db: duckdb.DuckDBPyConnection, catalog: str) -> None:
 
 
 def has_cost_table(db: duckdb.DuckDBPyConnection, catalog: str) -> bool:
-    return (
-        db.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? "
-            "AND table_name = ? AND table_type = 'BASE TABLE'",
-            [catalog, COST_TABLE],
-        ).fetchone()[0]
-        == 1
-    )
+    return _cost_relation(db, catalog) == "BASE TABLE"
 
 
 def publish_costs(
-    db: duckdb.DuckDBPyConnection, catalog: str, where: str = "true", params: list | None = None
+    db: duckdb.DuckDBPyConnection, catalog: str, where: str, params: list[object]
 ) -> None:
     """Store in `catalog`'s `bedrock_cost_daily` the estimates of the usage rows `where`
     selects, as the warehouse's view computes them now (its filter reaches the usage
     rows, so a window costs what its rows do). The caller holds the transaction."""
-    db.execute(f"DELETE FROM {catalog}.{COST_TABLE} WHERE {where}", params or [])
+    db.execute(f"DELETE FROM {catalog}.{COST_TABLE} WHERE {where}", params)
     db.execute(
         f"INSERT INTO {catalog}.{COST_TABLE} SELECT * FROM {COST_TABLE} WHERE {where} "
         "ORDER BY usage_date, region",
-        params or [],
+        params,
     )
 
 

@@ -71,6 +71,7 @@ from .lake import (
 )
 from .owners import OWNER_RULES_TABLE, TAG_KEYS_TABLE
 from .profiles import PROFILES_TABLE
+from .quality import window_filter
 from .schema import MIGRATIONS, ensure_schema
 
 T = TypeVar("T")
@@ -690,12 +691,7 @@ def _price_window(
             return
         day_range = DayRange(first, last)
     for part in day_range.chunks(PRICING_CHUNK_DAYS):
-        publish_costs(
-            db,
-            "analysts_snapshot",
-            "connection_id = ? AND usage_date BETWEEN ? AND ?",
-            [connection_id, part.first, part.last],
-        )
+        publish_costs(db, "analysts_snapshot", *window_filter({connection_id: part}))
 
 
 def catch_up_snapshot(path: Path | str | Lake) -> list[str]:
