@@ -9,6 +9,7 @@ Asserts only that every run succeeded.
 
     .venv/bin/python benchmarks/fleet.py --fleets 1,10,100 --batches 1,10 --regions 4 --models 40
 
+With --phases each run process is run_phases.py's, and its peaks per phase are printed.
 With --repeat N each run is executed N times in the same home (the later ones find the
 history and the analysts' copy the earlier ones left); CPU and calls are then N times.
 """
@@ -16,6 +17,7 @@ history and the analysts' copy the earlier ones left); CPU and calls are then N 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -39,6 +41,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--points-per-day", type=int, default=1)
     parser.add_argument("--each", action="store_true", help="print each run's peak too")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each, in one home")
+    parser.add_argument("--phases", action="store_true",
+                        help="print each run's peak RSS per phase (run_phases.py)")  # fmt: skip
     args = parser.parse_args()
     args.fleets = [int(n) for n in args.fleets.split(",")]
     args.batches = [int(n) for n in args.batches.split(",")]
@@ -66,9 +70,10 @@ def scheduled_runs(readers: list[list[str]], regions: int, batch: int) -> list[d
     return [request.tags for request in daily_usage_schedule.evaluate_tick(context).run_requests]
 
 
-def execute(tags: dict) -> tuple[float, float, float]:
+def execute(tags: dict, phases: bool = False) -> tuple[float, float, float]:
     """Create a run of `tags` and execute it as a run launcher does, in a process of its
-    own: its CPU-seconds, wall seconds and peak resident MB."""
+    own: its CPU-seconds, wall seconds and peak resident MB. With `phases` the process is
+    run_phases.py's and each phase's peak is printed."""
     import dagster as dg
     from dagster._grpc.types import ExecuteRunArgs
     from dagster._serdes import serialize_value
@@ -83,9 +88,13 @@ def execute(tags: dict) -> tuple[float, float, float]:
         instance_ref=dagster.get_ref(),
         set_exit_code_on_failure=True,
     )
+    command = [str(Path(sys.executable).with_name("dagster")), "api", "execute_run"]
+    peaks = Path(tempfile.mkdtemp()) / "peaks.json"
+    if phases:
+        command = [sys.executable, str(Path(__file__).with_name("run_phases.py")), str(peaks)]
     started = time.perf_counter()
     process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster")), "api", "execute_run"],
+        command,
         env={**os.environ, "DAGSTER_EXECUTE_RUN_ARGS": serialize_value(args)},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -95,6 +104,10 @@ def execute(tags: dict) -> tuple[float, float, float]:
     ended = dagster.get_run_by_id(run.run_id).status
     dagster.dispose()  # its PostgreSQL sessions, when it has any, are not the run's
     assert process.returncode == 0 and ended == dg.DagsterRunStatus.SUCCESS, (tags, ended)
+    if phases:
+        found = json.loads(peaks.read_text())
+        print("  phases (peak MB):", ", ".join(
+            f"{name} {peak:.0f}" for name, peak in found["peaks"].items()), flush=True)  # fmt: skip
     return usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss / 1024
 
 
@@ -121,7 +134,9 @@ def main() -> None:
                     use_home(Path(home))
                     runs = scheduled_runs(aws.info["readers"][:fleet], args.regions, batch)
                     aws.calls()
-                    measured = [execute(tags) for tags in runs for _ in range(args.repeat)]
+                    measured = [
+                        execute(tags, args.phases) for tags in runs for _ in range(args.repeat)
+                    ]
                     calls = aws.calls()["get_metric_data"]
                 cpu = sum(m[0] for m in measured)
                 wall = sum(m[1] for m in measured)
