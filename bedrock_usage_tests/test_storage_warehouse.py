@@ -397,3 +397,40 @@ def test_a_publish_starts_from_the_copy_before_last_and_matches_the_warehouse(tm
     publish({"other": None})
     assert not spare.exists()
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_the_analysts_copy_is_made_of_small_blocks_and_an_older_copy_is_rebuilt(tmp_path):
+    """The copy uses 64 KiB blocks, so a window appended to it holds little memory until
+    its checkpoint. A copy of DuckDB's default 256 KiB blocks (made before) is built whole
+    at the next publish, once, with exactly the warehouse's rows."""
+    from bedrock_usage.storage.warehouse import SNAPSHOT_BLOCK_SIZE
+
+    path = tmp_path / "w.duckdb"
+    copy = tmp_path / "w.snapshot.duckdb"
+    query = "SELECT * FROM bedrock_usage_daily ORDER BY ALL"
+
+    def block_size() -> int:
+        with duckdb.connect(str(copy), read_only=True) as analyst:
+            return analyst.execute("SELECT block_size FROM pragma_database_size()").fetchone()[0]
+
+    _sync(path, [("us-east-1", {D1: 10, D2: 20}, DayRange(D1, D2))])
+    with open_warehouse(path) as con:
+        publish_snapshot(con, path, None)
+    assert block_size() == SNAPSHOT_BLOCK_SIZE == 65_536
+
+    older = tmp_path / "older.duckdb"
+    with duckdb.connect() as con:
+        con.execute(f"ATTACH '{copy}' AS current (READ_ONLY)")
+        con.execute(f"ATTACH '{older}' AS older (BLOCK_SIZE 262144)")
+        con.execute("COPY FROM DATABASE current TO older")
+    older.replace(copy)
+    assert block_size() == 262_144
+
+    _sync(path, [("us-east-1", {D2: 21}, DayRange(D2, D2))])
+    with open_warehouse(path) as con:
+        publish_snapshot(con, path, {"acme": DayRange(D2, D2)})
+        expected = con.execute(query).fetchall()
+    assert block_size() == SNAPSHOT_BLOCK_SIZE
+    with duckdb.connect(str(copy), read_only=True) as analyst:
+        assert analyst.execute(query).fetchall() == expected
+    assert _tokens(copy)[("2026-11-02", "us-east-1")] == 21
