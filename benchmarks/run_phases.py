@@ -17,8 +17,7 @@ from memory_phases import PhaseSampler, resident_mb  # noqa: I001 - beside this 
 
 def main() -> None:
     out = sys.argv.pop(1)
-    sampler = PhaseSampler()
-    sampler.enter("imports")
+    sampler = PhaseSampler()  # its first phase: "imports"
     from dagster._cli import main as dagster
 
     import bedrock_usage.defs.assets as assets_module
