@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import psycopg2
 import pytest
+import sqlalchemy
 import yaml
 from cryptography.fernet import Fernet
 from dagster._config import validate_config
@@ -80,6 +81,44 @@ def test_the_deployments_dagster_storage_keeps_a_few_sessions_and_closes_them(
     finally:
         instance.dispose()
     assert postgres_sessions(postgres_url)[1] == []
+
+
+def test_the_deployments_dagster_storage_asks_the_catalog_once_per_schema_check(
+    postgres_url, tmp_path, monkeypatch
+):
+    """Dagster checks its schema before every asset write and read; a check once found
+    true is not asked of PostgreSQL again, one found false is asked each time (a migration
+    may add what it asks for)."""
+    home = tmp_path / "dagster"
+    home.mkdir()
+    shutil.copy(DEPLOY / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_url)
+    instance = dg.DagsterInstance.get()
+    statements: list[str] = []
+    event_log = instance.event_log_storage
+    sqlalchemy.event.listen(
+        event_log._engine,  # noqa: SLF001
+        "before_cursor_execute",
+        lambda conn, cursor, statement, *rest: statements.append(statement),
+    )
+    try:
+        for n in range(3):
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization("usage", partition=f"{n}", tags={"connection": "c"})
+            )
+            assert instance.get_asset_records([dg.AssetKey("usage")])
+            catalog = [s for s in statements if "pg_catalog" in s]
+            assert (catalog == []) == (n > 0)  # asked by the first write and read only
+            assert any(s.startswith("INSERT INTO event_logs") for s in statements)
+            statements.clear()
+        assert len(instance.fetch_materializations(dg.AssetKey("usage"), limit=10).records) == 3
+
+        assert not event_log.has_table("no_such_table")
+        assert not event_log.has_table("no_such_table")
+        assert len([s for s in statements if "pg_catalog" in s]) == 2
+    finally:
+        instance.dispose()
 
 
 @pytest.mark.e2e

@@ -13,7 +13,8 @@ The daily syncs alternate between the layouts, round after round, after one unti
 each. For every run it measures the run process's CPU-seconds (user + system, with its
 children), the PostgreSQL server's CPU-seconds (the postmaster and every backend, live or
 ended), the PostgreSQL sessions opened and the transactions committed or rolled back
-(pg_stat_database). Prints medians; asserts only that every run succeeded.
+(pg_stat_database). Prints medians, and each layout's ratio to the local run of the same
+round (median and range); asserts only that every run succeeded.
 
     .venv/bin/python benchmarks/team.py --rounds 5 --regions 4 --models 40 --days 365
 """
@@ -158,6 +159,10 @@ def measured_run(tags: dict, postgres: Postgres) -> dict:
     return measured
 
 
+def _total(measured: dict) -> float:
+    return measured["cpu"] + measured["pg_cpu"]
+
+
 def _failures() -> list[str]:
     """The last run's failure messages, for a run that did not succeed."""
     import dagster as dg
@@ -229,19 +234,24 @@ def main() -> None:
           f"{args.models} models; each run by `dagster api execute_run`; medians of "
           f"{rounds} alternating daily syncs", flush=True)  # fmt: skip
     print("layout       run           client CPU-s  PostgreSQL CPU-s  total  vs local  "
-          "wall s  peak MB  PG sessions (dagster/state/lake)  PG transactions (same)")  # fmt: skip
-    local = {}
+          "(rounds)   wall s  peak MB  PG sessions (dagster/state/lake)  "
+          "PG transactions (same)")  # fmt: skip
     for kind, runs in (("daily 3 d", daily_runs), (f"backfill {year.days} d", None)):
         for name in LAYOUTS:
             measured = runs[name] if runs else [backfills[name]]
             median = {k: statistics.median(m[k] for m in measured) for k in measured[0]}
-            total = median["cpu"] + median["pg_cpu"]
-            local.setdefault(kind, total)
+            local = runs["local"] if runs else [backfills["local"]]
+            # Each run against the local run of its own round: the machine's drift between
+            # rounds moves both alike.
+            pairs = zip(measured, local, strict=True)
+            ratios = sorted(_total(m) / _total(here) for m, here in pairs)
             sessions = "/".join(f"{median[f'{role} sessions']:.0f}" for role in ROLES)
             xacts = "/".join(f"{median[f'{role} xacts']:.0f}" for role in ROLES)
             print(f"{name:<12} {kind:<13} {median['cpu']:>12.2f}  {median['pg_cpu']:>16.2f}  "
-                  f"{total:>5.2f}  {total / local[kind]:>7.2f}x  {median['wall']:>6.1f}  "
-                  f"{median['peak']:>7.0f}  {sessions:>32}  {xacts:>22}")  # fmt: skip
+                  f"{median['cpu'] + median['pg_cpu']:>5.2f}  "
+                  f"{statistics.median(ratios):>7.2f}x  {ratios[0]:.2f}-{ratios[-1]:.2f}  "
+                  f"{median['wall']:>6.1f}  {median['peak']:>7.0f}  {sessions:>32}  "
+                  f"{xacts:>22}")  # fmt: skip
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
 
 

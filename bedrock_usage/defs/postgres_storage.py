@@ -15,9 +15,18 @@ is replaced after `RECYCLE_SECONDS`.
 Asset events are handed over in batches too (DAGSTER_EVENT_BATCH_SIZE, as for SQLite),
 which Dagster's PostgreSQL event log writes with one INSERT per batch.
 
+Dagster also asks PostgreSQL's catalog whether a table or a column of its own schema
+exists before many reads and writes: every asset event reflects the asset_keys table's
+columns (three catalog queries), and a batch of them checks a table from a second session
+while the batch's holds the first (a session opened and closed each time). Its schema only
+grows (`dagster instance migrate` adds tables and columns), so a check that found what it
+asked for is answered from memory for the rest of the process; one that did not is asked
+again each time, so a migration made meanwhile is seen.
+
 `deploy/dagster.yaml` selects it; the package's `deploy` extra installs dagster-postgres.
 """
 
+import functools
 import os
 import time
 
@@ -35,6 +44,19 @@ MAX_OVERFLOW = 8
 RECYCLE_SECONDS = 600
 PING_AFTER_SECONDS = 1.0
 
+# The schema checks of each store (methods of Dagster's SQL stores) remembered once true.
+SCHEMA_CHECKS = {
+    "_run_storage": (
+        "has_run_stats_index_cols",
+        "has_bulk_actions_selector_cols",
+        "has_backfill_id_column",
+        "has_bulk_action_job_name_column",
+        "has_backfill_tags_table",
+    ),
+    "_event_log_storage": ("has_table", "has_asset_key_col", "_has_asset_key_col_on_connection"),
+    "_schedule_storage": ("_has_instigators_table", "_has_asset_daemon_asset_evaluations_table"),
+}
+
 
 class PooledPostgresStorage(DagsterPostgresStorage):
     """DagsterPostgresStorage whose run, event log and schedule stores share nothing but
@@ -44,8 +66,11 @@ class PooledPostgresStorage(DagsterPostgresStorage):
                  inst_data=None, token_provider=None) -> None:  # fmt: skip
         os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
         super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
-        for store in (self._run_storage, self._event_log_storage, self._schedule_storage):
+        for name, checks in SCHEMA_CHECKS.items():
+            store = getattr(self, name)
             _pool(store)
+            for check in checks:
+                setattr(store, check, _true_once_found(getattr(store, check)))
 
     @classmethod
     def from_config_value(cls, inst_data, config_value) -> "PooledPostgresStorage":
@@ -80,6 +105,24 @@ def _pool(store) -> None:
         store._engine.dispose()
 
     store.dispose = dispose
+
+
+def _true_once_found(check):
+    """`check` (a schema check of a store, bound) answered True without asking again once
+    it has been True for the same names; a connection argument is not part of the key."""
+    found: set[tuple[str, ...]] = set()
+
+    @functools.wraps(check)
+    def remembered(*args):
+        names = tuple(arg for arg in args if isinstance(arg, str))
+        if names in found:
+            return True
+        result = check(*args)
+        if result:
+            found.add(names)
+        return result
+
+    return remembered
 
 
 def _idle_from(dbapi_connection, record) -> None:
