@@ -205,10 +205,12 @@ def budget_status(db: duckdb.DuckDBPyConnection, budget: Budget, today: date) ->
             {k: v for k, v in scope.items() if f"${k}" in f"{usage_where} $first $today"},
         ).fetchone()
     total, complete = Decimal(total).quantize(Decimal("0.01")), Decimal(complete)
-    return BudgetStatus(
-        budget, f"{first:%Y-%m}", total, basis, complete_days,
-        forecast(complete, complete_days, days_in_month),
-    )  # fmt: skip
+    projected = forecast(complete, complete_days, days_in_month)
+    if projected is not None:
+        # The month cannot end under what is spent already: the day in progress may hold
+        # more than the complete days' rate (the first use of the month, a spike today).
+        projected = max(projected, total)
+    return BudgetStatus(budget, f"{first:%Y-%m}", total, basis, complete_days, projected)
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,28 @@
 """End to end: the README's UI command (`make ui` = `bedrock-usage ui`, which runs
 `dagster dev -w workspace.yaml`) on 127.0.0.1 with a temporary DAGSTER_HOME; a run and
-a backfill launched through GraphQL; DuckDB checked; every process ended by pid."""
+a backfill launched through GraphQL; DuckDB checked; the spend pages read in chromium;
+every process ended by pid."""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
-from bedrock_usage.days import DayRange
+from bedrock_usage.days import DayRange, utc_today
 from bedrock_usage.defs.local_runs import instance, register_connection, run_sync
 from bedrock_usage.defs.partitions import partition_key, range_tags
+from bedrock_usage.spend_alerts import set_budget
 
 from .cli_helpers import CLI
 from .conftest import days_ago, seed_daily
@@ -29,6 +34,8 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
+SONNET = "anthropic.claude-3-5-sonnet-20241022-v2:0"  # $3 per million input tokens
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 LAUNCH_BACKFILL = """
 mutation($params: LaunchBackfillParams!) {
@@ -148,7 +155,9 @@ def _wait_for_run(client, run_id, timeout=180):
     return wait_for(ended, timeout, f"run {run_id} to end")
 
 
-def test_a_run_and_a_backfill_through_graphql(aws, reader, bedrock_home, dagster_dev):
+def test_a_run_a_backfill_and_the_spend_pages_through_the_ui(
+    aws, reader, bedrock_home, dagster_dev
+):
     client = dagster_dev
     entries = client._execute(LOCATIONS)["workspaceOrError"]["locationEntries"]
     assert [(e["name"], e["locationOrLoadError"]["__typename"]) for e in entries] == [
@@ -224,3 +233,72 @@ def test_a_run_and_a_backfill_through_graphql(aws, reader, bedrock_home, dagster
             "SELECT usage_date, invocations FROM bedrock_usage_daily ORDER BY usage_date"
         ).fetchall()
     assert rows == [(days_ago(d), d) for d in range(7, 0, -1)]
+
+    _spend_pages_tell_the_truth(client, aws)
+
+
+def _spend_pages_tell_the_truth(client, aws) -> None:
+    """The Dagster UI, rendered in Debian's chromium: the cost asset's checks with what is
+    wrong (a budget overspent, spend without an owner), the report's headline, and the
+    spend sensor and report schedule running."""
+    if CHROMIUM is None:
+        pytest.skip("No chromium here: 'apt-get install -y chromium' (Debian) to run this test.")
+    from playwright.sync_api import sync_playwright
+
+    today = utc_today()
+    yesterday = today - timedelta(days=1)
+    seed_daily(aws, "InputTokenCount", HAIKU, {yesterday: 24_000_000})  # $6
+    seed_daily(aws, "InputTokenCount", SONNET, {today: 10_000_000}, hours=1)  # $30 so far
+    set_budget("over", "20", {"model": SONNET}, "50,100")
+    run_id = client.submit_job_execution(
+        "bedrock_usage_sync", tags=range_tags("prod", DayRange(yesterday, today))
+    )
+    assert _wait_for_run(client, run_id) == "SUCCESS"
+    report_run = client.submit_job_execution(  # complete days only: yesterday's month
+        "bedrock_spend_report_build", tags={"dagster/partition": f"{yesterday:%Y-%m}-01"}
+    )
+    assert _wait_for_run(client, report_run) == "SUCCESS"
+
+    base = client._url.removesuffix("/graphql")  # noqa: SLF001
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+
+        def shown(path: str, *texts: str) -> str:
+            page.goto(base + path)
+            for text in texts:
+                page.get_by_text(text).first.wait_for(timeout=patient(60) * 1000)
+            return page.inner_text("body")
+
+        # The budget is overspent: the check failed, and its text says by how much.
+        forecast = "not yet" if today.day == 1 else "$30.00"
+        budget = shown(
+            "/assets/bedrock_cost_daily?view=checks&checkDetail=budgets_within_limits",
+            f"over ($20/month, model {SONNET}): $30.00 estimated in {today:%Y-%m} (150%), "
+            f"forecast {forecast} — OVER",
+        )
+        assert _after(budget, "Evaluation result").startswith("Failed"), budget[-800:]
+        # No owner is configured: the check says so and how to assign, with the run's $36.
+        owner = shown(
+            "/assets/bedrock_cost_daily?view=checks&checkDetail=spend_has_owner",
+            "No ownership map or owner tags yet",
+        )
+        assert _after(owner, "unassigned_usd").startswith("36\n"), owner[-800:]
+
+        # The report's headline: the month's complete days, which hold yesterday's $6.
+        report = shown("/assets/bedrock_spend_report", "headline")
+        assert f"bedrock-spend-{yesterday:%Y-%m}.html" in report, report[-1500:]
+        assert re.search(r"\nestimated usd\s+\$6\.00\n", report), report[-1500:]
+
+        # The spend sensor and the report schedule are on from the start (the daemon ticks).
+        shown("/automation", "spend_alert_sensor", "daily_report_schedule")
+        sensor = shown("/locations/bedrock_usage/sensors/spend_alert_sensor", "Latest tick")
+        assert "\nRunning\n" in sensor and "Frequency\t~5 min" in sensor, sensor[-1000:]
+        schedule = shown("/locations/bedrock_usage/schedules/daily_report_schedule", "Next tick")
+        assert "\nRunning\n" in schedule and "07:30" in schedule, schedule[-1000:]
+        browser.close()
+
+
+def _after(text: str, label: str) -> str:
+    """What a page shows after `label` (its value on the next line)."""
+    return text.split(f"\n{label}\n", 1)[1]

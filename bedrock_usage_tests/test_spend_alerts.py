@@ -215,8 +215,11 @@ def test_the_cost_asset_grades_budgets_and_the_daemon_sensor_sends_once(
     [check] = [e for e in result.get_asset_check_evaluations()
                if e.check_name == "budgets_within_limits"]  # fmt: skip
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    # Spent today only: the complete days' rate is $0, but the month cannot end under $30.
+    forecast_text = "not yet" if today.day == 1 else "$30.00"
     assert check.description.startswith(
-        f"over ($20/month, connection prod): $30.00 estimated in {today:%Y-%m} (150%)"
+        f"over ($20/month, connection prod): $30.00 estimated in {today:%Y-%m} (150%), "
+        f"forecast {forecast_text} — OVER"
     )
     monkeypatch.setenv("BEDROCK_USAGE_ALERT_WEBHOOK_URL", receiver.url)
     context = dg.build_sensor_context(
