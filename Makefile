@@ -19,8 +19,9 @@ demo: $(STAMP)
 ui: $(STAMP)
 	$(BIN)/bedrock-usage ui
 
-# Two pytest workers pay on two cores: most tests wait on processes of their own.
-TEST_WORKERS ?= 2
+# Three pytest workers on two cores: most tests wait on processes of their own (measured
+# in benchmarks/RESULTS.md, session 18: 8 min 57 s against 10 min 47 s with two).
+TEST_WORKERS ?= 3
 
 test: $(STAMP)
 	$(BIN)/ruff check bedrock_usage bedrock_usage_tests benchmarks
