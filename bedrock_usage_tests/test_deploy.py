@@ -53,50 +53,50 @@ def test_the_workspace_loads_the_code_server_against_dagsters_schema(monkeypatch
     assert server["grpc_server"]["location_name"] == "bedrock_usage"
 
 
-def test_the_deployments_dagster_storage_keeps_a_few_sessions_and_closes_them(
-    postgres_url, tmp_path, monkeypatch
-):
-    """Dagster's PostgreSQL storage connects per call; the deployment's keeps a session
-    per store, survives the server ending them, and closes them with the instance."""
+@pytest.fixture
+def deployed_instance(postgres_url, tmp_path, monkeypatch) -> dg.DagsterInstance:
+    """A Dagster instance as the deployment configures it (deploy/dagster.yaml), on the
+    test server; the test disposes of it."""
     home = tmp_path / "dagster"
     home.mkdir()
     shutil.copy(DEPLOY / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_url)
-    instance = dg.DagsterInstance.get()
+    return dg.DagsterInstance.get()
+
+
+def test_the_deployments_dagster_storage_keeps_a_few_sessions_and_closes_them(
+    postgres_url, deployed_instance
+):
+    """Dagster's PostgreSQL storage connects per call; the deployment's keeps a session
+    per store, survives the server ending them, and closes them with the instance."""
     try:
-        instance.get_runs(limit=1)
+        deployed_instance.get_runs(limit=1)
         before, _ = postgres_sessions(postgres_url)
         for n in range(20):
-            instance.add_dynamic_partitions("connection", [f"c{n}"])
-            assert instance.has_dynamic_partition("connection", f"c{n}")
-            instance.get_runs(limit=1)
+            deployed_instance.add_dynamic_partitions("connection", [f"c{n}"])
+            assert deployed_instance.has_dynamic_partition("connection", f"c{n}")
+            deployed_instance.get_runs(limit=1)
         after, live = postgres_sessions(postgres_url)
         assert after - before <= 3 and 1 <= len(live) <= 3  # not 60
 
         with closing(psycopg2.connect(postgres_url)) as admin, admin.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                            "WHERE pid = ANY(%s)", [live])  # fmt: skip
-        assert instance.get_dynamic_partitions("connection")[:2] == ["c0", "c1"]
+        assert deployed_instance.get_dynamic_partitions("connection")[:2] == ["c0", "c1"]
     finally:
-        instance.dispose()
+        deployed_instance.dispose()
     assert postgres_sessions(postgres_url)[1] == []
 
 
 def test_the_deployments_dagster_storage_asks_the_catalog_once_per_schema_check(
-    postgres_url, tmp_path, monkeypatch
+    deployed_instance,
 ):
     """Dagster checks its schema before every asset write and read; a check once found
     true is not asked of PostgreSQL again, one found false is asked each time (a migration
     may add what it asks for)."""
-    home = tmp_path / "dagster"
-    home.mkdir()
-    shutil.copy(DEPLOY / "dagster.yaml", home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_url)
-    instance = dg.DagsterInstance.get()
     statements: list[str] = []
-    event_log = instance.event_log_storage
+    event_log = deployed_instance.event_log_storage
     sqlalchemy.event.listen(
         event_log._engine,  # noqa: SLF001
         "before_cursor_execute",
@@ -104,21 +104,24 @@ def test_the_deployments_dagster_storage_asks_the_catalog_once_per_schema_check(
     )
     try:
         for n in range(3):
-            instance.report_runless_asset_event(
+            deployed_instance.report_runless_asset_event(
                 dg.AssetMaterialization("usage", partition=f"{n}", tags={"connection": "c"})
             )
-            assert instance.get_asset_records([dg.AssetKey("usage")])
+            assert deployed_instance.get_asset_records([dg.AssetKey("usage")])
             catalog = [s for s in statements if "pg_catalog" in s]
             assert (catalog == []) == (n > 0)  # asked by the first write and read only
             assert any(s.startswith("INSERT INTO event_logs") for s in statements)
             statements.clear()
-        assert len(instance.fetch_materializations(dg.AssetKey("usage"), limit=10).records) == 3
+        assert (
+            len(deployed_instance.fetch_materializations(dg.AssetKey("usage"), limit=10).records)
+            == 3
+        )
 
         assert not event_log.has_table("no_such_table")
         assert not event_log.has_table("no_such_table")
         assert len([s for s in statements if "pg_catalog" in s]) == 2
     finally:
-        instance.dispose()
+        deployed_instance.dispose()
 
 
 @pytest.mark.e2e
