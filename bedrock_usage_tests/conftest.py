@@ -25,12 +25,30 @@ from bedrock_usage.extraction.aws import AwsKeys, make_session
 
 from .cli_helpers import run_cli, run_cli_in_process
 
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
 ACCOUNT = "111122223333"
 OTHER_ACCOUNT = "444455556666"
 NAMESPACE = "AWS/Bedrock"
 
 
-# The longest tests (about 1-2 min each) go first, so two workers share them and finish
+@contextmanager
+def chromium_page():
+    """A page of Debian's chromium, driven by Playwright (whose own browser download is
+    never used); the test is skipped where chromium is not installed."""
+    if CHROMIUM is None:
+        pytest.skip("No chromium here: 'apt-get install -y chromium' (Debian) to run this test.")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+
+
+# The longest tests (about 1-2 min each) go first, so the workers share them and finish
 # with short tests rather than one worker ending alone on a long one.
 LONGEST_FIRST = ("test_e2e_deployment.py", "test_e2e_dagster_dev.py", "test_demo.py")
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +24,7 @@ from bedrock_usage.defs.partitions import partition_key, range_tags
 from bedrock_usage.spend_alerts import set_budget
 
 from .cli_helpers import CLI
-from .conftest import days_ago, seed_daily
+from .conftest import chromium_page, days_ago, seed_daily
 from .dagster_helpers import connect
 from .waiting import deadline_in, patient, wait_for
 
@@ -35,7 +34,6 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 SONNET = "anthropic.claude-3-5-sonnet-20241022-v2:0"  # $3 per million input tokens
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 LAUNCH_BACKFILL = """
 mutation($params: LaunchBackfillParams!) {
@@ -241,10 +239,6 @@ def _spend_pages_tell_the_truth(client, aws) -> None:
     """The Dagster UI, rendered in Debian's chromium: the cost asset's checks with what is
     wrong (a budget overspent, spend without an owner), the report's headline, and the
     spend sensor and report schedule running."""
-    if CHROMIUM is None:
-        pytest.skip("No chromium here: 'apt-get install -y chromium' (Debian) to run this test.")
-    from playwright.sync_api import sync_playwright
-
     today = utc_today()
     yesterday = today - timedelta(days=1)
     seed_daily(aws, "InputTokenCount", HAIKU, {yesterday: 24_000_000})  # $6
@@ -260,9 +254,7 @@ def _spend_pages_tell_the_truth(client, aws) -> None:
     assert _wait_for_run(client, report_run) == "SUCCESS"
 
     base = client._url.removesuffix("/graphql")  # noqa: SLF001
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page()
+    with chromium_page() as page:
 
         def shown(path: str, *texts: str) -> str:
             page.goto(base + path)
@@ -296,7 +288,6 @@ def _spend_pages_tell_the_truth(client, aws) -> None:
         assert "\nRunning\n" in sensor and "Frequency\t~5 min" in sensor, sensor[-1000:]
         schedule = shown("/locations/bedrock_usage/schedules/daily_report_schedule", "Next tick")
         assert "\nRunning\n" in schedule and "07:30" in schedule, schedule[-1000:]
-        browser.close()
 
 
 def _after(text: str, label: str) -> str:

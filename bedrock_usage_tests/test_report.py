@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from datetime import timedelta
 from decimal import Decimal
 
@@ -13,9 +12,8 @@ import pytest
 
 from bedrock_usage.report import write_report
 
+from .conftest import chromium_page
 from .test_spend_alerts import HAIKU, SONNET, _as_of, _history
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _chart_data(page: str, name: str) -> list[dict]:
@@ -66,15 +64,9 @@ def test_the_report_holds_the_months_figures_to_the_cent(report, tmp_path):
 
 
 def test_every_chart_of_the_report_renders_in_a_browser(report, tmp_path):
-    """Debian's chromium, driven by Playwright (whose own browser download is never used)."""
-    if CHROMIUM is None:
-        pytest.skip("No chromium here: 'apt-get install -y chromium' (Debian) to run this test.")
-    from playwright.sync_api import sync_playwright
-
+    """Debian's chromium, driven by Playwright."""
     errors: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page()
+    with chromium_page() as page:
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("request", lambda r: errors.append(f"fetched {r.url}")
@@ -89,7 +81,6 @@ def test_every_chart_of_the_report_renders_in_a_browser(report, tmp_path):
             assert box and box["width"] > 200 and box["height"] > 100
             # Drawn: bars (paths) inside, not an empty frame.
             assert svg.locator("path").count() > 10
-        browser.close()
     assert errors == []
 
 

@@ -236,19 +236,19 @@ def main() -> None:
     print("layout       run           client CPU-s  PostgreSQL CPU-s  total  vs local  "
           "(rounds)   wall s  peak MB  PG sessions (dagster/state/lake)  "
           "PG transactions (same)")  # fmt: skip
-    for kind, runs in (("daily 3 d", daily_runs), (f"backfill {year.days} d", None)):
+    backfill_runs = {name: [run] for name, run in backfills.items()}
+    for kind, runs in (("daily 3 d", daily_runs), (f"backfill {year.days} d", backfill_runs)):
         for name in LAYOUTS:
-            measured = runs[name] if runs else [backfills[name]]
+            measured = runs[name]
             median = {k: statistics.median(m[k] for m in measured) for k in measured[0]}
-            local = runs["local"] if runs else [backfills["local"]]
             # Each run against the local run of its own round: the machine's drift between
             # rounds moves both alike.
-            pairs = zip(measured, local, strict=True)
+            pairs = zip(measured, runs["local"], strict=True)
             ratios = sorted(_total(m) / _total(here) for m, here in pairs)
             sessions = "/".join(f"{median[f'{role} sessions']:.0f}" for role in ROLES)
             xacts = "/".join(f"{median[f'{role} xacts']:.0f}" for role in ROLES)
             print(f"{name:<12} {kind:<13} {median['cpu']:>12.2f}  {median['pg_cpu']:>16.2f}  "
-                  f"{median['cpu'] + median['pg_cpu']:>5.2f}  "
+                  f"{_total(median):>5.2f}  "
                   f"{statistics.median(ratios):>7.2f}x  {ratios[0]:.2f}-{ratios[-1]:.2f}  "
                   f"{median['wall']:>6.1f}  {median['peak']:>7.0f}  {sessions:>32}  "
                   f"{xacts:>22}")  # fmt: skip
